@@ -1,0 +1,382 @@
+"""A blocking client for queuectld: connect (starting a daemon if needed), request, stream.
+
+This module, like the rest of the client outside `repl`, avoids asyncio so that
+a CLI call stays cheap.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import msgspec
+
+from . import paths as _paths
+from . import protocol as p
+
+__version__ = "0.1.0"
+
+AUTOSTART_TIMEOUT = 10.0
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(p.Reply)
+
+
+class DaemonUnavailable(Exception):
+    """queuectld is not answering and could not be started."""
+
+
+class ConnectionLost(DaemonUnavailable):
+    """The daemon closed the connection before it replied."""
+
+
+class RequestFailed(Exception):
+    """The daemon refused the request; `code` is one of protocol.ERROR_CODES."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def exit_code(self) -> int:
+        return p.ERROR_CODES.get(self.code, 1)
+
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_id_prefix() -> str:
+    """Eight random characters (40 bits) from an unambiguous alphabet."""
+    n = int.from_bytes(os.urandom(5), "big")
+    return "".join(_ALPHABET[(n >> s) & 31] for s in range(35, -1, -5))
+
+
+class Client:
+    """One connection to queuectld.
+
+    >>> with Client() as c:
+    ...     c.enqueue("echo hello")
+    """
+
+    def __init__(self, home: str | None = None, *, autostart: bool | None = None) -> None:
+        self.paths = _paths.resolve(home)
+        if autostart is None:
+            autostart = os.environ.get("QUEUECTL_NO_AUTOSTART", "") not in ("1", "true", "yes")
+        self.autostart = autostart
+        self._sock: socket.socket | None = None
+        self._rfile: Any = None
+        self.server: p.Hello | None = None
+
+    # -- connection ---------------------------------------------------------
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._rfile.close()
+            self._sock.close()
+            self._sock = None
+
+    def connect(self) -> None:
+        if self._sock is not None:
+            return
+        try:
+            self._connect_once()
+        except OSError as e:
+            if not self.autostart or e.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+                raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {e.strerror}") from None
+            self._start_daemon()
+
+    def _connect_once(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.paths.socket)
+            sock.sendall(p.frame(_encoder.encode(p.Hello(pid=os.getpid()))))
+            self._sock, self._rfile = sock, sock.makefile("rb")
+            hello = self._read()
+        except BaseException:
+            self._sock = None
+            sock.close()
+            raise
+        if not isinstance(hello, p.Hello):
+            self.close()
+            raise DaemonUnavailable(f"unexpected greeting from {self.paths.socket}")
+        if hello.version != p.PROTOCOL_VERSION:
+            self.close()
+            raise DaemonUnavailable(
+                f"queuectld speaks protocol {hello.version}, this client speaks {p.PROTOCOL_VERSION}; restart the daemon"
+            )
+        self.server = hello
+
+    def _start_daemon(self) -> None:
+        import subprocess
+
+        os.makedirs(self.paths.state, mode=0o700, exist_ok=True)
+        with open(self.paths.daemon_log, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "queuectld"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, close_fds=True,
+            )
+        deadline = time.monotonic() + AUTOSTART_TIMEOUT
+        delay = 0.002
+        while True:
+            try:
+                self._connect_once()
+                return
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ECONNREFUSED):
+                    raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {e.strerror}") from None
+            code = proc.poll()
+            # Exit status 75 means another daemon holds the lock: keep waiting for it.
+            if code is not None and code != 75:
+                raise DaemonUnavailable(f"could not start queuectld: {_last_line(self.paths.daemon_log)}")
+            if time.monotonic() > deadline:
+                raise DaemonUnavailable(f"queuectld did not answer on {self.paths.socket} within {AUTOSTART_TIMEOUT:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # -- framing ------------------------------------------------------------
+
+    def _send(self, msg: p.Message) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.sendall(p.frame(_encoder.encode(msg)))
+        except OSError as e:
+            self.close()
+            raise ConnectionLost(f"lost the connection to queuectld: {e.strerror}") from None
+
+    def _read(self) -> p.Message:
+        try:
+            header = self._rfile.read(p.HEADER_SIZE)
+            if len(header) == p.HEADER_SIZE:
+                body = self._rfile.read(p.frame_length(header))
+                msg: p.Message = _decoder.decode(body)
+                return msg
+        except (OSError, p.ProtocolError, msgspec.DecodeError) as e:
+            self.close()
+            raise ConnectionLost(f"lost the connection to queuectld: {e}") from None
+        self.close()
+        raise ConnectionLost("queuectld closed the connection")
+
+    def _reply(self, msg: p.Message) -> p.Message:
+        self.connect()
+        self._send(msg)
+        reply = self._read()
+        if isinstance(reply, p.Error):
+            raise RequestFailed(reply.code, reply.message)
+        return reply
+
+    def request(self, msg: p.Message, retry: bool = True) -> Any:
+        """Send one request and return its reply; `retry` reconnects once if the reply is lost."""
+        try:
+            return self._reply(msg)
+        except ConnectionLost:
+            if not retry:
+                raise
+        return self._reply(msg)
+
+    def stream(self, msg: p.Message) -> Iterator[p.Message]:
+        """Send one request and yield its replies until the daemon says it is done."""
+        self.connect()
+        self._send(msg)
+        while True:
+            reply = self._read()
+            if isinstance(reply, p.Error):
+                raise RequestFailed(reply.code, reply.message)
+            yield reply
+            if isinstance(reply, p.JobPage) and not reply.more:
+                return
+            if isinstance(reply, p.PoolStopped):
+                return
+
+    # -- the API --------------------------------------------------------------
+
+    def enqueue(self, command: str, **fields: Any) -> str:
+        """Add one job and return its id once it is on disk."""
+        return self.enqueue_many([dict(fields, command=command)])[0]
+
+    def enqueue_many(self, jobs: Iterable[dict[str, Any]], batch: int = 20_000) -> list[str]:
+        """Add jobs all or nothing and return their ids once they are on disk.
+
+        Each job is a dict of the JSON fields (`command`, `id`, `max_retries`,
+        `priority`, `run_at`, `delay`, `timeout`).
+        """
+        ids = IdMaker()
+        specs = [to_spec(j, ids, i) for i, j in enumerate(jobs)]
+        return self.enqueue_specs(specs, ids.given, batch)
+
+    def enqueue_specs(self, specs: list[p.JobSpec], own: list[int], batch: int = 20_000) -> list[str]:
+        """Add jobs whose ids at the indices `own` were made here, not given by the user.
+
+        Made ids let a request resent after a lost reply be recognised instead
+        of adding the jobs twice; if one collides with an existing job, new
+        ones are drawn.
+        """
+        for attempt in range(3):
+            try:
+                return self._enqueue_specs(specs, batch)
+            except RequestFailed as e:
+                if e.code != "duplicate" or len(own) != len(specs) or attempt == 2:
+                    raise
+            fresh = IdMaker()
+            for i in own:
+                specs[i] = msgspec.structs.replace(specs[i], id=fresh.next())
+        raise AssertionError("unreachable")
+
+    def _enqueue_specs(self, specs: list[p.JobSpec], batch: int) -> list[str]:
+        chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)] or [[]]
+        try:
+            self.connect()
+            for chunk in chunks[:-1]:
+                self._send(p.Enqueue(chunk, more=True))
+            reply = self._reply(p.Enqueue(chunks[-1]))
+        except ConnectionLost:
+            # The reply was lost: the jobs may be in.  The batch is atomic, so a
+            # duplicate id on the resend means the first attempt landed.
+            try:
+                for chunk in chunks[:-1]:
+                    self.connect()
+                    self._send(p.Enqueue(chunk, more=True))
+                reply = self._reply(p.Enqueue(chunks[-1]))
+            except RequestFailed as e:
+                if e.code != "duplicate":
+                    raise
+                return [s.id for s in specs]
+        assert isinstance(reply, p.Enqueued)
+        return [s.id for s in specs]
+
+    def status(self) -> p.StatusReply:
+        reply: p.StatusReply = self.request(p.Status())
+        return reply
+
+    def list(self, state: str | None = None, limit: int | None = None) -> Iterator[p.Job]:
+        for page in self.stream(p.List(state=state, limit=limit)):  # type: ignore[arg-type]
+            assert isinstance(page, p.JobPage)
+            yield from page.jobs
+
+    def show(self, job_id: str) -> p.Job:
+        reply: p.JobReply = self.request(p.Show(job_id))
+        return reply.job
+
+    def delete(self, job_id: str) -> None:
+        self.request(p.Delete(job_id), retry=False)
+
+    def dlq_list(self, limit: int | None = None) -> Iterator[p.Job]:
+        for page in self.stream(p.DlqList(limit=limit)):
+            assert isinstance(page, p.JobPage)
+            yield from page.jobs
+
+    def dlq_retry(self, ids: list[str] | None = None, all: bool = False) -> list[str]:
+        reply: p.Retried = self.request(p.DlqRetry(ids or [], all), retry=False)
+        return reply.ids
+
+    def config_get(self, key: str) -> str:
+        reply: p.ConfigReply = self.request(p.ConfigGet(key))
+        return next(iter(reply.values.values()))
+
+    def config_set(self, key: str, value: str) -> None:
+        self.request(p.ConfigSet(key, str(value)))
+
+    def config_list(self) -> dict[str, str]:
+        reply: p.ConfigReply = self.request(p.ConfigList())
+        return reply.values
+
+    def worker_start(self, count: int) -> None:
+        self.request(p.WorkerStart(count))
+
+    def worker_stop(self) -> None:
+        """Returns once the running jobs have finished."""
+        self.request(p.WorkerStop())
+
+    def events(self, start: int | None = None) -> Iterator[p.Message]:
+        """Job events until the pool is stopped; `start` sets the pool size first."""
+        if start is None:
+            return self.stream(p.Subscribe())
+        return self.stream(p.WorkerStart(start, follow=True))
+
+    def wait_for(self, job_id: str, states: Iterable[str] = ("completed", "dead"), timeout: float = 30.0) -> p.Job:
+        """Poll until the job is in one of `states`; raises TimeoutError."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            job = self.show(job_id)
+            if job.state in wanted:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is {job.state}, not {'/'.join(sorted(wanted))}, after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+class IdMaker:
+    """Makes job ids: a random 8-character prefix, then `-1`, `-2`, ... for a batch."""
+
+    def __init__(self) -> None:
+        self.prefix = new_id_prefix()
+        self.count = 0
+        self.given: list[int] = []  # indices of the jobs that got a made id
+
+    def next(self) -> str:
+        self.count += 1
+        return self.prefix if self.count == 1 else f"{self.prefix}-{self.count}"
+
+    def assign(self, index: int) -> str:
+        self.given.append(index)
+        return self.next()
+
+
+def to_spec(fields: Any, ids: IdMaker, index: int = 0) -> p.JobSpec:
+    """Check the user-facing fields of one job (`delay` and ISO `run_at` allowed) and build its JobSpec.
+
+    Raises msgspec.ValidationError naming the bad field.
+    """
+    if not isinstance(fields, dict):
+        raise msgspec.ValidationError(f"Expected a JSON object, got `{type(fields).__name__}`")
+    out = dict(fields)
+    if out.get("id") is None:
+        out["id"] = ids.assign(index)
+    delay = out.pop("delay", None)
+    run_at = out.get("run_at")
+    if delay is not None:
+        if run_at is not None:
+            raise msgspec.ValidationError("give `run_at` or `delay`, not both")
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+            raise msgspec.ValidationError("Expected a number of seconds >= 0 - at `$.delay`")
+        out["run_at"] = time.time() + delay
+    elif isinstance(run_at, str):
+        out["run_at"] = parse_time(run_at)
+    return msgspec.convert(out, p.JobSpec)
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 to UNIX seconds; a time without a zone is local time."""
+    from datetime import datetime
+
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise msgspec.ValidationError(f"Invalid ISO 8601 time {text!r} - at `$.run_at`") from None
+    return dt.timestamp()
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+        return lines[-1] if lines else f"it exited without a message (log: {path})"
+    except OSError:
+        return f"it exited without a message (log: {path})"

@@ -1,0 +1,284 @@
+"""The wire protocol between `queuectl` and `queuectld`.
+
+Every message is one msgspec Struct, tagged with its class name, encoded as
+msgpack and sent in a frame: a 4-byte big-endian length followed by the
+payload.  The receiver checks the length against MAX_FRAME before it reads
+the body.  A connection starts with `Hello` in both directions; after that
+the client sends requests and reads one reply each, except for `List`
+(a stream of `JobPage` frames, the last with `more=False`) and `Subscribe`
+(a stream of `Event` frames until the pool stops or the client hangs up).
+
+Fields are only ever added, with defaults, so older peers keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 16 * 1024 * 1024
+HEADER_SIZE = 4
+
+STATES = ("pending", "processing", "completed", "failed", "dead")
+State = Literal["pending", "processing", "completed", "failed", "dead"]
+
+# Ids name files under the state dir, so they are restricted to a safe alphabet.
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Command = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+PosFloat = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class Message(msgspec.Struct, frozen=True, tag=True, forbid_unknown_fields=False):
+    """Base of every wire message; the tag is the class name."""
+
+
+class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A job as the client submits it.  Times are UNIX seconds.
+
+    `max_retries` and `timeout` left as None take the daemon's config defaults
+    at enqueue time.
+    """
+
+    id: JobId
+    command: Command
+    max_retries: NonNegInt | None = None
+    priority: int = 0
+    run_at: NonNegFloat | None = None
+    timeout: PosFloat | None = None
+    cwd: str | None = None  # the directory the job runs in; None: the daemon's
+
+
+class Job(msgspec.Struct, frozen=True):
+    """A job as the daemon reports it.  Times are UNIX seconds or None."""
+
+    id: str
+    command: str
+    state: State
+    attempts: int
+    max_retries: int
+    priority: int
+    timeout: float | None
+    run_at: float | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    next_retry_at: float | None
+    exit_code: int | None
+    error_message: str | None
+    worker: int | None
+    cwd: str | None = None
+
+
+# --- requests -------------------------------------------------------------
+
+
+class Hello(Message, frozen=True):
+    """First message on a connection, from either side."""
+
+    version: int = PROTOCOL_VERSION
+    pid: int = 0
+    server_version: str = ""
+
+
+class Enqueue(Message, frozen=True):
+    """Add jobs, all or nothing.  The reply comes after they are on disk.
+
+    A batch too big for one frame is sent as several, all but the last with
+    `more=True`; the daemon replies only to the last, for the whole batch.
+    """
+
+    jobs: list[JobSpec]
+    more: bool = False
+
+
+class Status(Message, frozen=True):
+    """Counts per state, the pool, and the daemon."""
+
+
+class List(Message, frozen=True):
+    """Stream jobs as `JobPage` frames, filtered by state."""
+
+    state: State | None = None
+    limit: NonNegInt | None = None
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
+class Show(Message, frozen=True):
+    id: str
+
+
+class Logs(Message, frozen=True):
+    """Ask where a job's output files are."""
+
+    id: str
+
+
+class Delete(Message, frozen=True):
+    id: str
+
+
+class DlqList(Message, frozen=True):
+    limit: NonNegInt | None = None
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+
+
+class DlqRetry(Message, frozen=True):
+    """Move dead jobs back to pending; all of them, or none if one is not dead."""
+
+    ids: list[str] = []
+    all: bool = False
+
+
+class ConfigGet(Message, frozen=True):
+    key: str
+
+
+class ConfigSet(Message, frozen=True):
+    key: str
+    value: str
+
+
+class ConfigList(Message, frozen=True):
+    pass
+
+
+class WorkerStart(Message, frozen=True):
+    """Set the pool to `count` workers; the size is stored durably.
+
+    With `follow`, the reply is a stream of `Event` frames, as for
+    `Subscribe`, starting before the first job is dispatched.
+    """
+
+    count: Annotated[int, msgspec.Meta(ge=0, le=1024)]
+    follow: bool = False
+
+
+class WorkerStop(Message, frozen=True):
+    """Set the pool to 0 and reply once the running jobs have finished."""
+
+
+class Subscribe(Message, frozen=True):
+    """Stream job events until the pool is stopped."""
+
+
+Request = Union[
+    Hello, Enqueue, Status, List, Show, Logs, Delete, DlqList, DlqRetry,
+    ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe,
+]
+
+
+# --- replies --------------------------------------------------------------
+
+
+class Ok(Message, frozen=True):
+    pass
+
+
+class Error(Message, frozen=True):
+    """A refused or invalid request.  `code` picks the CLI's exit status."""
+
+    code: str  # one of ERROR_CODES
+    message: str
+
+
+class Enqueued(Message, frozen=True):
+    ids: list[str]
+
+
+class Workers(Message, frozen=True):
+    configured: int
+    busy: int
+
+
+class StatusReply(Message, frozen=True):
+    jobs: dict[str, int]
+    workers: Workers
+    pid: int
+    version: str
+    started_at: float
+
+
+class JobPage(Message, frozen=True):
+    jobs: list[Job]
+    more: bool
+
+
+class JobReply(Message, frozen=True):
+    job: Job
+
+
+class LogsReply(Message, frozen=True):
+    """Paths of the job's latest run's output; a path that does not exist means no output."""
+
+    job: Job
+    stdout: str
+    stderr: str
+
+
+class ConfigReply(Message, frozen=True):
+    values: dict[str, str]
+
+
+class Retried(Message, frozen=True):
+    ids: list[str]
+
+
+class Event(Message, frozen=True):
+    """A job changed state (for `worker start` in the foreground)."""
+
+    at: float
+    id: str
+    state: State
+    attempts: int
+    worker: int | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    command: str = ""
+
+
+class PoolStopped(Message, frozen=True):
+    """The pool was set to 0 and its running jobs have finished."""
+
+
+class EventsDropped(Message, frozen=True):
+    """The subscriber read too slowly; this many events were not sent."""
+
+    count: int
+
+
+Reply = Union[
+    Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
+    ConfigReply, Retried, Event, PoolStopped, EventsDropped,
+]
+
+
+# Error codes and the CLI exit status each one maps to.
+ERROR_CODES = {
+    "invalid": 2,  # the request is malformed or a value is out of range
+    "not_found": 1,  # no job with that id
+    "duplicate": 1,  # a job with that id exists already
+    "state": 1,  # the job is in a state that does not allow this
+    "disk_full": 1,  # the journal could not be written; nothing changed
+    "internal": 1,  # the daemon failed; see its log
+}
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame."""
+
+
+def frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
+
+
+def frame_length(header: bytes) -> int:
+    """Length of the body announced by a header; refuses oversized frames."""
+    n = int.from_bytes(header, "big")
+    if n > MAX_FRAME:
+        raise ProtocolError(f"frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")
+    return n

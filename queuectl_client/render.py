@@ -1,0 +1,126 @@
+"""Rendering jobs and status for people (tables) and programs (JSON dicts)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import IO, Any
+
+from . import protocol as p
+
+TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "next_retry_at")
+FIELDS = p.Job.__struct_fields__
+
+
+def iso(t: float | None) -> str | None:
+    """UNIX seconds as ISO 8601 UTC with milliseconds, e.g. 2026-11-28T04:49:28.123Z."""
+    if t is None:
+        return None
+    ms = int(round(t * 1000))
+    secs, ms = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+
+
+def job_dict(job: p.Job) -> dict[str, Any]:
+    d = {f: getattr(job, f) for f in FIELDS}
+    for f in TIME_FIELDS:
+        d[f] = iso(d[f])
+    return d
+
+
+def ago(t: float | None, now: float | None = None) -> str:
+    """'3s ago', 'in 4s', '2h ago'; '-' for None."""
+    if t is None:
+        return "-"
+    delta = (time.time() if now is None else now) - t
+    span = abs(delta)
+    if span < 1:
+        text = "now" if span < 0.5 else "1s"
+    elif span < 90:
+        text = f"{span:.0f}s"
+    elif span < 90 * 60:
+        text = f"{span / 60:.0f}m"
+    elif span < 48 * 3600:
+        text = f"{span / 3600:.0f}h"
+    else:
+        text = f"{span / 86400:.0f}d"
+    if text == "now":
+        return text
+    return f"{text} ago" if delta >= 0 else f"in {text}"
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _when(job: p.Job, now: float) -> str:
+    if job.state == "failed" and job.next_retry_at is not None:
+        return f"retry {ago(job.next_retry_at, now)}"
+    if job.state == "pending" and job.run_at is not None and job.run_at > now:
+        return f"runs {ago(job.run_at, now)}"
+    return ago(job.updated_at, now)
+
+
+def print_table(jobs: Iterable[p.Job], out: IO[str], page: int = 1000) -> None:
+    """An aligned table, streamed: column widths are set by the first `page` rows."""
+    header = ("ID", "STATE", "TRIES", "PRIO", "WHEN", "COMMAND")
+    rows: list[tuple[str, ...]] = []
+    widths: list[int] | None = None
+    now = time.time()
+
+    def flush() -> None:
+        nonlocal widths, rows
+        if widths is None:
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+            out.write(_row(header, widths))
+        out.write("".join(_row(r, widths) for r in rows))
+        rows = []
+
+    for job in jobs:
+        tries = f"{job.attempts}/{job.max_retries + 1}"
+        rows.append((job.id, job.state, tries, str(job.priority), _when(job, now), _clip(job.command, 60)))
+        if len(rows) >= page:
+            flush()
+    if widths is None and not rows:
+        out.write("no jobs\n")
+    elif rows:
+        flush()
+
+
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[-1] + "\n"
+
+
+def human_job(job: p.Job) -> str:
+    now = time.time()
+    lines = [
+        ("id", job.id),
+        ("command", job.command),
+        ("state", job.state),
+        ("attempts", f"{job.attempts} of at most {job.max_retries + 1}"),
+        ("priority", str(job.priority)),
+        ("timeout", "none" if job.timeout is None else f"{job.timeout:g} s"),
+        ("directory", job.cwd or "-"),
+    ]
+    for f in TIME_FIELDS:
+        t = getattr(job, f)
+        if t is not None:
+            lines.append((f.replace("_", " "), f"{iso(t)} ({ago(t, now)})"))
+    if job.exit_code is not None:
+        lines.append(("exit code", str(job.exit_code)))
+    if job.error_message:
+        lines.append(("error", job.error_message))
+    if job.worker is not None:
+        lines.append(("worker", str(job.worker)))
+    width = max(len(k) for k, _ in lines)
+    return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
+
+
+def status_lines(st: p.StatusReply) -> list[str]:
+    counts = "  ".join(f"{s} {st.jobs.get(s, 0)}" for s in p.STATES)
+    return [
+        f"jobs     {counts}",
+        f"workers  {st.workers.busy} busy of {st.workers.configured}",
+        f"daemon   pid {st.pid}, version {st.version}, up since {ago(st.started_at)}",
+    ]

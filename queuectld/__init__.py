@@ -1,0 +1,1 @@
+"""queuectld, the daemon that owns a queuectl queue."""

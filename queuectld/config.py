@@ -1,0 +1,134 @@
+"""The daemon's settings: names, defaults, parsing and display."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config key or value the daemon does not accept."""
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise ConfigError(f"{n} is negative")
+    return n
+
+
+def _base(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a number") from None
+    if not math.isfinite(x) or x <= 1:
+        raise ConfigError(f"{text} must be a number greater than 1")
+    if x > 3600:
+        raise ConfigError(f"{text} is too large (at most 3600)")
+    return x
+
+
+def _timeout(text: str) -> float | None:
+    if text.strip().lower() in ("none", "null", "off", "0", ""):
+        return None
+    try:
+        x = float(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a number of seconds or 'none'") from None
+    if not math.isfinite(x) or x < 0:
+        raise ConfigError(f"{text} must be a positive number of seconds or 'none'")
+    return x
+
+
+def _size(text: str) -> int:
+    m = _SIZE.match(text)
+    if not m:
+        raise ConfigError(f"{text!r} is not a size (for example 1048576, 512K or 10M)")
+    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n < 1024:
+        raise ConfigError(f"{text} is too small (at least 1K)")
+    return n
+
+
+def _show_number(x: Any) -> str:
+    if x is None:
+        return "none"
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _show_size(n: int) -> str:
+    for unit, mult in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n % mult == 0:
+            return f"{n // mult}{unit}"
+    return str(n)
+
+
+# name -> (parse, show, default, help)
+KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
+    "max-retries": (_int, _show_number, 3, "retries after the first run, for jobs enqueued afterwards"),
+    "backoff-base": (_base, _show_number, 2.0, "a failed job waits backoff-base ^ attempts seconds"),
+    "job-timeout": (_timeout, _show_number, None, "default timeout in seconds for jobs enqueued afterwards, or none"),
+    "output-limit": (_size, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
+}
+
+
+def canonical_key(key: str) -> str:
+    name = key.strip().lower().replace("_", "-")
+    if name not in KEYS:
+        raise ConfigError(f"unknown config key {key!r} (known: {', '.join(KEYS)})")
+    return name
+
+
+class Config:
+    """Typed current values; changed only through `set`, which the queue calls on replay too."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {k: v[2] for k, v in KEYS.items()}
+
+    def parse(self, key: str, text: str) -> tuple[str, str]:
+        """Validate a setting; returns the canonical key and value text to journal."""
+        name = canonical_key(key)
+        parse, show = KEYS[name][0], KEYS[name][1]
+        try:
+            value = parse(text)
+        except ConfigError as e:
+            raise ConfigError(f"bad value for {name}: {e}") from None
+        return name, show(value)
+
+    def set(self, name: str, text: str) -> None:
+        self.values[name] = KEYS[name][0](text)
+
+    def show(self, name: str) -> str:
+        return KEYS[name][1](self.values[name])
+
+    @property
+    def max_retries(self) -> int:
+        n: int = self.values["max-retries"]
+        return n
+
+    @property
+    def backoff_base(self) -> float:
+        x: float = self.values["backoff-base"]
+        return x
+
+    @property
+    def job_timeout(self) -> float | None:
+        x: float | None = self.values["job-timeout"]
+        return x
+
+    @property
+    def output_limit(self) -> int:
+        n: int = self.values["output-limit"]
+        return n

@@ -1,0 +1,243 @@
+"""queuectld: start-up (lock, replay, recovery, socket), serving, and ordered shutdown.
+
+Start-up takes the home's lock, replays the journal, ends every run the
+journal shows as still going (killing its process group if it survived),
+then binds the socket.  SIGTERM or SIGINT starts the shutdown: stop
+listening, start no new job, let running jobs finish within the grace
+period, kill what is left as interrupted, make the journal durable, remove
+the socket, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import time
+
+from queuectl_client import paths as _paths
+from queuectl_client.connection import __version__
+
+from .handlers import Handlers
+from .journal import Journal, JournalError
+from .pool import Pool
+from .queue import Queue
+from .runner import Runner, kill_orphan_group
+from .server import Server
+from .store import Store
+
+log = logging.getLogger("queuectld")
+
+EXIT_LOCKED = 75  # another daemon owns this home (EX_TEMPFAIL); clients keep waiting for it
+EXIT_FATAL = 1
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why."""
+
+    exit_code = EXIT_FATAL
+
+
+class Locked(StartupError):
+    """Another daemon holds this home's lock."""
+
+    exit_code = EXIT_LOCKED
+
+
+class Daemon:
+    def __init__(self, paths: _paths.Paths, workers: int | None = None, grace: float = 10.0) -> None:
+        self.paths = paths
+        self.workers = workers
+        self.grace = grace
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self._lock_fd = -1
+        self.queue = Queue()
+        self.journal = Journal(paths.journal)
+        self.store = Store(self.queue, self.journal)
+        self.runner: Runner | None = None
+        self.pool: Pool | None = None
+        self.server: Server | None = None
+
+    # -- start-up -------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._prepare_dirs()
+        self._lock()
+        replayed = 0
+        for event in self.journal.open():
+            self.queue.apply(event)
+            replayed += 1
+        self.journal.on_fatal.append(self._fatal)
+        self.runner = Runner(loop)
+        self.pool = Pool(self.store, self.runner, self.paths)
+        self._recover()
+        if self.workers is not None:
+            self.store.record(self.pool.resize(self.workers))
+        await self.journal.commit()
+        sock = self._bind()
+        self.server = Server(Handlers(self.store, self.pool, self.paths))
+        await self.server.start(sock)
+        counts = self.queue.counts()
+        log.info(
+            "queuectld %s ready on %s: %d records replayed, %d jobs (%s), %d worker(s)",
+            __version__, self.paths.socket, replayed, len(self.queue.jobs),
+            ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "empty", self.queue.pool_size,
+        )
+        self.pool.dispatch()
+
+    def _prepare_dirs(self) -> None:
+        for d in (self.paths.state, self.paths.socket_dir, self.paths.output):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        for d in {self.paths.state, self.paths.socket_dir}:
+            st = os.lstat(d)
+            if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+                raise StartupError(f"refusing {d}: not a directory (a symlink?)")
+            if st.st_uid != os.getuid():
+                raise StartupError(f"refusing {d}: owned by uid {st.st_uid}, not {os.getuid()}")
+        os.chmod(self.paths.socket_dir, 0o700)
+
+    def _lock(self) -> None:
+        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise Locked(f"another queuectld (pid {pid}) is running on {self.paths.state}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _recover(self) -> None:
+        """Runs the journal shows as going were interrupted: kill their groups, count the attempt."""
+        running = list(self.queue.by_state["processing"].values())
+        for job in running:
+            if kill_orphan_group(job.pgid, job.pid_start):
+                log.warning("killed the surviving process group %d of interrupted job %s", job.pgid, job.id)
+        if running:
+            log.warning("%d job(s) were interrupted by the last stop; each counts as a failed attempt", len(running))
+            self.store.record(list(self.queue.interrupted(time.time())))
+
+    def _bind(self) -> socket.socket:
+        path = self.paths.socket
+        if len(path.encode()) > 107:
+            raise StartupError(f"socket path too long for a Unix socket ({len(path)} bytes): {path}")
+        # We hold the lock, so a socket file here belongs to a daemon that died.
+        try:
+            os.unlink(path)
+            log.info("removed a stale socket %s", path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        except OSError as e:
+            sock.close()
+            raise StartupError(f"cannot bind {path}: {e.strerror}") from None
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    # -- running and stopping ---------------------------------------------------
+
+    def request_stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _fatal(self, err: JournalError) -> None:
+        self.exit_code = EXIT_FATAL
+        self.request_stop()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        assert self._stop is not None
+        await self._stop.wait()
+        await self.shutdown()
+        return self.exit_code
+
+    async def shutdown(self) -> None:
+        log.info("stopping")
+        if self.server is not None:
+            await self.server.close()
+        if self.pool is not None:
+            await self.pool.drain(self.grace if self.exit_code == 0 else 0.0)
+        try:
+            await self.journal.commit()
+        except JournalError as e:
+            log.error("the journal's last records may not be on disk: %s", e)
+            self.exit_code = EXIT_FATAL
+        self.journal.close()
+        if self.runner is not None:
+            self.runner.close()
+        try:
+            os.unlink(self.paths.socket)
+        except FileNotFoundError:
+            pass
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+        log.info("stopped")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="queuectld", description="The queuectl daemon.")
+    ap.add_argument("--home", help="state directory (default: $QUEUECTL_HOME, else $XDG_STATE_HOME/queuectl)")
+    ap.add_argument("--workers", type=int, metavar="N", help="set the worker pool to N (stored, like `worker start`)")
+    ap.add_argument("--grace", type=float, default=10.0, metavar="S",
+                    help="seconds running jobs get to finish at shutdown (default 10)")
+    ap.add_argument("--version", action="version", version=f"queuectld {__version__}")
+    args = ap.parse_args(argv)
+    if args.workers is not None and not 0 <= args.workers <= 1024:
+        ap.error("--workers must be between 0 and 1024")
+    if args.grace < 0:
+        ap.error("--grace must not be negative")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s queuectld[%(process)d] %(levelname)s %(message)s",
+    )
+    paths = _paths.resolve(args.home)
+    # Jobs enqueued without a directory run in the user's home, as under cron.
+    os.chdir(os.path.expanduser("~"))
+    daemon = Daemon(paths, args.workers, args.grace)
+    import uvloop
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(daemon.run())
+    except StartupError as e:
+        log.error("%s", e)
+        return e.exit_code
+    except JournalError as e:
+        log.error("cannot start: %s", e)
+        return EXIT_FATAL
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            log.error("cannot start: disk full (%s)", e.filename or e)
+        else:
+            log.error("cannot start: %s", e)
+        return EXIT_FATAL
+
+
+def entry() -> None:
+    sys.exit(main())

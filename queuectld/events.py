@@ -1,0 +1,83 @@
+"""Journal records: every change to the queue is one of these events.
+
+The queue applies them and the journal stores them, so replaying the journal
+rebuilds exactly the state the daemon had.  Each event carries the outcome
+(for example the retry time), never a rule to re-evaluate, so that a config
+change cannot alter history on replay.  Structs are array-like to keep
+records small; fields are only ever appended, with defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+
+class Record(msgspec.Struct, frozen=True, array_like=True, tag=True, gc=False):
+    pass
+
+
+class NewJob(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None = None
+
+
+class Added(Record, frozen=True, tag="a"):
+    """Jobs enqueued in one request; one record, so the batch is atomic."""
+
+    at: float
+    jobs: list[NewJob]
+
+
+class Started(Record, frozen=True, tag="s"):
+    """A worker started a run.  `pgid` and `pid_start` identify its process group after a crash."""
+
+    id: str
+    at: float
+    worker: int
+    pgid: int
+    pid_start: int
+
+
+class Ended(Record, frozen=True, tag="e"):
+    """A run ended: `state` is completed, failed (retry at `next_retry_at`) or dead."""
+
+    id: str
+    at: float
+    state: str
+    exit_code: int | None
+    error: str | None
+    next_retry_at: float | None
+
+
+class Deleted(Record, frozen=True, tag="d"):
+    id: str
+    at: float
+
+
+class Revived(Record, frozen=True, tag="r"):
+    """Dead jobs moved back to pending with their attempts reset."""
+
+    ids: list[str]
+    at: float
+
+
+class ConfigChanged(Record, frozen=True, tag="c"):
+    key: str
+    value: str
+
+
+class PoolSized(Record, frozen=True, tag="p"):
+    count: int
+
+
+Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized]
+
+encoder = msgspec.msgpack.Encoder()
+decoder = msgspec.msgpack.Decoder(Event)

@@ -1,0 +1,269 @@
+"""The job queue as a pure state machine: no I/O, no clock, no await.
+
+Handlers ask it to *plan* a change, which validates and returns an event;
+the daemon journals the event and then *applies* it.  Replay applies the
+same events, so the queue after a restart is the queue before it.
+
+Ordering: a job is *due* at its run_at, its next_retry_at, or when it was
+enqueued or revived.  Due jobs start highest priority first, then earliest
+due, then in enqueue order.  Jobs not yet due wait in a heap keyed by due
+time; both heaps delete lazily, through a per-job version stamp.
+"""
+
+from __future__ import annotations
+
+import heapq
+from itertools import islice
+
+from queuectl_client.protocol import STATES, Job as JobView, JobSpec
+
+from . import events as ev
+from .config import Config
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
+GONE = "gone"  # a deleted job's state, so stale heap entries see it
+
+INTERRUPTED = "interrupted: daemon stopped while the job ran"
+
+
+class QueueError(Exception):
+    """A request the queue refuses; `code` is a protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Job:
+    __slots__ = (
+        "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+        "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "exit_code",
+        "error_message", "worker", "cwd", "seq", "due", "stamp", "pgid", "pid_start",
+    )
+
+    def __init__(self, new: ev.NewJob, at: float, seq: int) -> None:
+        self.id = new.id
+        self.command = new.command
+        self.state = PENDING
+        self.attempts = 0
+        self.max_retries = new.max_retries
+        self.priority = new.priority
+        self.timeout = new.timeout
+        self.run_at = new.run_at
+        self.created_at = at
+        self.updated_at = at
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.next_retry_at: float | None = None
+        self.exit_code: int | None = None
+        self.error_message: str | None = None
+        self.worker: int | None = None
+        self.cwd = new.cwd
+        self.seq = seq
+        self.due = new.run_at if new.run_at is not None and new.run_at > at else at
+        self.stamp = 0
+        self.pgid = 0
+        self.pid_start = 0
+
+    def view(self) -> JobView:
+        return JobView(
+            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
+            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
+            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
+            self.cwd,
+        )
+
+
+class Queue:
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        # Jobs by state, each dict in the order the jobs entered that state.
+        self.by_state: dict[str, dict[str, Job]] = {s: {} for s in STATES}
+        self._ready: list[tuple[int, float, int, int, Job]] = []  # (-priority, due, seq, stamp, job)
+        self._waiting: list[tuple[float, int, int, Job]] = []  # (due, seq, stamp, job)
+        self._seq = 0
+        self.config = Config()
+        self.pool_size = 0
+
+    # -- queries ----------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        return {s: len(d) for s, d in self.by_state.items()}
+
+    def get(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise QueueError("not_found", f"no job with id {job_id!r}")
+        return job
+
+    def iter_jobs(self, state: str | None = None, limit: int | None = None) -> list[Job]:
+        """Jobs in enqueue order, or in the order they entered `state`: a copy, O(limit)."""
+        jobs = (self.by_state[state] if state else self.jobs).values()
+        if limit is None:
+            return list(jobs)
+        return list(islice(jobs, limit))
+
+    # -- dispatch ---------------------------------------------------------
+
+    def take(self, now: float) -> Job | None:
+        """The next due job, removed from the heaps; the caller starts it or puts it back."""
+        waiting, ready = self._waiting, self._ready
+        while waiting and waiting[0][0] <= now:
+            due, seq, stamp, job = heapq.heappop(waiting)
+            if job.stamp == stamp and job.state in (PENDING, FAILED):
+                heapq.heappush(ready, (-job.priority, due, seq, stamp, job))
+        while ready:
+            _, _, _, stamp, job = heapq.heappop(ready)
+            if job.stamp == stamp and job.state in (PENDING, FAILED):
+                job.stamp += 1
+                return job
+        return None
+
+    def put_back(self, job: Job) -> None:
+        self._schedule(job)
+
+    def next_due(self) -> float | None:
+        """When the earliest waiting job becomes due, or None."""
+        waiting = self._waiting
+        while waiting:
+            _, _, stamp, job = waiting[0]
+            if job.stamp == stamp and job.state in (PENDING, FAILED):
+                return waiting[0][0]
+            heapq.heappop(waiting)
+        return None
+
+    def has_ready(self) -> bool:
+        ready = self._ready
+        while ready:
+            stamp, job = ready[0][3], ready[0][4]
+            if job.stamp == stamp and job.state in (PENDING, FAILED):
+                return True
+            heapq.heappop(ready)
+        return False
+
+    def _schedule(self, job: Job) -> None:
+        job.stamp += 1
+        heapq.heappush(self._waiting, (job.due, job.seq, job.stamp, job))
+
+    # -- planning: validate a request and return the event to journal -----
+
+    def plan_add(self, specs: list[JobSpec], at: float) -> ev.Added:
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.id in self.jobs or spec.id in seen:
+                raise QueueError("duplicate", f"a job with id {spec.id!r} already exists")
+            seen.add(spec.id)
+        cfg = self.config
+        return ev.Added(at, [
+            ev.NewJob(
+                s.id, s.command,
+                cfg.max_retries if s.max_retries is None else s.max_retries,
+                s.priority, s.run_at,
+                cfg.job_timeout if s.timeout is None else s.timeout,
+                s.cwd,
+            )
+            for s in specs
+        ])
+
+    def plan_start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> ev.Started:
+        return ev.Started(job.id, at, worker, pgid, pid_start)
+
+    def plan_end(self, job: Job, at: float, exit_code: int | None, error: str | None) -> ev.Ended:
+        """The outcome of a run: completed, or failed with a retry time, or dead."""
+        if error is None and exit_code == 0:
+            return ev.Ended(job.id, at, COMPLETED, 0, None, None)
+        if job.attempts <= job.max_retries:
+            delay = self.config.backoff_base ** job.attempts
+            return ev.Ended(job.id, at, FAILED, exit_code, error, at + delay)
+        return ev.Ended(job.id, at, DEAD, exit_code, error, None)
+
+    def plan_delete(self, job_id: str, at: float) -> ev.Deleted:
+        job = self.get(job_id)
+        if job.state == PROCESSING:
+            raise QueueError("state", f"job {job_id} is running; delete it after it finishes")
+        return ev.Deleted(job_id, at)
+
+    def plan_revive(self, ids: list[str], everything: bool, at: float) -> ev.Revived:
+        if everything:
+            return ev.Revived(list(self.by_state[DEAD]), at)
+        if not ids:
+            raise QueueError("invalid", "name the jobs to retry, or use --all")
+        for job_id in ids:
+            job = self.get(job_id)
+            if job.state != DEAD:
+                raise QueueError("state", f"job {job_id} is {job.state}, not dead; only dead jobs can be retried")
+        return ev.Revived(list(dict.fromkeys(ids)), at)
+
+    def interrupted(self, at: float) -> list[ev.Ended]:
+        """End every run the journal shows as still going (after a crash or a forced stop)."""
+        return [self.plan_end(job, at, None, INTERRUPTED) for job in self.by_state[PROCESSING].values()]
+
+    # -- applying events ----------------------------------------------------
+
+    def apply(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Started):
+            self._started(event)
+        elif isinstance(event, ev.Ended):
+            self._ended(event)
+        elif isinstance(event, ev.Added):
+            self._added(event)
+        elif isinstance(event, ev.Deleted):
+            self._deleted(event)
+        elif isinstance(event, ev.Revived):
+            self._revived(event)
+        elif isinstance(event, ev.ConfigChanged):
+            self.config.set(event.key, event.value)
+        elif isinstance(event, ev.PoolSized):
+            self.pool_size = event.count
+
+    def _move(self, job: Job, state: str) -> None:
+        del self.by_state[job.state][job.id]
+        job.state = state
+        self.by_state[state][job.id] = job
+
+    def _added(self, e: ev.Added) -> None:
+        pending = self.by_state[PENDING]
+        for new in e.jobs:
+            self._seq += 1
+            job = Job(new, e.at, self._seq)
+            self.jobs[job.id] = job
+            pending[job.id] = job
+            self._schedule(job)
+
+    def _started(self, e: ev.Started) -> None:
+        job = self.jobs[e.id]
+        self._move(job, PROCESSING)
+        job.stamp += 1
+        job.attempts += 1
+        job.worker = e.worker
+        job.started_at = job.updated_at = e.at
+        job.finished_at = job.next_retry_at = job.exit_code = job.error_message = None
+        job.pgid, job.pid_start = e.pgid, e.pid_start
+
+    def _ended(self, e: ev.Ended) -> None:
+        job = self.jobs[e.id]
+        self._move(job, e.state)
+        job.finished_at = job.updated_at = e.at
+        job.exit_code = e.exit_code
+        job.error_message = e.error
+        job.next_retry_at = e.next_retry_at
+        job.worker = None
+        job.pgid = job.pid_start = 0
+        if e.state == FAILED:
+            assert e.next_retry_at is not None
+            job.due = e.next_retry_at
+            self._schedule(job)
+
+    def _deleted(self, e: ev.Deleted) -> None:
+        job = self.jobs.pop(e.id)
+        del self.by_state[job.state][job.id]
+        job.state = GONE
+
+    def _revived(self, e: ev.Revived) -> None:
+        for job_id in e.ids:
+            job = self.jobs[job_id]
+            self._move(job, PENDING)
+            job.attempts = 0
+            job.error_message = job.next_retry_at = job.exit_code = None
+            job.updated_at = job.due = e.at
+            self._schedule(job)

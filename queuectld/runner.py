@@ -1,0 +1,265 @@
+"""Running jobs: spawning, output capture, timeouts, process groups.
+
+Only this module touches job processes.  Each job runs as `/bin/sh -c
+COMMAND` in a new session, so its process group holds everything it starts.
+`subprocess.Popen` spawns through vfork, so spawning costs the same however
+big the daemon's heap is.  Exits are seen through a pidfd watched by the
+event loop, and output through non-blocking pipes: the first half of the
+output limit goes straight to the file, the last half is kept in a bounded
+buffer and written at the end, so neither a flood nor a silent job can block
+the loop or grow the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("queuectld.runner")
+
+KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
+READ_CHUNK = 65536
+
+
+class Result:
+    __slots__ = ("exit_code", "error")
+
+    def __init__(self, exit_code: int | None, error: str | None) -> None:
+        self.exit_code = exit_code
+        self.error = error
+
+
+def describe_status(code: int) -> str | None:
+    """The error message for a return code from Popen (negative: a signal)."""
+    if code == 0:
+        return None
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    if code == 127:
+        return "exited with status 127 (command not found)"
+    if code == 126:
+        return "exited with status 126 (command not executable)"
+    return f"exited with status {code}"
+
+
+class Capture:
+    """One output stream of one run, capped at `limit` bytes: its head and its tail."""
+
+    __slots__ = ("fd", "path", "file", "head_left", "tail", "tail_limit", "dropped")
+
+    def __init__(self, fd: int, path: str, limit: int) -> None:
+        self.fd = fd
+        self.path = path
+        self.file = -1  # opened at the first byte, so silent jobs create no files
+        self.head_left = limit - limit // 2
+        self.tail = bytearray()
+        self.tail_limit = limit // 2
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> None:
+        if self.head_left > 0:
+            head = data[: self.head_left]
+            self._write(head)
+            self.head_left -= len(head)
+            data = data[len(head) :]
+            if not data:
+                return
+        self.tail += data
+        excess = len(self.tail) - self.tail_limit
+        if excess > 0:
+            del self.tail[:excess]
+            self.dropped += excess
+
+    def read_available(self) -> bool:
+        """Read what the pipe holds now; False at end of file."""
+        while True:
+            try:
+                data = os.read(self.fd, READ_CHUNK)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            self.feed(data)
+            if len(data) < READ_CHUNK:
+                return True
+
+    def _write(self, data: bytes) -> None:
+        if self.file < 0:
+            self.file = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(self.file, data)
+        except OSError as e:
+            log.warning("cannot write job output to %s: %s", self.path, e.strerror)
+
+    def close(self) -> None:
+        if self.dropped:
+            self._write(f"\n[queuectl: {self.dropped} bytes of output omitted]\n".encode())
+        if self.tail:
+            self._write(bytes(self.tail))
+            self.tail = bytearray()
+        if self.file >= 0:
+            os.close(self.file)
+            self.file = -1
+        os.close(self.fd)
+
+
+class Run:
+    """One running job process and everything the loop watches for it."""
+
+    __slots__ = (
+        "job_id", "proc", "pgid", "pid_start", "pidfd", "captures", "timeout", "timer",
+        "timed_out", "interrupted", "on_exit",
+    )
+
+    def __init__(self, job_id: str, proc: subprocess.Popen[bytes], captures: list[Capture],
+                 timeout: float | None, on_exit: Callable[[Run, Result], None]) -> None:
+        self.job_id = job_id
+        self.proc = proc
+        self.pgid = proc.pid
+        self.pid_start = process_start_time(proc.pid)
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.captures = captures
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
+        self.interrupted = False
+        self.on_exit = on_exit
+
+
+class Runner:
+    """Starts job processes and reports each exit through the run's callback."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.runs: dict[str, Run] = {}
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._env = dict(os.environ)
+
+    def start(self, job_id: str, command: str, attempt: int, cwd: str | None, timeout: float | None,
+              out_path: str, err_path: str, limit: int, on_exit: Callable[[Run, Result], None]) -> Run:
+        """Spawn the job; raises OSError if it cannot be spawned (for example a missing cwd)."""
+        r_out, w_out = os.pipe2(os.O_CLOEXEC)
+        r_err, w_err = os.pipe2(os.O_CLOEXEC)
+        try:
+            env = self._env.copy()
+            env["QUEUECTL_JOB_ID"] = job_id
+            env["QUEUECTL_ATTEMPT"] = str(attempt)
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command], stdin=self._devnull, stdout=w_out, stderr=w_err,
+                cwd=cwd, env=env, start_new_session=True, close_fds=True,
+            )
+        except BaseException:
+            for fd in (r_out, w_out, r_err, w_err):
+                os.close(fd)
+            raise
+        os.close(w_out)
+        os.close(w_err)
+        os.set_blocking(r_out, False)
+        os.set_blocking(r_err, False)
+        captures = [Capture(r_out, out_path, limit), Capture(r_err, err_path, limit)]
+        run = Run(job_id, proc, captures, timeout, on_exit)
+        self.runs[job_id] = run
+        loop = self.loop
+        for cap in captures:
+            loop.add_reader(cap.fd, self._on_output, run, cap)
+        loop.add_reader(run.pidfd, self._on_exit, run)
+        if timeout is not None:
+            run.timer = loop.call_later(timeout, self._on_timeout, run)
+        return run
+
+    def _on_output(self, run: Run, cap: Capture) -> None:
+        if not cap.read_available():
+            self.loop.remove_reader(cap.fd)
+
+    def _on_timeout(self, run: Run) -> None:
+        run.timed_out = True
+        log.info("job %s timed out after %s s; stopping its process group", run.job_id, _secs(run.timeout))
+        self._signal(run, signal.SIGTERM)
+        run.timer = self.loop.call_later(KILL_GRACE, self._signal, run, signal.SIGKILL)
+
+    def _signal(self, run: Run, sig: int) -> None:
+        try:
+            os.killpg(run.pgid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _on_exit(self, run: Run) -> None:
+        loop = self.loop
+        loop.remove_reader(run.pidfd)
+        # The leader is a zombie until reaped, so its pgid cannot be reused yet:
+        # whatever the job left behind in its group goes with it.
+        self._signal(run, signal.SIGKILL)
+        code = run.proc.wait()
+        os.close(run.pidfd)
+        if run.timer is not None:
+            run.timer.cancel()
+        for cap in run.captures:
+            loop.remove_reader(cap.fd)
+            cap.read_available()
+            cap.close()
+        del self.runs[run.job_id]
+        if run.interrupted:
+            result = Result(None, None)
+        elif run.timed_out:
+            result = Result(None if code < 0 else code, f"timed out after {_secs(run.timeout)} s")
+        else:
+            result = Result(code if code >= 0 else None, describe_status(code))
+        run.on_exit(run, result)
+
+    def kill(self, run: Run, interrupted: bool = False) -> None:
+        """SIGKILL the run's whole process group; its exit is reported as usual."""
+        run.interrupted = interrupted
+        self._signal(run, signal.SIGKILL)
+
+    def close(self) -> None:
+        os.close(self._devnull)
+
+
+def _secs(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def process_start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (0 if unknown); tells a pid's reuse apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def kill_orphan_group(pgid: int, pid_start: int) -> bool:
+    """After a crash: kill the process group of a run that may still be going.
+
+    The group is ours if its leader is still the process we started (same
+    start time), or if the leader is gone but the group lives on (a pid stays
+    reserved while it names a live group, so it cannot have been reused).
+    """
+    if pgid <= 1:
+        return False
+    start = process_start_time(pgid)
+    if start and pid_start and start != pid_start:
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def now() -> float:
+    return time.time()

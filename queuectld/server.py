@@ -1,0 +1,171 @@
+"""The Unix socket: who may connect, and the per-connection frame loop.
+
+Only this module touches client sockets.  A frame's length is checked
+against MAX_FRAME before its body is read, and its body must arrive within
+a timeout.  A body that does not decode gets an `Error` reply and the
+connection goes on; a bad length closes it.  Nothing a client sends can
+raise out of a connection's task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+
+import msgspec
+
+from queuectl_client import protocol as p
+from queuectl_client.connection import __version__
+
+from .config import ConfigError
+from .handlers import Handlers
+from .journal import DiskFull, JournalError
+from .queue import QueueError
+
+log = logging.getLogger("queuectld.server")
+
+MAX_CONNECTIONS = 256
+BODY_TIMEOUT = 10.0  # seconds for the rest of a frame once its header arrived
+HELLO_TIMEOUT = 10.0
+SEND_BUFFER_LIMIT = 1 << 20  # a subscriber further behind than this loses events
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(p.Request)
+_PEERCRED = struct.Struct("3i")
+
+
+class Connection:
+    """One client: its streams and the jobs it staged in a multi-frame enqueue."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.staged: list[p.JobSpec] = []
+
+    async def send(self, msg: p.Message) -> None:
+        self.writer.write(p.frame(_encoder.encode(msg)))
+        await self.writer.drain()
+
+    def send_nowait(self, msg: p.Message) -> bool:
+        """Queue a frame unless the client is too far behind; False if it was not sent."""
+        if self.writer.is_closing() or self.writer.transport.get_write_buffer_size() > SEND_BUFFER_LIMIT:
+            return False
+        self.writer.write(p.frame(_encoder.encode(msg)))
+        return True
+
+    async def closed(self) -> None:
+        """Returns when the client hangs up (anything it sends meanwhile is ignored)."""
+        while await self.reader.read(4096):
+            pass
+
+    async def read(self, timeout: float | None) -> p.Message | None:
+        """The next request, or None at a clean end of stream."""
+        try:
+            header = await asyncio.wait_for(self.reader.readexactly(p.HEADER_SIZE), timeout)
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                raise p.ProtocolError("truncated frame header") from None
+            return None
+        body = await asyncio.wait_for(self.reader.readexactly(p.frame_length(header)), BODY_TIMEOUT)
+        msg: p.Message = _decoder.decode(body)
+        return msg
+
+
+class Server:
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+        self.connections: set[asyncio.Task[None]] = set()
+        self.server: asyncio.AbstractServer | None = None
+        self.uid = os.getuid()
+
+    async def start(self, sock: socket.socket) -> None:
+        self.server = await asyncio.start_unix_server(self._accept, sock=sock)
+
+    async def close(self) -> None:
+        """Stop listening and end every connection."""
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.connections):
+            task.cancel()
+        if self.connections:
+            await asyncio.wait(list(self.connections), timeout=5)
+        if self.server is not None:
+            await self.server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            await self._serve(Connection(reader, writer))
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.connections.discard(task)
+            writer.close()
+
+    def _peer_uid(self, writer: asyncio.StreamWriter) -> int:
+        sock = writer.get_extra_info("socket")
+        _pid, uid, _gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+        return int(uid)
+
+    async def _serve(self, conn: Connection) -> None:
+        try:
+            uid = self._peer_uid(conn.writer)
+            if uid != self.uid:
+                log.warning("refused a connection from uid %d", uid)
+                await conn.send(p.Error("invalid", f"permission denied: queuectld serves uid {self.uid} only"))
+                return
+            if len(self.connections) > MAX_CONNECTIONS:
+                await conn.send(p.Error("internal", f"too many connections (limit {MAX_CONNECTIONS})"))
+                return
+            hello = await conn.read(HELLO_TIMEOUT)
+            if not isinstance(hello, p.Hello):
+                await conn.send(p.Error("invalid", "expected Hello first"))
+                return
+            await conn.send(p.Hello(p.PROTOCOL_VERSION, os.getpid(), __version__))
+            while True:
+                try:
+                    req = await conn.read(None)
+                except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                    await conn.send(p.Error("invalid", f"bad request: {e}"))
+                    continue
+                if req is None:
+                    return
+                reply = await self._handle(req, conn)
+                if reply is not None:
+                    await conn.send(reply)
+        except p.ProtocolError as e:
+            await _try_send(conn, p.Error("invalid", str(e)))
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+            pass
+
+    async def _handle(self, req: p.Message, conn: Connection) -> p.Message | None:
+        handler = self.handlers.table.get(type(req))
+        if handler is None:
+            return p.Error("invalid", f"unexpected {type(req).__name__} request")
+        try:
+            return await handler(req, conn)
+        except QueueError as e:
+            return p.Error(e.code, str(e))
+        except ConfigError as e:
+            return p.Error("invalid", str(e))
+        except DiskFull as e:
+            return p.Error("disk_full", str(e))
+        except JournalError as e:
+            return p.Error("internal", str(e))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception("request %s failed", type(req).__name__)
+            return p.Error("internal", f"{type(req).__name__} failed: {e}")
+
+
+async def _try_send(conn: Connection, msg: p.Message) -> None:
+    try:
+        await conn.send(msg)
+    except ConnectionError:
+        pass

@@ -1,0 +1,161 @@
+"""Shared helpers: temp homes, a real daemon process, the real CLI, bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+BIN = os.path.dirname(sys.executable)
+QUEUECTL = os.path.join(BIN, "queuectl")
+QUEUECTLD = os.path.join(BIN, "queuectld")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+@pytest.fixture
+def home() -> Iterator[str]:
+    # Short paths: a Unix socket path is limited to 107 bytes.
+    path = tempfile.mkdtemp(prefix="qc-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def __repr__(self) -> str:
+        return f"Result(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+class Env:
+    """The CLI and the daemon of one temp home, as subprocesses."""
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.env = dict(os.environ, QUEUECTL_HOME=home, QUEUECTL_NO_AUTOSTART="1", PYTHONUNBUFFERED="1")
+        self.env.pop("NO_COLOR", None)
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.log_path = os.path.join(home, "queuectld.log")
+
+    def q(self, *args: str, input: str | None = None, timeout: float = 30, **env: str) -> Result:
+        proc = subprocess.run(
+            [QUEUECTL, *args], input=input, capture_output=True, text=True, timeout=timeout,
+            env=dict(self.env, **env),
+        )
+        assert "Traceback" not in proc.stderr, proc.stderr
+        return Result(proc)
+
+    def ok(self, *args: str, input: str | None = None) -> Result:
+        r = self.q(*args, input=input)
+        assert r.code == 0, r
+        return r
+
+    def enqueue(self, **job: Any) -> str:
+        return self.ok("enqueue", json.dumps(job)).out.strip()
+
+    def show(self, job_id: str) -> dict[str, Any]:
+        return self.ok("show", job_id, "--json").json()  # type: ignore[no-any-return]
+
+    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
+        args = ["list", "--json"] + (["--state", state] if state else [])
+        return self.ok(*args).json()  # type: ignore[no-any-return]
+
+    def wait_state(self, job_id: str, *states: str, timeout: float = 15) -> dict[str, Any]:
+        return wait_for(lambda: (j := self.show(job_id))["state"] in states and j, timeout,  # type: ignore[no-any-return]
+                        f"job {job_id} to be {'/'.join(states)}")
+
+    def start_daemon(self, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_path, "ab")
+        self.daemon = subprocess.Popen([QUEUECTLD, "--home", self.home, *args], stdout=log, stderr=log, env=self.env)
+        log.close()
+        sock = os.path.join(self.home, "queuectld.sock")
+        daemon = self.daemon
+        wait_for(lambda: os.path.exists(sock) and self.q("status").code == 0 or daemon.poll() is not None,
+                 what="the daemon to answer")
+        assert daemon.poll() is None, self.log()
+        return daemon
+
+    def stop_daemon(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.daemon is not None
+        self.daemon.send_signal(sig)
+        code = self.daemon.wait(timeout)
+        self.daemon = None
+        return code
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture
+def env(home: str) -> Iterator[Env]:
+    e = Env(home)
+    yield e
+    if e.daemon is not None and e.daemon.poll() is None:
+        e.daemon.kill()
+        e.daemon.wait()
+    _kill_daemon_of(home)
+
+
+def _kill_daemon_of(home: str) -> None:
+    """Kill a daemon the test left behind (for example one started by autostart)."""
+    try:
+        with open(os.path.join(home, "queuectld.lock")) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"queuectld" not in f.read():
+                return
+    except OSError:
+        return
+    if pid > 0:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); count it as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except OSError:
+        return False
