@@ -223,10 +223,11 @@ def _event_line(e: p.Event) -> str:
     elif e.state == "completed":
         what = "completed"
     elif e.state == "failed":
-        what = f"failed: {e.error_message}; will retry"
+        wait = f" in {e.next_retry_at - e.at:.3g}s" if e.next_retry_at is not None else ""
+        what = f"failed: {e.error_message}; retry {e.attempts} of {e.max_retries}{wait}"
     else:
-        what = f"dead: {e.error_message}"
-    return f"{clock}  {who:<9} {e.id}  {what}"
+        what = f"dead: {e.error_message}; moved to the DLQ"
+    return f"{clock}  {who:<9} {e.id:<12} {what}"
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:

@@ -239,6 +239,8 @@ class Event(Message, frozen=True):
     exit_code: int | None = None
     error_message: str | None = None
     command: str = ""
+    next_retry_at: float | None = None
+    max_retries: int = 0
 
 
 class PoolStopped(Message, frozen=True):

@@ -181,8 +181,8 @@ class Pool:
     def _announce(self, job: Job, slot: int | None) -> None:
         if self.store.listeners:
             self.store.broadcast(p.Event(
-                time.time(), job.id, job.state, job.attempts, slot,  # type: ignore[arg-type]
-                job.exit_code, job.error_message, job.command,
+                job.updated_at, job.id, job.state, job.attempts, slot,  # type: ignore[arg-type]
+                job.exit_code, job.error_message, job.command, job.next_retry_at, job.max_retries,
             ))
 
     # -- shutdown -------------------------------------------------------------

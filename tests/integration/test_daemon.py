@@ -1,0 +1,152 @@
+"""An in-process daemon over its real socket: group commit, acknowledgement, framing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from queuectl_client import Client
+from queuectl_client import protocol as p
+from queuectl_client.paths import resolve
+from queuectld.daemon import Daemon
+
+
+@pytest.fixture
+async def daemon(home: str) -> AsyncIterator[Daemon]:
+    d = Daemon(resolve(home), workers=0, grace=1.0)
+    await d.start()
+    yield d
+    await d.shutdown()
+
+
+def _raw(home: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5)
+    s.connect(os.path.join(home, "queuectld.sock"))
+    return s
+
+
+def _recv(s: socket.socket) -> p.Message:
+    header = s.recv(4, socket.MSG_WAITALL)
+    body = s.recv(int.from_bytes(header, "big"), socket.MSG_WAITALL)
+    msg: p.Message = msgspec.msgpack.decode(body, type=p.Reply)
+    return msg
+
+
+def _send(s: socket.socket, msg: p.Message) -> None:
+    s.sendall(p.frame(msgspec.msgpack.encode(msg)))
+
+
+async def test_one_fsync_serves_many_concurrent_enqueues(daemon: Daemon, home: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        nonlocal calls
+        calls += 1
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+
+    def enqueue_many(n: int) -> list[str]:
+        with Client(home, autostart=False) as c:
+            return [c.enqueue("true") for _ in range(n)]
+
+    results = await asyncio.gather(*(asyncio.to_thread(enqueue_many, 25) for _ in range(8)))
+    ids = [i for r in results for i in r]
+    assert len(set(ids)) == 200 and len(daemon.queue.jobs) == 200
+    assert daemon.journal.seq >= 200
+    assert calls < 200, f"{calls} fsyncs for 200 acknowledged enqueues"
+
+
+async def test_no_reply_before_the_record_is_synced(daemon: Daemon, home: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = threading.Event()
+    real = os.fdatasync
+
+    def gated(fd: int) -> None:
+        gate.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", gated)
+    reply: list[str] = []
+    t = threading.Thread(target=lambda: reply.append(Client(home, autostart=False).enqueue("true", id="held")))
+    t.start()
+    for _ in range(200):  # bounded: the job is applied long before 2 s
+        if "held" in daemon.queue.jobs:
+            break
+        await asyncio.sleep(0.01)
+    assert "held" in daemon.queue.jobs
+    await asyncio.sleep(0.1)
+    assert reply == []  # written and applied, but not yet acknowledged
+    gate.set()
+    await asyncio.to_thread(t.join, 10)
+    assert reply == ["held"]
+
+
+async def test_bad_frames_get_errors_and_the_connection_goes_on(daemon: Daemon, home: str) -> None:
+    def talk() -> list[p.Message]:
+        with _raw(home) as s:
+            _send(s, p.Hello())
+            got = [_recv(s)]
+            s.sendall(p.frame(b"\xc1"))  # not msgpack
+            got.append(_recv(s))
+            s.sendall(p.frame(msgspec.msgpack.encode({"type": "Nope"})))
+            got.append(_recv(s))
+            _send(s, p.Enqueue([p.JobSpec(id="ok1", command="true")]))
+            got.append(_recv(s))
+            s.sendall(p.frame(msgspec.msgpack.encode({"type": "Enqueue", "jobs": [{"id": "x", "command": 5}]})))
+            got.append(_recv(s))
+            s.sendall((p.MAX_FRAME + 1).to_bytes(4, "big"))
+            got.append(_recv(s))
+            assert s.recv(1) == b""  # closed after an oversized frame
+            return got
+
+    hello, bad, unknown, ok, wrong_type, too_big = await asyncio.to_thread(talk)
+    assert isinstance(hello, p.Hello) and hello.version == p.PROTOCOL_VERSION
+    assert isinstance(bad, p.Error) and bad.code == "invalid"
+    assert isinstance(unknown, p.Error) and unknown.code == "invalid"
+    assert isinstance(ok, p.Enqueued) and ok.ids == ["ok1"]
+    assert isinstance(wrong_type, p.Error) and "$.jobs[0].command" in wrong_type.message
+    assert isinstance(too_big, p.Error) and "exceeds" in too_big.message
+    assert list(daemon.queue.jobs) == ["ok1"]
+
+
+async def test_request_before_hello_is_refused(daemon: Daemon, home: str) -> None:
+    def talk() -> p.Message:
+        with _raw(home) as s:
+            _send(s, p.Status())
+            return _recv(s)
+
+    reply = await asyncio.to_thread(talk)
+    assert isinstance(reply, p.Error) and "Hello" in reply.message
+
+
+async def test_multi_frame_enqueue_is_one_atomic_batch(daemon: Daemon, home: str) -> None:
+    def enqueue() -> list[str]:
+        with Client(home, autostart=False) as c:
+            return c.enqueue_many([{"command": "true"} for _ in range(2500)], batch=1000)
+
+    ids = await asyncio.to_thread(enqueue)
+    assert len(ids) == 2500 and len(daemon.queue.jobs) == 2500
+    # One Added record for the whole batch.
+    from queuectld import journal
+
+    _, events, _, _, _ = journal.scan(daemon.journal.path)
+    added = [e for e in events if type(e).__name__ == "Added"]
+    assert len(added) == 1 and len(added[0].jobs) == 2500  # type: ignore[attr-defined]
+
+
+async def test_list_streams_in_pages(daemon: Daemon, home: str) -> None:
+    def go() -> tuple[int, int]:
+        with Client(home, autostart=False) as c:
+            c.enqueue_many([{"command": "true"} for _ in range(2500)])
+            pages = list(c.stream(p.List(page_size=1000)))
+            return len(pages), sum(len(pg.jobs) for pg in pages)  # type: ignore[attr-defined]
+
+    assert await asyncio.to_thread(go) == (3, 2500)
