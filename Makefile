@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 	$(BIN)/python -m ruff check queuectl_client queuectld tests
 	$(BIN)/python -m mypy
 

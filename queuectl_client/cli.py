@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if os.environ.get("QUEUECTL_DEBUG"):
             raise
-        return _fail(f"queuectl: internal error: {type(e).__name__}: {e} (set QUEUECTL_DEBUG=1 for details)", EXIT_REFUSED)
+        message = f"queuectl: internal error: {type(e).__name__}: {e} (set QUEUECTL_DEBUG=1 for details)"
+        return _fail(message, EXIT_REFUSED)
 
 
 def _fail(message: str, code: int) -> int:

@@ -6,12 +6,13 @@ a CLI call stays cheap.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -114,7 +115,8 @@ class Client:
         if hello.version != p.PROTOCOL_VERSION:
             self.close()
             raise DaemonUnavailable(
-                f"queuectld speaks protocol {hello.version}, this client speaks {p.PROTOCOL_VERSION}; restart the daemon"
+                f"queuectld speaks protocol {hello.version}, this client speaks {p.PROTOCOL_VERSION}; "
+                "restart the daemon"
             )
         self.server = hello
 
@@ -142,7 +144,9 @@ class Client:
             if code is not None and code != 75:
                 raise DaemonUnavailable(f"could not start queuectld: {_last_line(self.paths.daemon_log)}")
             if time.monotonic() > deadline:
-                raise DaemonUnavailable(f"queuectld did not answer on {self.paths.socket} within {AUTOSTART_TIMEOUT:.0f} s")
+                raise DaemonUnavailable(
+                    f"queuectld did not answer on {self.paths.socket} within {AUTOSTART_TIMEOUT:.0f} s"
+                )
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -277,8 +281,8 @@ class Client:
             assert isinstance(page, p.JobPage)
             yield from page.jobs
 
-    def dlq_retry(self, ids: list[str] | None = None, all: bool = False) -> list[str]:
-        reply: p.Retried = self.request(p.DlqRetry(ids or [], all), retry=False)
+    def dlq_retry(self, ids: Sequence[str] = (), all: bool = False) -> Sequence[str]:
+        reply: p.Retried = self.request(p.DlqRetry(builtins.list(ids), all), retry=False)
         return reply.ids
 
     def config_get(self, key: str) -> str:

@@ -16,7 +16,7 @@ def iso(t: float | None) -> str | None:
     """UNIX seconds as ISO 8601 UTC with milliseconds, e.g. 2026-11-28T04:49:28.123Z."""
     if t is None:
         return None
-    ms = int(round(t * 1000))
+    ms = round(t * 1000)
     secs, ms = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
 

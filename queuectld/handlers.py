@@ -135,7 +135,8 @@ class Handlers:
     async def worker_start(self, req: p.WorkerStart, conn: Conn) -> p.Message | None:
         if req.follow:
             # Listen before resizing, so the first starts are seen too.
-            return await self._follow(conn, self._resize(req.count))
+            await self._follow(conn, self._resize(req.count))
+            return None
         await self._resize(req.count)
         return p.Ok()
 

@@ -50,7 +50,7 @@ def _seed(generation: bytes) -> int:
     return zlib.crc32(generation)
 
 
-def _crc(seed: int, seq: int, payload: bytes) -> int:
+def _crc(seed: int, seq: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "big"), seed))
 
 

@@ -196,7 +196,7 @@ class Pool:
             log.info("waiting up to %g s for %d running job(s)", grace, len(self.slots))
             try:
                 await asyncio.wait_for(self.idle.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("killing %d job(s) still running after %g s", len(self.slots), grace)
                 for run in list(self.slots.values()):
                     self.runner.kill(run, interrupted=True)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import heapq
 from itertools import islice
 
-from queuectl_client.protocol import STATES, Job as JobView, JobSpec
+from queuectl_client.protocol import STATES, JobSpec
+from queuectl_client.protocol import Job as JobView
 
 from . import events as ev
 from .config import Config

@@ -140,7 +140,7 @@ class Server:
                     await conn.send(reply)
         except p.ProtocolError as e:
             await _try_send(conn, p.Error("invalid", str(e)))
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
 
     async def _handle(self, req: p.Message, conn: Connection) -> p.Message | None:

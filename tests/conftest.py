@@ -98,7 +98,7 @@ class Env:
         log.close()
         sock = os.path.join(self.home, "queuectld.sock")
         daemon = self.daemon
-        wait_for(lambda: os.path.exists(sock) and self.q("status").code == 0 or daemon.poll() is not None,
+        wait_for(lambda: (os.path.exists(sock) and self.q("status").code == 0) or daemon.poll() is not None,
                  what="the daemon to answer")
         assert daemon.poll() is None, self.log()
         return daemon

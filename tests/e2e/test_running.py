@@ -192,7 +192,7 @@ def test_foreground_worker_exits_0_when_stopped_elsewhere(env: Env) -> None:
     job_id = env.enqueue(command="echo hi")
     env.wait_state(job_id, "completed")
     env.ok("worker", "stop")
-    out, err = fg.communicate(timeout=15)
+    _, err = fg.communicate(timeout=15)
     assert fg.returncode == 0, err
     assert re.search(rf"{job_id} +completed", err), err
 

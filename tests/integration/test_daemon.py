@@ -43,7 +43,9 @@ def _send(s: socket.socket, msg: p.Message) -> None:
     s.sendall(p.frame(msgspec.msgpack.encode(msg)))
 
 
-async def test_one_fsync_serves_many_concurrent_enqueues(daemon: Daemon, home: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_one_fsync_serves_many_concurrent_enqueues(
+    daemon: Daemon, home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = 0
     real = os.fdatasync
 
