@@ -98,7 +98,7 @@ class Pool:
         attempt = job.attempts + 1
         out = self.paths.output_file(job.id, "out")
         err = self.paths.output_file(job.id, "err")
-        if job.attempts:
+        if job.started_at is not None:
             _remove(out, err)  # the files hold the latest run only
         try:
             run = self.runner.start(

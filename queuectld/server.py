@@ -131,6 +131,7 @@ class Server:
                 try:
                     req = await conn.read(None)
                 except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                    conn.staged = []  # a multi-frame enqueue with a bad frame fails whole
                     await conn.send(p.Error("invalid", f"bad request: {e}"))
                     continue
                 if req is None:
