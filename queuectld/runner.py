@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger("queuectld.runner")
@@ -54,14 +55,15 @@ def describe_status(code: int) -> str | None:
 class Capture:
     """One output stream of one run, capped at `limit` bytes: its head and its tail."""
 
-    __slots__ = ("fd", "path", "file", "head_left", "tail", "tail_limit", "dropped")
+    __slots__ = ("dropped", "fd", "file", "head_left", "path", "tail", "tail_limit", "tail_size")
 
     def __init__(self, fd: int, path: str, limit: int) -> None:
         self.fd = fd
         self.path = path
         self.file = -1  # opened at the first byte, so silent jobs create no files
         self.head_left = limit - limit // 2
-        self.tail = bytearray()
+        self.tail: deque[bytes] = deque()  # whole chunks; trimmed to tail_limit at the end
+        self.tail_size = 0
         self.tail_limit = limit // 2
         self.dropped = 0
 
@@ -73,15 +75,21 @@ class Capture:
             data = data[len(head) :]
             if not data:
                 return
-        self.tail += data
-        excess = len(self.tail) - self.tail_limit
-        if excess > 0:
-            del self.tail[:excess]
-            self.dropped += excess
+        tail = self.tail
+        tail.append(data)
+        self.tail_size += len(data)
+        # Drop whole chunks that the newer ones make unnecessary.
+        while self.tail_size - len(tail[0]) >= self.tail_limit:
+            old = tail.popleft()
+            self.tail_size -= len(old)
+            self.dropped += len(old)
 
-    def read_available(self) -> bool:
-        """Read what the pipe holds now; False at end of file."""
-        while True:
+    def read_available(self, max_chunks: int = 16) -> bool:
+        """Read what the pipe holds now, up to `max_chunks` reads so a flood cannot hog the loop.
+
+        False at end of file.
+        """
+        for _ in range(max_chunks):
             try:
                 data = os.read(self.fd, READ_CHUNK)
             except BlockingIOError:
@@ -93,6 +101,7 @@ class Capture:
             self.feed(data)
             if len(data) < READ_CHUNK:
                 return True
+        return True
 
     def _write(self, data: bytes) -> None:
         if self.file < 0:
@@ -103,11 +112,15 @@ class Capture:
             log.warning("cannot write job output to %s: %s", self.path, e.strerror)
 
     def close(self) -> None:
+        tail = b"".join(self.tail)
+        self.tail.clear()
+        if len(tail) > self.tail_limit:
+            self.dropped += len(tail) - self.tail_limit
+            tail = tail[len(tail) - self.tail_limit :]
         if self.dropped:
             self._write(f"\n[queuectl: {self.dropped} bytes of output omitted]\n".encode())
-        if self.tail:
-            self._write(bytes(self.tail))
-            self.tail = bytearray()
+        if tail:
+            self._write(tail)
         if self.file >= 0:
             os.close(self.file)
             self.file = -1
@@ -206,7 +219,7 @@ class Runner:
             run.timer.cancel()
         for cap in run.captures:
             loop.remove_reader(cap.fd)
-            cap.read_available()
+            cap.read_available(max_chunks=64)
             cap.close()
         del self.runs[run.job_id]
         if run.interrupted:

@@ -195,6 +195,13 @@ def test_autostart_and_enqueue_before_workers(env: Env) -> None:
     assert env.ok("logs", job_id, "--stdout").out == "started\n"
 
 
+def test_a_daemon_that_cannot_start_exits_3_with_its_reason(env: Env) -> None:
+    with open(os.path.join(env.home, "journal"), "wb") as f:
+        f.write(b"this is not a journal")
+    r = env.q("status", QUEUECTL_NO_AUTOSTART="0")
+    assert r.code == 3 and "could not start queuectld" in r.err and "not a queuectl journal" in r.err, r
+
+
 def test_second_daemon_refuses_and_stale_socket_is_replaced(env: Env) -> None:
     first = env.start_daemon()
     r = subprocess.run([QUEUECTLD, "--home", env.home], capture_output=True, text=True, timeout=10)

@@ -239,6 +239,7 @@ def test_kill_9_mid_job_counts_an_attempt_and_kills_the_orphan(env: Env, tmp_pat
     wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the job's pid")
     with open(pidfile) as f:
         orphan = int(f.read())
+    assert env.show(job_id)["worker"] == 1
     env.stop_daemon(signal.SIGKILL)
     assert pid_alive(orphan)
     env.start_daemon("--workers", "0")
