@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import re
 import socket
 import sys
 import time
@@ -381,6 +382,9 @@ def _last_line(path: str) -> str:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
             lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else f"it exited without a message (log: {path})"
+        if not lines:
+            return f"it exited without a message (log: {path})"
+        # Drop the log line's time, name and level.
+        return re.sub(r"^\S+ \S+ queuectld\[\d+\] [A-Z]+ ", "", lines[-1])
     except OSError:
         return f"it exited without a message (log: {path})"

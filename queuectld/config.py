@@ -50,13 +50,14 @@ def _timeout(text: str) -> float | None:
     return x
 
 
-def _size(text: str) -> int:
+def parse_size(text: str, minimum: int = 1024) -> int:
+    """'1048576', '512K', '10M', '1GiB' -> bytes."""
     m = _SIZE.match(text)
     if not m:
         raise ConfigError(f"{text!r} is not a size (for example 1048576, 512K or 10M)")
     n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if n < 1024:
-        raise ConfigError(f"{text} is too small (at least 1K)")
+    if n < minimum:
+        raise ConfigError(f"{text} is too small (at least {minimum} bytes)")
     return n
 
 
@@ -80,7 +81,7 @@ KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "max-retries": (_int, _show_number, 3, "retries after the first run, for jobs enqueued afterwards"),
     "backoff-base": (_base, _show_number, 2.0, "a failed job waits backoff-base ^ attempts seconds"),
     "job-timeout": (_timeout, _show_number, None, "default timeout in seconds for jobs enqueued afterwards, or none"),
-    "output-limit": (_size, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
+    "output-limit": (parse_size, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
 }
 
 

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -25,6 +26,8 @@ import time
 from queuectl_client import paths as _paths
 from queuectl_client.connection import __version__
 
+from . import faults
+from .config import ConfigError, parse_size
 from .handlers import Handlers
 from .journal import Journal, JournalError
 from .pool import Pool
@@ -52,15 +55,17 @@ class Locked(StartupError):
 
 
 class Daemon:
-    def __init__(self, paths: _paths.Paths, workers: int | None = None, grace: float = 10.0) -> None:
+    def __init__(self, paths: _paths.Paths, workers: int | None = None, grace: float = 10.0,
+                 salvage: bool = False, compact_min: int = 4 << 20) -> None:
         self.paths = paths
         self.workers = workers
         self.grace = grace
+        self.salvage = salvage
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
         self._lock_fd = -1
         self.queue = Queue()
-        self.journal = Journal(paths.journal)
+        self.journal = Journal(paths.journal, salvage=salvage, compact_min=compact_min)
         self.store = Store(self.queue, self.journal)
         self.runner: Runner | None = None
         self.pool: Pool | None = None
@@ -71,6 +76,7 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        _raise_fd_limit()
         self._prepare_dirs()
         self._lock()
         replayed = 0
@@ -78,6 +84,12 @@ class Daemon:
             self.queue.apply(event)
             replayed += 1
         self.journal.on_fatal.append(self._fatal)
+        self.journal.snapshot_source = self.queue.snapshot
+        if self.salvage:
+            # Start the repaired state on fresh files; the damaged ones are kept aside.
+            await self.journal.compact(keep_old=True)
+            log.warning("salvage complete: %d jobs kept; the damaged files are in %s/salvaged-*",
+                        len(self.queue.jobs), self.paths.journal)
         self.runner = Runner(loop)
         self.pool = Pool(self.store, self.runner, self.paths)
         self._recover()
@@ -195,14 +207,29 @@ class Daemon:
         log.info("stopped")
 
 
+def _raise_fd_limit() -> None:
+    """Each connection and each running job costs descriptors: take all the kernel allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="queuectld", description="The queuectl daemon.")
     ap.add_argument("--home", help="state directory (default: $QUEUECTL_HOME, else $XDG_STATE_HOME/queuectl)")
     ap.add_argument("--workers", type=int, metavar="N", help="set the worker pool to N (stored, like `worker start`)")
     ap.add_argument("--grace", type=float, default=10.0, metavar="S",
                     help="seconds running jobs get to finish at shutdown (default 10)")
+    ap.add_argument("--salvage", action="store_true",
+                    help="start from a damaged journal: keep every readable record, report what was dropped")
+    ap.add_argument("--compact-min", default="4M", metavar="SIZE",
+                    help="compact the journal once its logs pass SIZE and twice the snapshot (default 4M)")
     ap.add_argument("--version", action="version", version=f"queuectld {__version__}")
     args = ap.parse_args(argv)
+    try:
+        args.compact_min = parse_size(args.compact_min, minimum=4096)
+    except ConfigError as e:
+        ap.error(f"--compact-min: {e}")
     if args.workers is not None and not 0 <= args.workers <= 1024:
         ap.error("--workers must be between 0 and 1024")
     if args.grace < 0:
@@ -216,10 +243,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr,
         format="%(asctime)s queuectld[%(process)d] %(levelname)s %(message)s",
     )
+    try:
+        faults.arm_from_env()
+    except ValueError as e:
+        log.error("%s", e)
+        return EXIT_FATAL
     paths = _paths.resolve(args.home)
     # Jobs enqueued without a directory run in the user's home, as under cron.
     os.chdir(os.path.expanduser("~"))
-    daemon = Daemon(paths, args.workers, args.grace)
+    daemon = Daemon(paths, args.workers, args.grace, args.salvage, args.compact_min)
     import uvloop
 
     try:

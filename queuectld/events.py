@@ -77,7 +77,45 @@ class PoolSized(Record, frozen=True, tag="p"):
     count: int
 
 
-Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized]
+class JobState(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A job in full, as a snapshot holds it."""
+
+    id: str
+    command: str
+    state: str
+    attempts: int
+    max_retries: int
+    priority: int
+    timeout: float | None
+    run_at: float | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    next_retry_at: float | None
+    exit_code: int | None
+    error_message: str | None
+    worker: int | None
+    cwd: str | None
+    seq: int
+    due: float
+    pgid: int
+    pid_start: int
+
+
+class Restored(Record, frozen=True, tag="R"):
+    """Jobs from a snapshot, grouped by state in the order they entered it."""
+
+    jobs: list[JobState]
+
+
+class SnapshotEnd(Record, frozen=True, tag="E"):
+    """The last record of a snapshot; a snapshot without it is incomplete."""
+
+    jobs: int
+
+
+Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, SnapshotEnd]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Event)

@@ -20,10 +20,13 @@ from queuectl_client.connection import __version__
 from queuectl_client.paths import Paths
 
 from . import events as ev
+from . import faults
 from .config import KEYS, ConfigError, canonical_key
 from .pool import Pool, _remove
 from .queue import DEAD, QueueError
 from .store import Store
+
+MAX_STAGED_JOBS = 2_000_000  # jobs in one multi-frame enqueue
 
 
 class Conn(Protocol):
@@ -67,11 +70,15 @@ class Handlers:
 
     async def enqueue(self, req: p.Enqueue, conn: Conn) -> p.Message | None:
         if req.more:
+            if len(conn.staged) + len(req.jobs) > MAX_STAGED_JOBS:
+                conn.staged = []
+                raise QueueError("invalid", f"a batch may hold at most {MAX_STAGED_JOBS} jobs")
             conn.staged.extend(req.jobs)
             return None
         specs = conn.staged + req.jobs if conn.staged else req.jobs
         conn.staged = []
         await self.store.commit([self.queue.plan_add(specs, time.time())])
+        faults.point("enqueue-committed")
         self.pool.dispatch()
         return p.Enqueued([s.id for s in specs])
 

@@ -1,16 +1,26 @@
-"""The append-only journal: framing, group commit and replay.
+"""The journal: checksummed records, group commit, replay, compaction.
 
-File layout::
+The journal is a directory::
 
-    header   b"QCTLJRN1" + generation (8 random bytes)
-    record   length (u32) | crc32 (u32) | seq (u64) | payload (msgpack event)
+    MANIFEST     which files make up the state: a snapshot and a chain of logs
+    snap-N       the live state at some sequence number
+    log-N        records after it, appended
 
-The crc covers the generation, the sequence number and the payload, so bytes
-left over from another file can never pass as a record of this one.  Records
-are written with `os.write` on an O_APPEND descriptor the moment they are
-made; one `fdatasync`, run in a thread, then covers every record written
-during a loop turn (group commit).  A caller awaits the commit before it
-acknowledges anything.
+Every file starts with a magic string, a random generation and the sequence
+number it follows; every record is::
+
+    length (u32) | crc32 (u32) | seq (u64) | payload (msgpack event)
+
+The crc covers the file's generation, the sequence number and the payload,
+and sequence numbers run on without a gap, so stale bytes from another file
+or an older generation never replay.  See docs/DECISIONS.md for the replay
+rules and the compaction steps.
+
+Records are written with `os.write` on an O_APPEND descriptor the moment they
+are made; one `fdatasync`, run in a thread, then covers every record written
+during a loop turn (group commit).  A caller awaits `commit()` before it
+acknowledges anything.  After a failed fdatasync nothing is acknowledged
+again: the daemon exits and the next start replays (fsyncgate).
 """
 
 from __future__ import annotations
@@ -19,23 +29,31 @@ import asyncio
 import errno
 import logging
 import os
+import re
 import struct
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
+
 from . import events as ev
+from . import faults
 
 log = logging.getLogger("queuectld.journal")
 
-MAGIC = b"QCTLJRN1"
-FILE_HEADER = len(MAGIC) + 8
+LOG_MAGIC = b"QCTLLOG1"
+SNAP_MAGIC = b"QCTLSNP1"
+MANIFEST_MAGIC = b"QCTLMAN1"
+HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
 REC = struct.Struct(">IIQ")
 MAX_RECORD = 1 << 30
+_FILE = re.compile(r"^(snap|log)-(\d+)$")
 
 
 class JournalError(Exception):
-    """The journal cannot be used; the message names the file and offset."""
+    """The journal cannot be used as it is; the message names the file and offset."""
 
 
 class DiskFull(JournalError):
@@ -43,7 +61,13 @@ class DiskFull(JournalError):
 
 
 class SyncFailed(JournalError):
-    """fdatasync failed: what was written may not be on disk, so nothing more is acknowledged."""
+    """A write or fdatasync failed: nothing more is acknowledged, the daemon must exit."""
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    snapshot: str | None
+    logs: list[str]
+    next_file: int
 
 
 def _seed(generation: bytes) -> int:
@@ -54,187 +78,84 @@ def _crc(seed: int, seq: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "big"), seed))
 
 
-def scan(path: str) -> tuple[bytes, list[ev.Event], int, int, int]:
-    """Read a journal file.
-
-    Returns (generation, events, last seq, end of the last good record, file size).
-    Raises JournalError when the header is unreadable.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < FILE_HEADER or data[: len(MAGIC)] != MAGIC:
-        raise JournalError(f"{path}: not a queuectl journal (bad header)")
-    generation = data[len(MAGIC) : FILE_HEADER]
-    seed = _seed(generation)
-    events: list[ev.Event] = []
-    decode = ev.decoder.decode
-    pos, seq, size = FILE_HEADER, 0, len(data)
-    view = memoryview(data)
-    while pos + REC.size <= size:
-        length, crc, rseq = REC.unpack_from(data, pos)
-        end = pos + REC.size + length
-        if length > MAX_RECORD or end > size or rseq != seq + 1:
-            break
-        payload = view[pos + REC.size : end]
-        if _crc(seed, rseq, payload) != crc:
-            break
-        try:
-            events.append(decode(payload))
-        except Exception as e:  # a record that passed its crc but does not decode
-            raise JournalError(f"{path}: record {rseq} at offset {pos} does not decode: {e}") from None
-        pos, seq = end, rseq
-    return generation, events, seq, pos, size
+def encode_records(events: list[ev.Event], seed: int, seq: int) -> tuple[bytes, int]:
+    """Frame events as records after `seq`; returns the bytes and the last seq."""
+    parts = []
+    encode = ev.encoder.encode
+    for event in events:
+        payload = encode(event)
+        seq += 1
+        parts.append(REC.pack(len(payload), _crc(seed, seq, payload), seq))
+        parts.append(payload)
+    return b"".join(parts), seq
 
 
-class Journal:
-    """Owner of the journal file: the only code that writes it."""
+class FileScan:
+    """What reading one journal file found."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, magic: bytes, salvage: bool = False, after_seq: int = 0) -> None:
         self.path = path
-        self.fd = -1
-        self.seq = 0
-        self.size = 0
-        self._seed = 0
-        self._waiters: list[asyncio.Future[None]] = []
-        self._sync_scheduled = False
-        self._syncing = False
-        self._unsynced = False
-        self._failed: JournalError | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal-sync")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.on_fatal: list[object] = []
+        with open(path, "rb") as f:
+            data = f.read()
+        self.size = len(data)
+        if len(data) < HEADER.size:
+            raise JournalError(f"{path}: too short for a journal file header ({len(data)} bytes)")
+        got_magic, self.generation, self.base_seq = HEADER.unpack_from(data)
+        if got_magic != magic:
+            raise JournalError(f"{path}: not a queuectl {magic[4:7].decode().lower()} file (bad header)")
+        self.events: list[ev.Event] = []
+        self.dropped: list[tuple[int, int]] = []  # (offset, bytes) skipped by salvage
+        self.bad_at: int | None = None  # first bad record, when not salvaging
+        self.valid_after_bad = False
+        seed = _seed(self.generation)
+        pos, seq = HEADER.size, self.base_seq
+        while pos < len(data):
+            rec = _record_at(data, pos, seed, seq + 1 if not salvage else None)
+            if rec is not None:
+                end, rseq, payload = rec
+                try:
+                    if rseq > after_seq:  # salvage: a log older than the snapshot
+                        self.events.append(ev.decoder.decode(payload))
+                except msgspec.DecodeError as e:
+                    raise JournalError(f"{path}: record {rseq} at offset {pos} passed its checksum but "
+                                       f"does not decode: {e}") from None
+                pos, seq = end, rseq
+                continue
+            nxt = _next_record(data, pos + 1, seed, seq)
+            if salvage:
+                stop = len(data) if nxt is None else nxt
+                self.dropped.append((pos, stop - pos))
+                pos = stop
+                continue
+            self.bad_at = pos
+            self.valid_after_bad = nxt is not None
+            break
+        self.last_seq = seq
+        self.good_end = pos if self.bad_at is None else self.bad_at
 
-    def open(self) -> Iterator[ev.Event]:
-        """Replay the file (creating it if new) and leave it open for appending."""
-        if not os.path.exists(self.path):
-            self._create()
-            return iter(())
-        generation, events, seq, good_end, size = scan(self.path)
-        if good_end < size:
-            log.warning(
-                "journal %s: dropped a torn or unreadable tail of %d bytes at offset %d (after record %d)",
-                self.path, size - good_end, good_end, seq,
-            )
-            with open(self.path, "r+b") as f:
-                f.truncate(good_end)
-                os.fsync(f.fileno())
-        self._seed = _seed(generation)
-        self.seq, self.size = seq, good_end
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        return iter(events)
 
-    def _create(self) -> None:
-        generation = os.urandom(8)
-        tmp = self.path + ".new"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, MAGIC + generation)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path)
-        _fsync_dir(os.path.dirname(self.path))
-        self._seed = _seed(generation)
-        self.seq, self.size = 0, FILE_HEADER
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+def _record_at(data: bytes, pos: int, seed: int, want_seq: int | None) -> tuple[int, int, memoryview] | None:
+    """The record at `pos` if it is whole and checks out (with seq `want_seq` unless None)."""
+    if pos + REC.size > len(data):
+        return None
+    length, crc, seq = REC.unpack_from(data, pos)
+    end = pos + REC.size + length
+    if length > MAX_RECORD or end > len(data) or (want_seq is not None and seq != want_seq) or seq == 0:
+        return None
+    payload = memoryview(data)[pos + REC.size : end]
+    if _crc(seed, seq, payload) != crc:
+        return None
+    return end, seq, payload
 
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        self._executor.shutdown(wait=True)
 
-    # -- appending ----------------------------------------------------------
-
-    def write(self, events: Iterable[ev.Event]) -> None:
-        """Append records now, all or none; durable at the next commit."""
-        if self._failed is not None:
-            raise self._failed
-        parts = []
-        seq, seed, encode = self.seq, self._seed, ev.encoder.encode
-        for event in events:
-            payload = encode(event)
-            seq += 1
-            parts.append(REC.pack(len(payload), _crc(seed, seq, payload), seq))
-            parts.append(payload)
-        buf = b"".join(parts)
-        try:
-            written = os.write(self.fd, buf)
-            if written != len(buf):
-                raise OSError(errno.ENOSPC, "short write")
-        except OSError as e:
-            self._undo_write()
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull("disk full: the journal could not be written; nothing was changed") from None
-            raise self._fail(f"cannot write {self.path}: {e.strerror}") from None
-        self.seq = seq
-        self.size += len(buf)
-        self._unsynced = True
-        self._schedule_sync()
-
-    def _undo_write(self) -> None:
-        try:
-            os.ftruncate(self.fd, self.size)
-        except OSError as e:
-            raise self._fail(f"cannot truncate {self.path} after a failed write: {e.strerror}") from None
-
-    def commit(self) -> asyncio.Future[None]:
-        """A future that resolves once everything written so far is on disk."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        if self._failed is not None:
-            fut.set_exception(self._failed)
-            return fut
-        self._waiters.append(fut)
-        self._schedule_sync()
-        return fut
-
-    async def append(self, events: Iterable[ev.Event]) -> None:
-        self.write(events)
-        await self.commit()
-
-    def _schedule_sync(self) -> None:
-        if not self._sync_scheduled and not self._syncing:
-            self._sync_scheduled = True
-            self._loop = self._loop or asyncio.get_running_loop()
-            self._loop.call_soon(self._start_sync)
-
-    def _start_sync(self) -> None:
-        self._sync_scheduled = False
-        if self._syncing or self._failed is not None:
-            return
-        self._syncing = True
-        self._unsynced = False
-        waiters, self._waiters = self._waiters, []
-        assert self._loop is not None
-        fut = self._loop.run_in_executor(self._executor, os.fdatasync, self.fd)
-        fut.add_done_callback(lambda f: self._synced(f, waiters))
-
-    def _synced(self, f: asyncio.Future[None], waiters: list[asyncio.Future[None]]) -> None:
-        self._syncing = False
-        exc = f.exception()
-        if exc is not None:
-            err = self._fail(f"fdatasync of {self.path} failed: {exc}")
-            for w in waiters + self._waiters:
-                if not w.done():
-                    w.set_exception(err)
-            self._waiters = []
-            return
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-        if self._waiters or self._unsynced:
-            self._schedule_sync()
-
-    def _fail(self, message: str) -> SyncFailed:
-        """After a failed sync or write nothing more may be acknowledged: the daemon must exit."""
-        if self._failed is None:
-            self._failed = SyncFailed(message)
-            log.critical("%s; refusing further writes, the daemon will exit", message)
-            for callback in self.on_fatal:
-                callback(self._failed)  # type: ignore[operator]
-        assert isinstance(self._failed, SyncFailed)
-        return self._failed
+def _next_record(data: bytes, start: int, seed: int, after_seq: int) -> int | None:
+    """The offset of the next valid record with a seq above `after_seq`, searching byte by byte."""
+    limit = len(data) - REC.size
+    for pos in range(start, limit + 1):
+        rec = _record_at(data, pos, seed, None)
+        if rec is not None and rec[1] > after_seq:
+            return pos
+    return None
 
 
 def _fsync_dir(path: str) -> None:
@@ -243,3 +164,386 @@ def _fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """Write a whole new file durably: the data and its directory entry."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """Owner of the journal directory: the only code that writes it."""
+
+    def __init__(self, path: str, salvage: bool = False, compact_min: int = 4 << 20,
+                 compact_ratio: float = 2.0) -> None:
+        self.dir = path
+        self.salvage = salvage
+        self.compact_min = compact_min
+        self.compact_ratio = compact_ratio
+        self.manifest = Manifest(None, [], 1)
+        self.fd = -1
+        self.seq = 0
+        self.log_bytes = 0  # bytes in the logs since the snapshot
+        self.snapshot_bytes = 0
+        self.syncs = 0
+        self.compactions = 0
+        self._seed = 0
+        self._waiters: list[asyncio.Future[None]] = []
+        self._retired_fds: list[int] = []  # old logs, closed after their last sync
+        self._sync_scheduled = False
+        self._syncing = False
+        self._unsynced = False
+        self._compacting = False
+        self._failed: JournalError | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal-sync")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_fatal: list[Callable[[JournalError], None]] = []
+        self.snapshot_source: Callable[[], list[ev.Event]] | None = None
+        self.dropped: list[str] = []  # what salvage could not read
+        self._log_size = 0  # size of the log appended to
+        self._compact_after = 0.0
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    # -- opening and replay -------------------------------------------------------
+
+    def open(self) -> Iterator[ev.Event]:
+        """Replay the journal (creating it if new) and leave its last log open for appending."""
+        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        names = os.listdir(self.dir)
+        if "MANIFEST" not in names:
+            files = sorted(n for n in names if _FILE.match(n))
+            if files and not self.salvage:
+                raise JournalError(f"{self.dir} holds {', '.join(files)} but no MANIFEST; "
+                                   "refusing to start empty (queuectld --salvage recovers what is readable)")
+            if not files:
+                self._create()
+                return iter(())
+            self.manifest = _guess_manifest(files)
+            log.warning("salvage: no MANIFEST; using %s", self.manifest)
+        else:
+            try:
+                self.manifest = self._read_manifest()
+            except JournalError:
+                if not self.salvage:
+                    raise
+                self.manifest = _guess_manifest(sorted(n for n in names if _FILE.match(n)))
+                log.warning("salvage: the MANIFEST is damaged; using %s", self.manifest)
+        return self._replay()
+
+    def _read_manifest(self) -> Manifest:
+        path = self._path("MANIFEST")
+        with open(path, "rb") as f:
+            data = f.read()
+        magic, crc, body = data[:8], data[8:12], data[12:]
+        if magic != MANIFEST_MAGIC or len(crc) != 4 or zlib.crc32(body) != int.from_bytes(crc, "big"):
+            raise JournalError(f"{path}: damaged manifest (bad magic or checksum at offset 0); "
+                               "refusing to start (queuectld --salvage recovers what is readable)")
+        return msgspec.msgpack.decode(body, type=Manifest)
+
+    def _replay(self) -> Iterator[ev.Event]:
+        m = self.manifest
+        seq = 0
+        dropped: list[str] = []
+        events: list[ev.Event] = []
+        if m.snapshot is not None:
+            snap = FileScan(self._path(m.snapshot), SNAP_MAGIC, self.salvage)
+            if snap.bad_at is not None:
+                raise JournalError(f"{snap.path}: damaged snapshot at offset {snap.bad_at}; refusing to start "
+                                   "(queuectld --salvage recovers what is readable)")
+            if not snap.events or not isinstance(snap.events[-1], ev.SnapshotEnd):
+                if not self.salvage:
+                    raise JournalError(f"{snap.path}: snapshot is incomplete (no end record at offset "
+                                       f"{snap.good_end}); refusing to start")
+                dropped.append(f"{snap.path}: snapshot has no end record")
+            dropped += [f"{snap.path}: {n} bytes at offset {o}" for o, n in snap.dropped]
+            events += snap.events
+            seq = snap.base_seq
+            self.snapshot_bytes = snap.size
+        for i, name in enumerate(m.logs):
+            last = i == len(m.logs) - 1
+            scan = FileScan(self._path(name), LOG_MAGIC, self.salvage, seq if self.salvage else 0)
+            if scan.base_seq != seq and not self.salvage:
+                raise JournalError(f"{scan.path}: starts after record {scan.base_seq}, expected {seq} "
+                                   "(a journal file is missing or stale); refusing to start")
+            if scan.bad_at is not None:
+                if not last or scan.valid_after_bad:
+                    # Kafka and NATS truncate only the last segment's tail; anything else loses acked data.
+                    raise JournalError(
+                        f"{scan.path}: corrupt record at offset {scan.bad_at} with valid records after it; "
+                        "refusing to start (queuectld --salvage keeps what is readable)")
+                log.warning("journal %s: dropped a torn or unreadable tail of %d bytes at offset %d "
+                            "(after record %d)", scan.path, scan.size - scan.bad_at, scan.bad_at, scan.last_seq)
+                with open(scan.path, "r+b") as f:
+                    f.truncate(scan.bad_at)
+                    os.fsync(f.fileno())
+            dropped += [f"{scan.path}: {n} bytes at offset {o}" for o, n in scan.dropped]
+            events += scan.events
+            seq = max(seq, scan.last_seq)
+            self.log_bytes += scan.good_end
+            if last:
+                self._log_size = scan.good_end
+                self._seed = _seed(scan.generation)
+                self.fd = os.open(scan.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self.seq = seq
+        if self.salvage:
+            for line in dropped:
+                log.warning("salvage dropped %s", line)
+            log.warning("salvage: replayed %d records; %d unreadable region(s) dropped", len(events), len(dropped))
+            self.dropped = dropped
+        else:
+            if not m.logs:
+                raise JournalError(f"{self._path('MANIFEST')} lists no log file; refusing to start")
+            self._remove_strays()
+        return iter(events)
+
+    def _create(self) -> None:
+        self.manifest = Manifest(None, [], 1)
+        name = self._new_log(0)
+        self._write_manifest(Manifest(None, [name], self.manifest.next_file))
+
+    def _remove_strays(self) -> None:
+        """Delete files no manifest refers to: leftovers of an interrupted compaction."""
+        keep = set(self.manifest.logs) | {self.manifest.snapshot, "MANIFEST"}
+        for name in os.listdir(self.dir):
+            if name not in keep and (_FILE.match(name) or name.endswith(".tmp")):
+                log.info("removing %s, left over from an interrupted compaction", name)
+                os.unlink(self._path(name))
+
+    # -- files and the manifest ------------------------------------------------------
+
+    def _new_log(self, base_seq: int) -> str:
+        """Create and open an empty log following `base_seq`; it becomes the file appended to."""
+        n = self.manifest.next_file
+        name = f"log-{n}"
+        generation = os.urandom(8)
+        _write_file(self._path(name), HEADER.pack(LOG_MAGIC, generation, base_seq))
+        _fsync_dir(self.dir)
+        self.manifest = Manifest(self.manifest.snapshot, self.manifest.logs, n + 1)
+        old = self.fd
+        self.fd = os.open(self._path(name), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._seed = _seed(generation)
+        self._log_size = HEADER.size
+        if old >= 0:
+            self._retired_fds.append(old)
+        return name
+
+    def _write_manifest(self, m: Manifest) -> None:
+        body = msgspec.msgpack.encode(m)
+        tmp = self._path("MANIFEST.tmp")
+        _write_file(tmp, MANIFEST_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body)
+        os.rename(tmp, self._path("MANIFEST"))
+        _fsync_dir(self.dir)
+        self.manifest = m
+
+    def close(self) -> None:
+        for fd in [*self._retired_fds, self.fd]:
+            if fd >= 0:
+                os.close(fd)
+        self._retired_fds = []
+        self.fd = -1
+        self._executor.shutdown(wait=True)
+
+    # -- appending ---------------------------------------------------------------
+
+    def write(self, events: list[ev.Event]) -> None:
+        """Append records now, all or none; durable at the next commit."""
+        if self._failed is not None:
+            raise self._failed
+        buf, seq = encode_records(events, self._seed, self.seq)
+        try:
+            written = os.write(self.fd, buf)
+            if written != len(buf):
+                raise OSError(errno.ENOSPC, "short write")
+        except OSError as e:
+            self._undo_write()
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull("disk full: the journal could not be written; nothing was changed") from None
+            raise self._fail(f"cannot write the journal: {e.strerror}") from None
+        self.seq = seq
+        self.log_bytes += len(buf)
+        self._log_size += len(buf)
+        self._unsynced = True
+        self._schedule_sync()
+        if self.log_bytes > max(self.compact_min, self.compact_ratio * self.snapshot_bytes):
+            self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        if self._compacting or self.snapshot_source is None or time.monotonic() < self._compact_after:
+            return
+        self._compacting = True
+        self._get_loop().call_soon(self._start_compaction)
+
+    def _undo_write(self) -> None:
+        """Cut the log back to its last whole record after a failed or partial write."""
+        try:
+            os.ftruncate(self.fd, self._log_size)
+        except OSError as e:
+            raise self._fail(f"cannot truncate the journal after a failed write: {e.strerror}") from None
+
+    def commit(self) -> asyncio.Future[None]:
+        """A future that resolves once everything written so far is on disk."""
+        fut: asyncio.Future[None] = self._get_loop().create_future()
+        if self._failed is not None:
+            fut.set_exception(self._failed)
+            return fut
+        self._waiters.append(fut)
+        self._schedule_sync()
+        return fut
+
+    def _get_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _schedule_sync(self) -> None:
+        if not self._sync_scheduled and not self._syncing:
+            self._sync_scheduled = True
+            self._get_loop().call_soon(self._start_sync)
+
+    def _start_sync(self) -> None:
+        self._sync_scheduled = False
+        if self._syncing or self._failed is not None:
+            return
+        self._syncing = True
+        self._unsynced = False
+        waiters, self._waiters = self._waiters, []
+        retired, self._retired_fds = self._retired_fds, []
+        fut = self._get_loop().run_in_executor(self._executor, _sync, retired, self.fd)
+        fut.add_done_callback(lambda f: self._synced(f, waiters))
+
+    def _synced(self, f: asyncio.Future[None], waiters: list[asyncio.Future[None]]) -> None:
+        self._syncing = False
+        self.syncs += 1
+        exc = f.exception()
+        if exc is not None:
+            err = self._fail(f"fdatasync failed: {exc}")
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(err)
+            return
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+        if self._waiters or self._unsynced or self._retired_fds:
+            self._schedule_sync()
+
+    def _fail(self, message: str) -> SyncFailed:
+        """After a failed write or sync nothing more may be acknowledged: fail the waiters, stop the daemon."""
+        if self._failed is None:
+            self._failed = SyncFailed(f"{message}; nothing more will be acknowledged, queuectld is exiting")
+            log.critical("%s", self._failed)
+            for w in self._waiters:
+                if not w.done():
+                    w.set_exception(self._failed)
+            self._waiters = []
+            for callback in self.on_fatal:
+                callback(self._failed)
+        assert isinstance(self._failed, SyncFailed)
+        return self._failed
+
+    # -- compaction ----------------------------------------------------------------
+
+    def _start_compaction(self) -> None:
+        task = self._get_loop().create_task(self.compact(), name="journal-compaction")
+        task.add_done_callback(_report_compaction)
+
+    async def compact(self, keep_old: bool = False) -> None:
+        """Replace the snapshot and logs by a new snapshot of the live state and an empty log.
+
+        Steps (each a crash point for the tests):
+          1. create log-N+1 and switch appends to it
+          2. commit a manifest naming the old snapshot and both logs
+          3. write snap-N+2.tmp from the state as of the switch, fsync
+          4. rename it to snap-N+2, fsync the directory
+          5. commit a manifest naming snap-N+2 and log-N+1 only
+          6. delete the old snapshot and logs
+        A crash before 5 replays the old files; from 5 on, the new ones.
+        With `keep_old` (after a salvage) the old files are moved aside, not deleted.
+        """
+        self._compacting = True
+        try:
+            if self._failed is not None or self.snapshot_source is None:
+                return
+            started = time.monotonic()
+            old = self.manifest
+            # Steps 1-2 and the state capture happen in one go on the loop: the
+            # snapshot holds exactly the records up to the new log's base.
+            base = self.seq
+            snapshot_events = self.snapshot_source()
+            new_log = self._new_log(base)
+            faults.point("compact-1")
+            self._write_manifest(Manifest(old.snapshot, [*old.logs, new_log], self.manifest.next_file))
+            faults.point("compact-2")
+            n = self.manifest.next_file
+            snap = f"snap-{n}"
+            generation = os.urandom(8)
+            body, _ = encode_records(snapshot_events, _seed(generation), base)
+            data = HEADER.pack(SNAP_MAGIC, generation, base) + body
+            del snapshot_events, body
+            await self._get_loop().run_in_executor(None, _write_file, self._path(snap + ".tmp"), data)
+            faults.point("compact-3")
+            os.rename(self._path(snap + ".tmp"), self._path(snap))
+            _fsync_dir(self.dir)
+            faults.point("compact-4")
+            self._write_manifest(Manifest(snap, [new_log], n + 1))
+            self.snapshot_bytes = len(data)
+            self.log_bytes = self._log_size
+            faults.point("compact-5")
+            aside = self._path(f"salvaged-{int(time.time())}") if keep_old else None
+            if aside is not None:
+                os.makedirs(aside, exist_ok=True)
+            for name in [*old.logs, old.snapshot]:
+                if name is None:
+                    continue
+                if aside is not None:
+                    os.rename(self._path(name), os.path.join(aside, name))
+                else:
+                    os.unlink(self._path(name))
+            _fsync_dir(self.dir)
+            faults.point("compact-6")
+            self.compactions += 1
+            log.info("compacted the journal: snapshot of %d bytes at record %d in %.2f s",
+                     len(data), base, time.monotonic() - started)
+        except OSError as e:
+            for name in os.listdir(self.dir):
+                if name.endswith(".tmp"):
+                    os.unlink(self._path(name))
+            self._compact_after = time.monotonic() + 5.0
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                log.warning("compaction postponed: disk full")
+            else:
+                raise
+        finally:
+            self._compacting = False
+
+
+def _sync(retired: list[int], fd: int) -> None:
+    for old in retired:
+        os.fdatasync(old)
+        os.close(old)
+    os.fdatasync(fd)
+
+
+def _report_compaction(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("compaction failed: %s", task.exception())
+
+
+def _guess_manifest(files: list[str]) -> Manifest:
+    """For salvage without a usable MANIFEST: the newest snapshot and every log, in order.
+
+    Replay skips log records the snapshot already holds.
+    """
+    numbered = sorted((int(m.group(2)), m.group(1), n) for n in files if (m := _FILE.match(n)))
+    snaps = [name for _, kind, name in numbered if kind == "snap"]
+    logs = [name for _, kind, name in numbered if kind == "log"]
+    return Manifest(snaps[-1] if snaps else None, logs, numbered[-1][0] + 1 if numbered else 1)

@@ -27,6 +27,9 @@ GONE = "gone"  # a deleted job's state, so stale heap entries see it
 INTERRUPTED = "interrupted: daemon stopped while the job ran"
 
 
+_STATE_FIELDS = ev.JobState.__struct_fields__
+
+
 class QueueError(Exception):
     """A request the queue refuses; `code` is a protocol error code."""
 
@@ -216,6 +219,11 @@ class Queue:
             self.config.set(event.key, event.value)
         elif isinstance(event, ev.PoolSized):
             self.pool_size = event.count
+        elif isinstance(event, ev.Restored):
+            self._restored(event)
+        elif isinstance(event, ev.SnapshotEnd):
+            # Restored jobs came grouped by state; `jobs` lists them in enqueue order.
+            self.jobs = dict(sorted(self.jobs.items(), key=lambda item: item[1].seq))
 
     def _move(self, job: Job, state: str) -> None:
         del self.by_state[job.state][job.id]
@@ -254,6 +262,38 @@ class Queue:
             assert e.next_retry_at is not None
             job.due = e.next_retry_at
             self._schedule(job)
+
+    def _restored(self, e: ev.Restored) -> None:
+        jobs, by_state = self.jobs, self.by_state
+        for s in e.jobs:
+            job = Job.__new__(Job)
+            for name in _STATE_FIELDS:
+                setattr(job, name, getattr(s, name))
+            job.stamp = 0
+            jobs[job.id] = job
+            by_state[job.state][job.id] = job
+            if job.seq > self._seq:
+                self._seq = job.seq
+            if job.state in (PENDING, FAILED):
+                self._schedule(job)
+
+    # -- snapshots ------------------------------------------------------------
+
+    def snapshot(self, chunk: int = 10_000) -> list[ev.Event]:
+        """Events that rebuild this state exactly: settings, pool, then every job."""
+        out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
+        out.append(ev.PoolSized(self.pool_size))
+        batch: list[ev.JobState] = []
+        for jobs in self.by_state.values():
+            for job in jobs.values():
+                batch.append(ev.JobState(*[getattr(job, name) for name in _STATE_FIELDS]))
+                if len(batch) == chunk:
+                    out.append(ev.Restored(batch))
+                    batch = []
+        if batch:
+            out.append(ev.Restored(batch))
+        out.append(ev.SnapshotEnd(len(self.jobs)))
+        return out
 
     def _deleted(self, e: ev.Deleted) -> None:
         job = self.jobs.pop(e.id)

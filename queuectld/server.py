@@ -27,9 +27,10 @@ from .queue import QueueError
 
 log = logging.getLogger("queuectld.server")
 
-MAX_CONNECTIONS = 256
+MAX_CONNECTIONS = 1024
 BODY_TIMEOUT = 10.0  # seconds for the rest of a frame once its header arrived
-HELLO_TIMEOUT = 10.0
+HELLO_TIMEOUT = 5.0  # seconds a new connection has to say Hello
+IDLE_TIMEOUT = 3600.0  # seconds a connection may wait between requests
 SEND_BUFFER_LIMIT = 1 << 20  # a subscriber further behind than this loses events
 
 _encoder = msgspec.msgpack.Encoder()
@@ -129,7 +130,7 @@ class Server:
             await conn.send(p.Hello(p.PROTOCOL_VERSION, os.getpid(), __version__))
             while True:
                 try:
-                    req = await conn.read(None)
+                    req = await conn.read(IDLE_TIMEOUT)
                 except (msgspec.DecodeError, msgspec.ValidationError) as e:
                     conn.staged = []  # a multi-frame enqueue with a bad frame fails whole
                     await conn.send(p.Error("invalid", f"bad request: {e}"))

@@ -196,10 +196,12 @@ def test_autostart_and_enqueue_before_workers(env: Env) -> None:
 
 
 def test_a_daemon_that_cannot_start_exits_3_with_its_reason(env: Env) -> None:
-    with open(os.path.join(env.home, "journal"), "wb") as f:
-        f.write(b"this is not a journal")
+    os.makedirs(os.path.join(env.home, "journal"))
+    with open(os.path.join(env.home, "journal", "MANIFEST"), "wb") as f:
+        f.write(b"this is not a manifest")
     r = env.q("status", QUEUECTL_NO_AUTOSTART="0")
-    assert r.code == 3 and "could not start queuectld" in r.err and "not a queuectl journal" in r.err, r
+    assert r.code == 3, r
+    assert r.err.startswith("queuectl: could not start queuectld: cannot start: ") and "damaged manifest" in r.err, r
 
 
 def test_second_daemon_refuses_and_stale_socket_is_replaced(env: Env) -> None:

@@ -10,8 +10,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from tests.conftest import QUEUECTL, Env, pid_alive, wait_for
 
 
@@ -281,22 +279,3 @@ def test_kill_9_during_an_enqueue_burst_loses_no_acknowledged_job(env: Env) -> N
     present = {j["id"] for j in env.jobs()}
     assert set(acked) <= present, sorted(set(acked) - present)[:5]
     assert env.jobs("processing") == []
-
-
-@pytest.mark.parametrize("cut", [1, 5, 13])
-def test_torn_final_record_is_truncated_with_a_warning(env: Env, cut: int) -> None:
-    env.start_daemon()
-    keep = env.enqueue(command="true", id="keep")
-    env.enqueue(command="true", id="torn")
-    env.stop_daemon(signal.SIGKILL)
-    journal = os.path.join(env.home, "journal")
-    size = os.path.getsize(journal)
-    with open(journal, "r+b") as f:
-        f.truncate(size - cut)
-    env.start_daemon()
-    assert [j["id"] for j in env.jobs()] == [keep]
-    assert "dropped a torn or unreadable tail" in env.log()
-    env.enqueue(command="true", id="after")
-    env.stop_daemon()
-    env.start_daemon()
-    assert [j["id"] for j in env.jobs()] == ["keep", "after"]

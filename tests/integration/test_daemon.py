@@ -137,9 +137,9 @@ async def test_multi_frame_enqueue_is_one_atomic_batch(daemon: Daemon, home: str
     ids = await asyncio.to_thread(enqueue)
     assert len(ids) == 2500 and len(daemon.queue.jobs) == 2500
     # One Added record for the whole batch.
-    from queuectld import journal
+    from queuectld.journal import LOG_MAGIC, FileScan
 
-    _, events, _, _, _ = journal.scan(daemon.journal.path)
+    events = FileScan(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1]), LOG_MAGIC).events
     added = [e for e in events if type(e).__name__ == "Added"]
     assert len(added) == 1 and len(added[0].jobs) == 2500  # type: ignore[attr-defined]
 

@@ -1,95 +1,212 @@
-"""Journal framing and replay on real files."""
+"""The journal on real files: framing, replay rules, corruption, salvage, compaction."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import struct
 
 import pytest
 
+from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
-from queuectld.journal import FILE_HEADER, REC, Journal, JournalError, scan
+from queuectld.journal import HEADER, REC, Journal, JournalError
+from queuectld.queue import Queue
 
 
-def _events(n: int) -> list[ev.Event]:
-    return [ev.Added(float(i), [ev.NewJob(f"j{i}", "true", 3, 0, None, None)]) for i in range(n)]
+def _added(i: int) -> ev.Event:
+    return ev.Added(float(i), [ev.NewJob(f"j{i}", "true", 3, 0, None, None)])
 
 
-async def _write(path: str, events: list[ev.Event]) -> Journal:
-    j = Journal(path)
+async def _journal(path: str, n: int, **kw: object) -> Journal:
+    j = Journal(path, **kw)  # type: ignore[arg-type]
     list(j.open())
-    for e in events:
-        j.write([e])
+    for i in range(n):
+        j.write([_added(i)])
     await j.commit()
     return j
 
 
-async def test_round_trip_and_sequence(tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(str(tmp_path), "journal")
-    j = await _write(path, _events(5))
-    j.close()
-    j2 = Journal(path)
-    assert list(j2.open()) == _events(5)
-    assert j2.seq == 5
-    j2.write(_events(1))
-    await j2.commit()
-    j2.close()
-    _, events, seq, end, size = scan(path)
-    assert len(events) == 6 and seq == 6 and end == size
-
-
-async def test_every_torn_tail_is_cut_back_to_the_last_whole_record(tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(str(tmp_path), "journal")
-    (await _write(path, _events(3))).close()
-    end_of_two = _end_of(path, 2)
-    with open(path, "rb") as f:
-        full = f.read()
-    for cut in range(end_of_two, len(full)):
-        with open(path, "wb") as f:
-            f.write(full[:cut])
-        j = Journal(path)
-        assert len(list(j.open())) == 2, cut
+def _replay(path: str, salvage: bool = False) -> list[ev.Event]:
+    j = Journal(path, salvage=salvage)
+    try:
+        return list(j.open())
+    finally:
         j.close()
-        assert os.path.getsize(path) == end_of_two
+
+
+def _log(path: str) -> str:
+    logs = sorted(n for n in os.listdir(path) if n.startswith("log-"))
+    return os.path.join(path, logs[-1])
 
 
 def _end_of(path: str, records: int) -> int:
-    """The offset just past the first `records` records."""
+    """The offset just past the first `records` records of a file."""
     with open(path, "rb") as f:
         data = f.read()
-    pos = FILE_HEADER
+    pos = HEADER.size
     for _ in range(records):
         length, _, _ = REC.unpack_from(data, pos)
         pos += REC.size + length
     return pos
 
 
+@pytest.fixture
+def jdir(tmp_path: os.PathLike[str]) -> str:
+    return os.path.join(str(tmp_path), "journal")
+
+
+async def test_round_trip_and_reopen(jdir: str) -> None:
+    (await _journal(jdir, 5)).close()
+    j = Journal(jdir)
+    assert list(j.open()) == [_added(i) for i in range(5)]
+    assert j.seq == 5
+    j.write([_added(5)])
+    await j.commit()
+    j.close()
+    assert len(_replay(jdir)) == 6
+
+
+async def test_every_torn_tail_offset_is_cut_back_to_the_last_whole_record(jdir: str) -> None:
+    (await _journal(jdir, 3)).close()
+    log = _log(jdir)
+    end_of_two = _end_of(log, 2)
+    with open(log, "rb") as f:
+        full = f.read()
+    for cut in range(end_of_two, len(full)):
+        with open(log, "wb") as f:
+            f.write(full[:cut])
+        assert len(_replay(jdir)) == 2, cut
+        assert os.path.getsize(log) == end_of_two
+
+
+@pytest.mark.parametrize("tail", [
+    b"\x00" * 4096,  # zero-filled blocks after a power loss
+    os.urandom(1000),  # garbage
+    struct.pack(">IIQ", 0xFFFFFFF0, 0, 4) + b"x" * 100,  # a huge length
+    struct.pack(">IIQ", 10, 0, 4) + b"short",  # a length past the end
+])
+async def test_garbage_tails_are_truncated(jdir: str, tail: bytes) -> None:
+    (await _journal(jdir, 3)).close()
+    log = _log(jdir)
+    size = os.path.getsize(log)
+    with open(log, "ab") as f:
+        f.write(tail)
+    assert len(_replay(jdir)) == 3
+    assert os.path.getsize(log) == size
+
+
+async def test_corruption_in_the_middle_refuses_to_start_and_salvage_keeps_the_rest(jdir: str) -> None:
+    (await _journal(jdir, 10)).close()
+    log = _log(jdir)
+    at = _end_of(log, 4) + REC.size + 3  # inside record 5's payload
+    with open(log, "r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(JournalError) as e:
+        _replay(jdir)
+    assert log in str(e.value) and f"offset {_end_of(log, 4)}" in str(e.value)
+    assert "valid records after it" in str(e.value)
+    kept = _replay(jdir, salvage=True)
+    assert kept == [_added(i) for i in range(10) if i != 4]
+
+
 async def test_records_from_another_generation_never_replay(tmp_path: os.PathLike[str]) -> None:
     a = os.path.join(str(tmp_path), "a")
     b = os.path.join(str(tmp_path), "b")
-    (await _write(a, _events(2))).close()
-    (await _write(b, _events(1))).close()
-    # Graft a's second record onto b: same sequence number, valid crc for a, not for b.
-    with open(a, "rb") as f:
-        data_a = f.read()
-    with open(b, "ab") as f:
-        f.write(data_a[_end_of(a, 1) :])
-    _, events, seq, _, _ = scan(b)
-    assert len(events) == 1 and seq == 1
+    (await _journal(a, 2)).close()
+    (await _journal(b, 1)).close()
+    # Graft a's second record onto b: the right sequence number, a valid crc for a, not for b.
+    with open(_log(a), "rb") as f:
+        data = f.read()
+    with open(_log(b), "ab") as f:
+        f.write(data[_end_of(_log(a), 1) :])
+    assert len(_replay(b)) == 1
 
 
-def test_a_file_that_is_not_a_journal_is_refused(tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(str(tmp_path), "journal")
-    with open(path, "wb") as f:
-        f.write(b"something else entirely")
-    with pytest.raises(JournalError, match="not a queuectl journal"):
-        list(Journal(path).open())
+async def test_files_without_a_manifest_are_never_replaced_by_an_empty_queue(jdir: str) -> None:
+    (await _journal(jdir, 2)).close()
+    os.unlink(os.path.join(jdir, "MANIFEST"))
+    with pytest.raises(JournalError, match="no MANIFEST"):
+        _replay(jdir)
+    assert len(_replay(jdir, salvage=True)) == 2
 
 
-async def test_many_records_written_at_once_all_replay(tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(str(tmp_path), "journal")
-    j = await _write(path, [])
-    j.write(_events(100))
-    await asyncio.wait_for(j.commit(), 5)
+async def test_a_damaged_manifest_refuses_to_start(jdir: str) -> None:
+    (await _journal(jdir, 2)).close()
+    with open(os.path.join(jdir, "MANIFEST"), "r+b") as f:
+        f.seek(12)
+        f.write(b"\x00\x00")
+    with pytest.raises(JournalError, match="damaged manifest"):
+        _replay(jdir)
+    assert len(_replay(jdir, salvage=True)) == 2
+
+
+def _queue_with(n: int) -> Queue:
+    q = Queue()
+    q.apply(q.plan_add([JobSpec(f"j{i}", "true") for i in range(n)], 0.0))
+    return q
+
+
+async def _compacting_journal(jdir: str, q: Queue) -> Journal:
+    j = Journal(jdir, compact_min=4096)
+    for e in j.open():
+        q.apply(e)
+    j.snapshot_source = q.snapshot
+    return j
+
+
+async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> None:
+    q = Queue()
+    j = await _compacting_journal(jdir, q)
+    live = {}
+    for i in range(3000):  # churn: add, run, finish, delete most
+        e1 = q.plan_add([JobSpec(f"j{i}", "echo " + "x" * 50)], float(i))
+        j.write([e1])
+        q.apply(e1)
+        job = q.take(float(i))
+        assert job is not None
+        for e in (q.plan_start(job, float(i), 1, 0, 0),):
+            j.write([e])
+            q.apply(e)
+        e2 = q.plan_end(job, float(i), 0, None)
+        j.write([e2])
+        q.apply(e2)
+        if i % 10:
+            e3 = q.plan_delete(job.id, float(i))
+            j.write([e3])
+            q.apply(e3)
+        else:
+            live[job.id] = job.view()
+        await j.commit()
+    while j._compacting:
+        await j.commit()
+    await j.compact()
     j.close()
-    assert len(scan(path)[1]) == 100
+    total = sum(os.path.getsize(os.path.join(jdir, n)) for n in os.listdir(jdir))
+    assert j.compactions >= 2
+    assert total < 3 * j.snapshot_bytes + 8192, (total, j.snapshot_bytes)
+    twin = Queue()
+    for e in _replay(jdir):
+        twin.apply(e)
+    assert {k: v.view() for k, v in twin.jobs.items()} == live
+    assert sorted(os.listdir(jdir)) == ["MANIFEST", f"log-{j.manifest.next_file - 2}", j.manifest.snapshot]
+
+
+async def test_a_damaged_snapshot_refuses_to_start(jdir: str) -> None:
+    q = _queue_with(50)
+    j = await _compacting_journal(jdir, Queue())
+    j.snapshot_source = lambda: q.snapshot(chunk=10)
+    await j.compact()
+    j.close()
+    snap = os.path.join(jdir, j.manifest.snapshot or "")
+    with open(snap, "r+b") as f:
+        f.seek(os.path.getsize(snap) - 100)  # inside the last chunk of jobs
+        f.write(b"\xff\xff\xff")
+    with pytest.raises(JournalError, match="damaged snapshot"):
+        _replay(jdir)
+    twin = Queue()
+    for e in _replay(jdir, salvage=True):
+        twin.apply(e)
+    assert len(twin.jobs) == 40
