@@ -79,16 +79,21 @@ class Server:
     def __init__(self, handlers: Handlers) -> None:
         self.handlers = handlers
         self.connections: set[asyncio.Task[None]] = set()
+        self.busy: set[asyncio.Task[None]] = set()  # connections in the middle of a request
         self.server: asyncio.AbstractServer | None = None
         self.uid = os.getuid()
 
     async def start(self, sock: socket.socket) -> None:
         self.server = await asyncio.start_unix_server(self._accept, sock=sock)
 
-    async def close(self) -> None:
-        """Stop listening and end every connection."""
+    async def close(self, grace: float = 1.0) -> None:
+        """Stop listening; let requests in progress send their replies (for up to `grace` s); end every connection."""
         if self.server is not None:
             self.server.close()
+        for task in self.connections - self.busy:
+            task.cancel()
+        if self.busy:
+            await asyncio.wait(list(self.busy), timeout=grace)
         for task in list(self.connections):
             task.cancel()
         if self.connections:
@@ -137,9 +142,15 @@ class Server:
                     continue
                 if req is None:
                     return
-                reply = await self._handle(req, conn)
-                if reply is not None:
-                    await conn.send(reply)
+                task = asyncio.current_task()
+                assert task is not None
+                self.busy.add(task)
+                try:
+                    reply = await self._handle(req, conn)
+                    if reply is not None:
+                        await conn.send(reply)
+                finally:
+                    self.busy.discard(task)
         except p.ProtocolError as e:
             await _try_send(conn, p.Error("invalid", str(e)))
         except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):

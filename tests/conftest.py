@@ -159,3 +159,38 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(") ")[-1][0] != "Z"
     except OSError:
         return False
+
+
+# --- figures reported by the fault-injection tests --------------------------------
+
+FIGURES: dict[str, object] = {}
+
+
+@pytest.fixture
+def report() -> Callable[[str, object], None]:
+    """Record a figure (kills survived, frames sent, ...) for the end-of-run summary."""
+
+    def put(name: str, value: object) -> None:
+        FIGURES[name] = value
+
+    return put
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("fault-injection figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")
+
+
+def daemon_pid(home: str) -> int:
+    with open(os.path.join(home, "queuectld.lock")) as f:
+        return int(f.read().strip())
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from queuectl_client import Client
+from queuectl_client import Client, RequestFailed
 from queuectl_client import protocol as p
 from queuectl_client.paths import resolve
 from queuectld.daemon import Daemon
@@ -152,3 +152,36 @@ async def test_list_streams_in_pages(daemon: Daemon, home: str) -> None:
             return len(pages), sum(len(pg.jobs) for pg in pages)  # type: ignore[attr-defined]
 
     assert await asyncio.to_thread(go) == (3, 2500)
+
+
+async def test_enospc_on_write_refuses_then_recovers(
+    daemon: Daemon, home: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same as the tmpfs test, for machines where mounting is not possible."""
+    import errno
+
+    real = os.write
+    full = True
+
+    def write(fd: int, data: bytes) -> int:
+        if full and fd == daemon.journal.fd:
+            real(fd, bytes(data)[: len(data) // 2])  # a partial write first, as a filling disk does
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+
+    def go() -> None:
+        nonlocal full
+        with Client(home, autostart=False) as c:
+            c.enqueue("true", id="before")  # page cache: fine
+            size = os.path.getsize(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1]))
+            monkeypatch.setattr(os, "write", write)
+            with pytest.raises(RequestFailed) as e:
+                c.enqueue("true", id="refused")
+            assert e.value.code == "disk_full" and "disk full" in e.value.message
+            assert os.path.getsize(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1])) == size
+            assert [j.id for j in c.list()] == ["before"]  # reads still work
+            full = False
+            c.enqueue("true", id="after")
+
+    await asyncio.to_thread(go)
+    assert list(daemon.queue.jobs) == ["before", "after"]

@@ -1,0 +1,366 @@
+"""Crash safety, proven by crashing: kill -9, compaction crashes, torn and corrupt journals, EIO, ENOSPC."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from queuectl_client import Client, DaemonUnavailable, RequestFailed
+from tests.conftest import QUEUECTL, QUEUECTLD, Env, wait_for
+
+Report = Callable[[str, object], None]
+
+
+def _log_file(home: str) -> str:
+    d = os.path.join(home, "journal")
+    return os.path.join(d, sorted(n for n in os.listdir(d) if n.startswith("log-"))[-1])
+
+
+class Load:
+    """Clients enqueueing (some jobs fail and retry) until the daemon goes away; keeps the acked ids."""
+
+    def __init__(self, home: str, threads: int = 3, prefix: str = "") -> None:
+        self.home = home
+        self.acked: list[str] = []
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, n: int) -> None:
+        rng = random.Random(n)
+        k = 0
+        try:
+            with Client(self.home, autostart=False) as c:
+                while True:
+                    size = rng.choice((1, 1, 5, 50))
+                    jobs = [{"command": rng.choice(("true", "exit 1", "sleep 0.05")), "max_retries": 2,
+                             "id": f"{self.prefix}t{n}-{k}-{i}"} for i in range(size)]
+                    ids = c.enqueue_many(jobs)
+                    with self._lock:
+                        self.acked.extend(ids)
+                    k += 1
+        except (DaemonUnavailable, RequestFailed):
+            return
+
+    def join(self) -> None:
+        for t in self._threads:
+            t.join(20)
+            assert not t.is_alive()
+
+
+def _all_ids(env: Env) -> list[str]:
+    return [j["id"] for j in env.jobs()]
+
+
+def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, report: Report) -> None:
+    rng = random.Random(20261128)
+    kills = 0
+    acked: set[str] = set()
+    env.start_daemon("--workers", "0")
+    env.ok("config", "set", "backoff-base", "1.1")
+    env.stop_daemon()
+    for round_ in range(25):
+        env.start_daemon("--workers", "2", "--compact-min", "32K")
+        load = Load(env.home, prefix=f"r{round_}-")
+        time.sleep(rng.uniform(0.1, 0.8))  # the moment of the crash: random on purpose
+        env.stop_daemon(signal.SIGKILL)
+        kills += 1
+        load.join()
+        acked.update(load.acked)
+        env.start_daemon("--workers", "0")
+        ids = _all_ids(env)
+        assert len(ids) == len(set(ids))
+        missing = acked - set(ids)
+        assert not missing, f"round {round_}: {len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
+        assert env.jobs("processing") == []
+        env.stop_daemon()
+    compactions = env.log().count("compacted the journal")
+    assert compactions >= 1
+    report("kill -9 rounds survived", kills)
+    report("acknowledged ids checked after each restart", len(acked))
+    report("acknowledged ids lost", 0)
+    report("compactions during the kill rounds", compactions)
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6])
+def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(env: Env, step: int) -> None:
+    env.env["QUEUECTL_FAULTS"] = f"crash-at=compact-{step}"
+    env.start_daemon("--compact-min", "16K")
+    del env.env["QUEUECTL_FAULTS"]
+    acked: list[str] = []
+    with Client(env.home, autostart=False) as c:
+        try:
+            for k in range(1000):
+                acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
+        except DaemonUnavailable:
+            pass
+    assert env.daemon is not None and env.daemon.wait(10) == 70, "the daemon did not reach the crash point"
+    env.daemon = None
+    env.start_daemon()
+    ids = _all_ids(env)
+    assert set(acked) <= set(ids) and len(ids) == len(set(ids))
+    assert len(ids) - len(acked) <= 10  # at most the batch whose reply was lost
+    names = sorted(os.listdir(os.path.join(env.home, "journal")))
+    assert not [n for n in names if n.endswith(".tmp")], names
+    env.enqueue(command="true", id="after-crash")
+    env.stop_daemon()
+    env.start_daemon()
+    assert len(_all_ids(env)) == len(ids) + 1
+
+
+@pytest.mark.parametrize("damage", ["cut-1", "cut-half", "garbage", "zeros", "huge-length"])
+def test_a_damaged_tail_is_truncated_and_reported(env: Env, damage: str) -> None:
+    env.start_daemon()
+    for i in range(5):
+        env.enqueue(command="true", id=f"k{i}")
+    env.stop_daemon(signal.SIGKILL)
+    log = _log_file(env.home)
+    size = os.path.getsize(log)
+    with open(log, "r+b") as f:
+        if damage == "cut-1":
+            f.truncate(size - 1)
+        elif damage == "cut-half":
+            f.truncate(size - 40)
+        else:
+            f.seek(0, os.SEEK_END)
+            f.write({"garbage": os.urandom(777), "zeros": b"\0" * 8192,
+                     "huge-length": b"\xff\xff\xff\xf0" + b"\0" * 12 + b"abc"}[damage])
+    env.start_daemon()
+    expected = [f"k{i}" for i in range(4 if damage.startswith("cut") else 5)]
+    assert _all_ids(env) == expected
+    assert "dropped a torn or unreadable tail of" in env.log()
+
+
+def test_corruption_mid_log_refuses_to_start_and_salvage_recovers_the_rest(env: Env) -> None:
+    env.start_daemon()
+    for i in range(20):
+        env.enqueue(command="echo " + "y" * 40, id=f"m{i}")
+    env.stop_daemon()
+    log = _log_file(env.home)
+    with open(log, "r+b") as f:
+        data = f.read()
+        at = data.index(b"m10") + 1  # inside the record that added m10
+        f.seek(at)
+        f.write(b"#")
+    r = subprocess.run([QUEUECTLD, "--home", env.home], capture_output=True, text=True, timeout=20, env=env.env)
+    assert r.returncode == 1
+    assert log in r.stderr and "corrupt record at offset" in r.stderr and "--salvage" in r.stderr, r.stderr
+    assert env.q("status").code == 3  # nothing started, and nothing was replaced
+    env.start_daemon("--salvage")
+    assert _all_ids(env) == [f"m{i}" for i in range(20) if i != 10]
+    assert "salvage dropped" in env.log()
+    env.stop_daemon()
+    env.start_daemon()  # the repaired journal starts normally
+    assert len(_all_ids(env)) == 19
+
+
+def test_a_lost_reply_resent_by_the_client_adds_the_job_once(env: Env) -> None:
+    env.env["QUEUECTL_FAULTS"] = "crash-at=enqueue-committed"
+    env.start_daemon()
+    del env.env["QUEUECTL_FAULTS"]
+    # The daemon dies after the fsync, before its reply; the client starts a new one and resends.
+    r = env.q("enqueue", json.dumps({"command": "true"}), QUEUECTL_NO_AUTOSTART="0")
+    assert r.code == 0, r
+    job_id = r.out.strip()
+    assert _all_ids(env) == [job_id]
+    r = env.q("enqueue", json.dumps({"command": "true", "id": job_id}))
+    assert r.code == 1 and "already exists" in r.err
+
+
+def test_fdatasync_eio_fails_the_request_stops_the_daemon_and_replay_recovers(env: Env) -> None:
+    env.env["QUEUECTL_FAULTS"] = "fdatasync-eio=40"
+    env.start_daemon()
+    del env.env["QUEUECTL_FAULTS"]
+    acked: list[str] = []
+    failure = None
+    with Client(env.home, autostart=False) as c:
+        for i in range(200):
+            try:
+                acked.append(c.enqueue("true", id=f"e{i}"))
+            except (RequestFailed, DaemonUnavailable) as e:
+                failure = e
+                break
+    assert isinstance(failure, RequestFailed) and "fdatasync failed" in failure.message, failure
+    assert env.daemon is not None and env.daemon.wait(10) != 0
+    env.daemon = None
+    env.start_daemon()
+    ids = set(_all_ids(env))
+    assert set(acked) <= ids
+    assert "nothing more will be acknowledged" in env.log()
+
+
+def _can_mount() -> bool:
+    return os.geteuid() == 0
+
+
+@pytest.fixture
+def small_home() -> Iterator[str]:
+    import tempfile
+
+    if not _can_mount():
+        pytest.skip("mounting a small tmpfs needs root; the in-process ENOSPC test covers this case")
+    path = tempfile.mkdtemp(prefix="qc-full-", dir="/tmp")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", path], capture_output=True)
+    if r.returncode != 0:
+        os.rmdir(path)
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield path
+    subprocess.run(["umount", "-l", path], check=False)
+    os.rmdir(path)
+
+
+def _fill(path: str) -> str:
+    filler = os.path.join(path, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_disk_full_refuses_writes_keeps_reads_and_recovers_by_itself(small_home: str) -> None:
+    env = Env(small_home)
+    try:
+        env.start_daemon()
+        before = [env.enqueue(command="true", id=f"d{i}") for i in range(5)]
+        filler = _fill(small_home)
+        # The log's last page may still have room: write until the disk says no.
+        with Client(small_home, autostart=False) as c:
+            for i in range(5000):
+                try:
+                    before.append(c.enqueue("true", id=f"fill{i}"))
+                except RequestFailed as e:
+                    assert e.code == "disk_full", e
+                    break
+        refused = "refused"
+        r = env.q("enqueue", json.dumps({"command": "true", "id": refused}))
+        assert r.code == 1, r
+        assert r.err == "queuectl: disk full: the journal could not be written; nothing was changed\n"
+        r = env.q("enqueue", "-", input="".join(json.dumps({"command": "true"}) + "\n" for _ in range(50)))
+        assert r.code == 1 and "disk full" in r.err, r
+        assert _all_ids(env) == before  # reads work, nothing half-done
+        assert env.ok("status", "--json").json()["jobs"]["pending"] == len(before)
+        os.unlink(filler)
+        env.enqueue(command="true", id="after")  # no restart needed
+        env.stop_daemon()
+        env.start_daemon()
+        assert _all_ids(env) == [*before, "after"]
+        assert refused not in before
+    finally:
+        if env.daemon is not None:
+            env.daemon.kill()
+            env.daemon.wait()
+
+
+def test_the_daemon_refuses_another_users_connection(env: Env) -> None:
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs root and runuser to act as a second user")
+    env.start_daemon()
+    sock = os.path.join(env.home, "queuectld.sock")
+    probe = (
+        "import socket, struct, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n"
+        f"    s.connect({sock!r})\n"
+        "except PermissionError:\n"
+        "    print('EACCES'); sys.exit(0)\n"
+        "s.sendall(struct.pack('>I', 1) + b'\\x80')\n"
+        "print(s.recv(4096))\n"
+    )
+
+    def as_nobody() -> str:
+        r = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-I", "-c", probe],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert as_nobody().strip() == "EACCES"  # the 0700 directory keeps it out
+    os.chmod(env.home, 0o711)
+    os.chmod(sock, 0o666)
+    assert "permission denied" in as_nobody()  # and SO_PEERCRED refuses it at the socket
+    assert env.q("status").code == 0
+
+
+def test_a_runtime_dir_that_is_a_symlink_or_not_ours_is_refused(home: str, tmp_path: os.PathLike[str]) -> None:
+    runtime = os.path.join(str(tmp_path), "run")
+    os.mkdir(runtime, 0o700)
+    target = os.path.join(str(tmp_path), "elsewhere")
+    os.mkdir(target, 0o700)
+    os.symlink(target, os.path.join(runtime, "queuectl"))
+    env = dict(os.environ, XDG_RUNTIME_DIR=runtime, XDG_STATE_HOME=home)
+    env.pop("QUEUECTL_HOME", None)
+    r = subprocess.run([QUEUECTLD], capture_output=True, text=True, timeout=20, env=env)
+    assert r.returncode == 1 and "refusing" in r.stderr and "symlink" in r.stderr, r.stderr
+    if os.geteuid() == 0:
+        os.unlink(os.path.join(runtime, "queuectl"))
+        os.mkdir(os.path.join(runtime, "queuectl"), 0o700)
+        os.chown(os.path.join(runtime, "queuectl"), 65534, 65534)
+        r = subprocess.run([QUEUECTLD], capture_output=True, text=True, timeout=20, env=env)
+        assert r.returncode == 1 and "owned by uid 65534" in r.stderr, r.stderr
+
+
+def test_fd_count_stays_flat_and_no_zombies_over_10000_jobs(env: Env, report: Report) -> None:
+    daemon = env.start_daemon()
+    fd_dir = f"/proc/{daemon.pid}/fd"
+    before = len(os.listdir(fd_dir))
+    env.ok("enqueue", "-", input="".join(json.dumps({"command": "true"}) + "\n" for _ in range(10_000)))
+    env.ok("worker", "start", "--count", "4", "--detach")
+    wait_for(lambda: env.ok("status", "--json").json()["jobs"]["completed"] == 10_000, 120, "10,000 jobs")
+    after = len(os.listdir(fd_dir))
+    zombies = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == daemon.pid:
+            zombies.append(pid)
+    assert zombies == []
+    assert after <= before + 2, (before, after)
+    report("10k jobs: daemon fds before/after", f"{before}/{after}, zombies 0")
+
+
+def test_a_stdout_flood_is_capped_and_blocks_nothing(env: Env, report: Report) -> None:
+    from tests.conftest import rss_kib
+
+    daemon = env.start_daemon("--workers", "2")
+    env.ok("config", "set", "output-limit", "1M")
+    rss_before = rss_kib(daemon.pid)
+    flood = env.enqueue(command="yes flood", timeout=3, max_retries=0)
+    env.wait_state(flood, "processing")
+    quick = env.enqueue(command="echo still served")
+    env.wait_state(quick, "completed", timeout=5)
+    job = env.wait_state(flood, "dead", timeout=15)
+    assert job["error_message"] == "timed out after 3 s"
+    out_path = os.path.join(env.home, "output", f"{flood}.out")
+    size = os.path.getsize(out_path)
+    assert 1 << 20 <= size < (1 << 20) + 200
+    rss_after = rss_kib(daemon.pid)
+    assert rss_after - rss_before < 32 * 1024, (rss_before, rss_after)
+    report("stdout flood: bytes kept / daemon RSS growth", f"{size} / {rss_after - rss_before} KiB")
+
+
+def test_many_enqueue_processes_at_once_all_acknowledged(env: Env) -> None:
+    env.start_daemon()
+    procs = [subprocess.Popen([QUEUECTL, "enqueue", json.dumps({"command": "true", "id": f"p{i}"})],
+                              env=env.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(40)]
+    codes = [p.wait(30) for p in procs]
+    assert codes == [0] * 40
+    assert len(_all_ids(env)) == 40
