@@ -160,7 +160,7 @@ class Daemon:
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
-        sock.listen(128)
+        sock.listen(1024)
         sock.setblocking(False)
         return sock
 
