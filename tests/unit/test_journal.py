@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 import pytest
 
@@ -66,8 +67,13 @@ async def test_round_trip_and_reopen(jdir: str) -> None:
     assert len(_replay(jdir)) == 6
 
 
-async def test_every_torn_tail_offset_is_cut_back_to_the_last_whole_record(jdir: str) -> None:
-    (await _journal(jdir, 3)).close()
+async def test_every_torn_tail_offset_is_cut_back_to_the_last_whole_record(
+    jdir: str, report: Callable[[str, object], None]
+) -> None:
+    j = await _journal(jdir, 2)
+    j.write([ev.Added(9.0, [ev.NewJob("big", "echo " + "z" * 500, 3, 0, None, None)])])
+    await j.commit()
+    j.close()
     log = _log(jdir)
     end_of_two = _end_of(log, 2)
     with open(log, "rb") as f:
@@ -77,6 +83,7 @@ async def test_every_torn_tail_offset_is_cut_back_to_the_last_whole_record(jdir:
             f.write(full[:cut])
         assert len(_replay(jdir)) == 2, cut
         assert os.path.getsize(log) == end_of_two
+    report("torn-tail offsets tried", len(full) - end_of_two)
 
 
 @pytest.mark.parametrize("tail", [
