@@ -4,26 +4,34 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench venv lint clean
+.PHONY: demo test bench venv pyc lint clean
 
 venv: $(STAMP)
 
+# A "compat" editable install is a plain .pth path entry: no import hook to load at every start.
+PIP    := $(BIN)/pip install --quiet --disable-pip-version-check --config-settings editable_mode=compat
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PIP) -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Byte-compile the packages: with PYTHONDONTWRITEBYTECODE set, every CLI call would compile them again.
+pyc: $(STAMP)
+	$(BIN)/python -m compileall -q queuectl_client queuectld
+
+demo: pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
-test: $(STAMP)
+test: pyc
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: pyc
+	$(PIP) -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	$(PIP) -e '.[test,dev]'
 	$(BIN)/python -m ruff check queuectl_client queuectld tests
 	$(BIN)/python -m mypy
 
