@@ -1,5 +1,19 @@
 """queuectl's client: the wire protocol, a blocking `Client`, and the `queuectl` CLI."""
 
-from .connection import Client, DaemonUnavailable, RequestFailed, __version__
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import Client, DaemonUnavailable, RequestFailed, __version__
 
 __all__ = ["Client", "DaemonUnavailable", "RequestFailed", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that `queuectl` can prepare its imports before msgspec loads.
+    if name in __all__:
+        from . import connection
+
+        return getattr(connection, name)
+    raise AttributeError(name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-import re
 import socket
 import sys
 import time
@@ -54,7 +53,7 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 def new_id_prefix() -> str:
-    """Eight random characters (40 bits) from an unambiguous alphabet."""
+    """Eight random characters (40 bits) from an unambiguous alphabet: the ids of one batch."""
     n = int.from_bytes(os.urandom(5), "big")
     return "".join(_ALPHABET[(n >> s) & 31] for s in range(35, -1, -5))
 
@@ -211,55 +210,61 @@ class Client:
         """Add one job and return its id once it is on disk."""
         return self.enqueue_many([dict(fields, command=command)])[0]
 
-    def enqueue_many(self, jobs: Iterable[dict[str, Any]], batch: int = 20_000) -> list[str]:
+    def enqueue_many(self, jobs: Iterable[dict[str, Any] | p.JobSpec], cwd: str | None = None,
+                     batch: int = 20_000) -> list[str]:
         """Add jobs all or nothing and return their ids once they are on disk.
 
-        Each job is a dict of the JSON fields (`command`, `id`, `max_retries`,
-        `priority`, `run_at`, `delay`, `timeout`).
+        Each job is a JobSpec or a dict of its JSON fields (`command`, `id`,
+        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`).
+        Raises msgspec.ValidationError naming a bad field.
         """
-        ids = IdMaker()
-        specs = [to_spec(j, ids, i) for i, j in enumerate(jobs)]
-        return self.enqueue_specs(specs, ids.given, batch)
+        items = builtins.list(jobs)
+        if all(isinstance(j, p.JobSpec) for j in items):
+            specs: list[p.JobSpec] = items  # type: ignore[assignment]
+        else:
+            specs = msgspec.convert([j if isinstance(j, dict) else msgspec.structs.asdict(j) for j in items],
+                                    builtins.list[p.JobSpec])
+        return self.enqueue_specs(specs, cwd, batch)
 
-    def enqueue_specs(self, specs: list[p.JobSpec], own: list[int], batch: int = 20_000) -> list[str]:
-        """Add jobs whose ids at the indices `own` were made here, not given by the user.
+    def enqueue_specs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> list[str]:
+        """Add checked jobs; those without an id are named from a random prefix made here.
 
-        Made ids let a request resent after a lost reply be recognised instead
-        of adding the jobs twice; if one collides with an existing job, new
-        ones are drawn.
+        A prefix made here lets a request resent after a lost reply be
+        recognised as a duplicate instead of adding the jobs twice; if it
+        collides with existing jobs, another is drawn.
         """
+        own = any(s.id is None for s in specs)
+        given = not all(s.id is None for s in specs)
         for attempt in range(3):
             try:
-                return self._enqueue_specs(specs, batch)
+                return self._enqueue_batch(specs, new_id_prefix() if own else "", cwd, batch)
             except RequestFailed as e:
-                if e.code != "duplicate" or len(own) != len(specs) or attempt == 2:
+                if e.code != "duplicate" or given or attempt == 2:
                     raise
-            fresh = IdMaker()
-            for i in own:
-                specs[i] = msgspec.structs.replace(specs[i], id=fresh.next())
         raise AssertionError("unreachable")
 
-    def _enqueue_specs(self, specs: list[p.JobSpec], batch: int) -> list[str]:
+    def _enqueue_batch(self, specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int) -> list[str]:
         chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)] or [[]]
-        try:
+
+        def send() -> p.Message:
             self.connect()
             for chunk in chunks[:-1]:
-                self._send(p.Enqueue(chunk, more=True))
-            reply = self._reply(p.Enqueue(chunks[-1]))
+                self._send(p.Enqueue(chunk, True, prefix, cwd))
+            return self._reply(p.Enqueue(chunks[-1], False, prefix, cwd))
+
+        try:
+            reply = send()
         except ConnectionLost:
             # The reply was lost: the jobs may be in.  The batch is atomic, so a
             # duplicate id on the resend means the first attempt landed.
             try:
-                for chunk in chunks[:-1]:
-                    self.connect()
-                    self._send(p.Enqueue(chunk, more=True))
-                reply = self._reply(p.Enqueue(chunks[-1]))
+                reply = send()
             except RequestFailed as e:
                 if e.code != "duplicate":
                     raise
-                return [s.id for s in specs]
+                return _batch_ids(specs, prefix)
         assert isinstance(reply, p.Enqueued)
-        return [s.id for s in specs]
+        return reply.ids
 
     def status(self) -> p.StatusReply:
         reply: p.StatusReply = self.request(p.Status())
@@ -325,55 +330,11 @@ class Client:
             delay = min(delay * 2, 0.1)
 
 
-class IdMaker:
-    """Makes job ids: a random 8-character prefix, then `-1`, `-2`, ... for a batch."""
-
-    def __init__(self) -> None:
-        self.prefix = new_id_prefix()
-        self.count = 0
-        self.given: list[int] = []  # indices of the jobs that got a made id
-
-    def next(self) -> str:
-        self.count += 1
-        return self.prefix if self.count == 1 else f"{self.prefix}-{self.count}"
-
-    def assign(self, index: int) -> str:
-        self.given.append(index)
-        return self.next()
-
-
-def to_spec(fields: Any, ids: IdMaker, index: int = 0) -> p.JobSpec:
-    """Check the user-facing fields of one job (`delay` and ISO `run_at` allowed) and build its JobSpec.
-
-    Raises msgspec.ValidationError naming the bad field.
-    """
-    if not isinstance(fields, dict):
-        raise msgspec.ValidationError(f"Expected a JSON object, got `{type(fields).__name__}`")
-    out = dict(fields)
-    if out.get("id") is None:
-        out["id"] = ids.assign(index)
-    delay = out.pop("delay", None)
-    run_at = out.get("run_at")
-    if delay is not None:
-        if run_at is not None:
-            raise msgspec.ValidationError("give `run_at` or `delay`, not both")
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-            raise msgspec.ValidationError("Expected a number of seconds >= 0 - at `$.delay`")
-        out["run_at"] = time.time() + delay
-    elif isinstance(run_at, str):
-        out["run_at"] = parse_time(run_at)
-    return msgspec.convert(out, p.JobSpec)
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 to UNIX seconds; a time without a zone is local time."""
-    from datetime import datetime
-
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise msgspec.ValidationError(f"Invalid ISO 8601 time {text!r} - at `$.run_at`") from None
-    return dt.timestamp()
+def _batch_ids(specs: list[p.JobSpec], prefix: str) -> list[str]:
+    """The ids the daemon gives a batch (see protocol.Enqueue.id_prefix)."""
+    if len(specs) == 1:
+        return [specs[0].id or prefix]
+    return [s.id or f"{prefix}-{i}" for i, s in enumerate(specs, 1)]
 
 
 def _last_line(path: str) -> str:
@@ -384,6 +345,8 @@ def _last_line(path: str) -> str:
             lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
         if not lines:
             return f"it exited without a message (log: {path})"
+        import re
+
         # Drop the log line's time, name and level.
         return re.sub(r"^\S+ \S+ queuectld\[\d+\] [A-Z]+ ", "", lines[-1])
     except OSError:

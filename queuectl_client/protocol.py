@@ -13,6 +13,7 @@ Fields are only ever added, with defaults, so older peers keep working.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal, Union
 
 import msgspec
@@ -36,20 +37,23 @@ class Message(msgspec.Struct, frozen=True, tag=True, forbid_unknown_fields=False
     """Base of every wire message; the tag is the class name."""
 
 
-class JobSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A job as the client submits it.  Times are UNIX seconds.
+class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A job as the user writes it in JSON, and as it crosses the wire.
 
-    `max_retries` and `timeout` left as None take the daemon's config defaults
-    at enqueue time.
+    `run_at` is an ISO 8601 time (without a zone: local time) or UNIX seconds;
+    `delay` is seconds from the enqueue, instead of `run_at`.  `max_retries`
+    and `timeout` left out take the daemon's config defaults at enqueue time.
+    A job without an id gets one from the request's `id_prefix`.
     """
 
-    id: JobId
     command: Command
+    id: JobId | None = None
     max_retries: NonNegInt | None = None
     priority: int = 0
-    run_at: NonNegFloat | None = None
+    run_at: datetime | NonNegFloat | None = None
+    delay: NonNegFloat | None = None
     timeout: PosFloat | None = None
-    cwd: str | None = None  # the directory the job runs in; None: the daemon's
+    cwd: str | None = None  # the directory the job runs in; None: the request's
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -94,6 +98,12 @@ class Enqueue(Message, frozen=True):
 
     jobs: list[JobSpec]
     more: bool = False
+    # Jobs without an id are named by their place in the batch: the prefix
+    # alone for a batch of one, else `prefix-N` (N from 1).  A client that
+    # resends the same batch with the same prefix after a lost reply gets a
+    # duplicate-id refusal instead of a second copy.
+    id_prefix: Annotated[str, msgspec.Meta(max_length=40, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
+    cwd: str | None = None  # for jobs that name no directory
 
 
 class Status(Message, frozen=True):

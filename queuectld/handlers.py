@@ -77,10 +77,11 @@ class Handlers:
             return None
         specs = conn.staged + req.jobs if conn.staged else req.jobs
         conn.staged = []
-        await self.store.commit([self.queue.plan_add(specs, time.time())])
+        added = self.queue.plan_add(specs, time.time(), req.id_prefix, req.cwd)
+        await self.store.commit([added])
         faults.point("enqueue-committed")
         self.pool.dispatch()
-        return p.Enqueued([s.id for s in specs])
+        return p.Enqueued([j.id for j in added.jobs])
 
     async def status(self, req: p.Status, conn: Conn) -> p.Message:
         return p.StatusReply(

@@ -13,7 +13,10 @@ time; both heaps delete lazily, through a per-job version stamp.
 from __future__ import annotations
 
 import heapq
+import sys
 from itertools import islice
+
+import msgspec
 
 from queuectl_client.protocol import STATES, JobSpec
 from queuectl_client.protocol import Job as JobView
@@ -38,36 +41,32 @@ class QueueError(Exception):
         self.code = code
 
 
-class Job:
-    __slots__ = (
-        "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
-        "created_at", "updated_at", "started_at", "finished_at", "next_retry_at", "exit_code",
-        "error_message", "worker", "cwd", "seq", "due", "stamp", "pgid", "pid_start",
-    )
+class Job(msgspec.Struct, gc=False):
+    """A job in memory.  Untracked by the cyclic GC (it holds only strings and
+    numbers), so a million of them cost no collector time and 16 bytes less each."""
 
-    def __init__(self, new: ev.NewJob, at: float, seq: int) -> None:
-        self.id = new.id
-        self.command = new.command
-        self.state = PENDING
-        self.attempts = 0
-        self.max_retries = new.max_retries
-        self.priority = new.priority
-        self.timeout = new.timeout
-        self.run_at = new.run_at
-        self.created_at = at
-        self.updated_at = at
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.next_retry_at: float | None = None
-        self.exit_code: int | None = None
-        self.error_message: str | None = None
-        self.worker: int | None = None
-        self.cwd = new.cwd
-        self.seq = seq
-        self.due = new.run_at if new.run_at is not None and new.run_at > at else at
-        self.stamp = 0
-        self.pgid = 0
-        self.pid_start = 0
+    id: str
+    command: str
+    state: str
+    attempts: int
+    max_retries: int
+    priority: int
+    timeout: float | None
+    run_at: float | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    next_retry_at: float | None
+    exit_code: int | None
+    error_message: str | None
+    worker: int | None
+    cwd: str | None
+    seq: int
+    due: float
+    pgid: int
+    pid_start: int
+    stamp: int = 0  # bumped on every heap push: older heap entries are stale
 
     def view(self) -> JobView:
         return JobView(
@@ -151,23 +150,34 @@ class Queue:
 
     # -- planning: validate a request and return the event to journal -----
 
-    def plan_add(self, specs: list[JobSpec], at: float) -> ev.Added:
-        seen: set[str] = set()
-        for spec in specs:
-            if spec.id in self.jobs or spec.id in seen:
-                raise QueueError("duplicate", f"a job with id {spec.id!r} already exists")
-            seen.add(spec.id)
+    def plan_add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> ev.Added:
+        """Name, check and resolve a batch: ids, run_at from `delay` or an ISO time, config defaults."""
+        jobs, seen = self.jobs, set()
         cfg = self.config
-        return ev.Added(at, [
-            ev.NewJob(
-                s.id, s.command,
-                cfg.max_retries if s.max_retries is None else s.max_retries,
-                s.priority, s.run_at,
-                cfg.job_timeout if s.timeout is None else s.timeout,
-                s.cwd,
-            )
-            for s in specs
-        ])
+        max_retries, timeout = cfg.max_retries, cfg.job_timeout
+        single = len(specs) == 1
+        new = []
+        for i, s in enumerate(specs, 1):
+            job_id = s.id
+            if job_id is None:
+                if not id_prefix:
+                    raise QueueError("invalid", "a job without an id needs the request's id_prefix")
+                job_id = id_prefix if single else f"{id_prefix}-{i}"
+            if job_id in jobs or job_id in seen:
+                raise QueueError("duplicate", f"a job with id {job_id!r} already exists")
+            seen.add(job_id)
+            run_at = s.run_at
+            if run_at.__class__ is not float and run_at is not None:
+                run_at = run_at.timestamp()  # type: ignore[union-attr]
+            if s.delay is not None:
+                if run_at is not None:
+                    raise QueueError("invalid", f"job {job_id}: give run_at or delay, not both")
+                run_at = at + s.delay
+            new.append(ev.NewJob(
+                job_id, s.command, max_retries if s.max_retries is None else s.max_retries, s.priority,
+                run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd,
+            ))
+        return ev.Added(at, new)
 
     def plan_start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> ev.Started:
         return ev.Started(job.id, at, worker, pgid, pid_start)
@@ -231,11 +241,17 @@ class Queue:
         self.by_state[state][job.id] = job
 
     def _added(self, e: ev.Added) -> None:
-        pending = self.by_state[PENDING]
+        pending, jobs, at = self.by_state[PENDING], self.jobs, e.at
+        intern = sys.intern
         for new in e.jobs:
             self._seq += 1
-            job = Job(new, e.at, self._seq)
-            self.jobs[job.id] = job
+            run_at = new.run_at
+            job = Job(
+                new.id, intern(new.command), PENDING, 0, new.max_retries, new.priority, new.timeout, run_at,
+                at, at, None, None, None, None, None, None, new.cwd and intern(new.cwd), self._seq,
+                run_at if run_at is not None and run_at > at else at, 0, 0,
+            )
+            jobs[job.id] = job
             pending[job.id] = job
             self._schedule(job)
 
@@ -265,11 +281,10 @@ class Queue:
 
     def _restored(self, e: ev.Restored) -> None:
         jobs, by_state = self.jobs, self.by_state
+        intern = sys.intern
         for s in e.jobs:
-            job = Job.__new__(Job)
-            for name in _STATE_FIELDS:
-                setattr(job, name, getattr(s, name))
-            job.stamp = 0
+            job = Job(*[getattr(s, name) for name in _STATE_FIELDS])
+            job.command = intern(job.command)
             jobs[job.id] = job
             by_state[job.state][job.id] = job
             if job.seq > self._seq:

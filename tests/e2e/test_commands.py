@@ -64,7 +64,8 @@ def test_generated_ids_are_unique_and_defaults_come_from_config(d: Env) -> None:
     ('{"command": "x", "timeout": 0}', "$.timeout"),
     ('{"command": "x", "run_at": "tomorrow"}', "$.run_at"),
     ('{"command": "x", "id": "../etc"}', "$.id"),
-    ('["echo"]', "JSON object"),
+    ('["echo"]', "Expected `object`, got `array`"),
+    ('{"command": "x", "delay": 1, "run_at": "2030-01-01T00:00:00Z"}', "not both"),
 ])
 def test_invalid_jobs_exit_2_with_one_line(d: Env, text: str, message: str) -> None:
     r = d.q("enqueue", text)

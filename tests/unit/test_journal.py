@@ -152,7 +152,7 @@ async def test_a_damaged_manifest_refuses_to_start(jdir: str) -> None:
 
 def _queue_with(n: int) -> Queue:
     q = Queue()
-    q.apply(q.plan_add([JobSpec(f"j{i}", "true") for i in range(n)], 0.0))
+    q.apply(q.plan_add([JobSpec(id=f"j{i}", command="true") for i in range(n)], 0.0))
     return q
 
 
@@ -169,7 +169,7 @@ async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> No
     j = await _compacting_journal(jdir, q)
     live = {}
     for i in range(3000):  # churn: add, run, finish, delete most
-        e1 = q.plan_add([JobSpec(f"j{i}", "echo " + "x" * 50)], float(i))
+        e1 = q.plan_add([JobSpec(id=f"j{i}", command="echo " + "x" * 50)], float(i))
         j.write([e1])
         q.apply(e1)
         job = q.take(float(i))
