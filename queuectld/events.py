@@ -13,6 +13,8 @@ from typing import Union
 
 import msgspec
 
+from queuectl_client.protocol import Job as JobView
+
 
 class Record(msgspec.Struct, frozen=True, array_like=True, tag=True, gc=False):
     pass
@@ -77,8 +79,13 @@ class PoolSized(Record, frozen=True, tag="p"):
     count: int
 
 
-class JobState(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A job in full, as a snapshot holds it."""
+class Job(msgspec.Struct, array_like=True, gc=False):
+    """A job in memory, and in a snapshot as it is.
+
+    Untracked by the cyclic GC (it holds only strings and numbers), so a
+    million of them cost no collector time and 16 bytes less each; a
+    snapshot decodes straight into these, with no Python per job.
+    """
 
     id: str
     command: str
@@ -101,12 +108,21 @@ class JobState(msgspec.Struct, frozen=True, array_like=True, gc=False):
     due: float
     pgid: int
     pid_start: int
+    stamp: int = 0  # bumped on every heap push: older heap entries are stale
+
+    def view(self) -> JobView:
+        return JobView(
+            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
+            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
+            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
+            self.cwd,
+        )
 
 
 class Restored(Record, frozen=True, tag="R"):
-    """Jobs from a snapshot, grouped by state in the order they entered it."""
+    """Jobs from a snapshot, in enqueue order."""
 
-    jobs: list[JobState]
+    jobs: list[Job]
 
 
 class SnapshotEnd(Record, frozen=True, tag="E"):

@@ -17,8 +17,9 @@ from queuectl_client import protocol as p
 from queuectl_client.paths import Paths
 
 from . import events as ev
+from .events import Job
 from .journal import DiskFull, JournalError
-from .queue import INTERRUPTED, Job
+from .queue import INTERRUPTED
 from .runner import Result, Run, Runner
 from .store import Store
 

@@ -16,21 +16,16 @@ import heapq
 import sys
 from itertools import islice
 
-import msgspec
-
 from queuectl_client.protocol import STATES, JobSpec
-from queuectl_client.protocol import Job as JobView
 
 from . import events as ev
 from .config import Config
+from .events import Job
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
 GONE = "gone"  # a deleted job's state, so stale heap entries see it
 
 INTERRUPTED = "interrupted: daemon stopped while the job ran"
-
-
-_STATE_FIELDS = ev.JobState.__struct_fields__
 
 
 class QueueError(Exception):
@@ -41,42 +36,6 @@ class QueueError(Exception):
         self.code = code
 
 
-class Job(msgspec.Struct, gc=False):
-    """A job in memory.  Untracked by the cyclic GC (it holds only strings and
-    numbers), so a million of them cost no collector time and 16 bytes less each."""
-
-    id: str
-    command: str
-    state: str
-    attempts: int
-    max_retries: int
-    priority: int
-    timeout: float | None
-    run_at: float | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    next_retry_at: float | None
-    exit_code: int | None
-    error_message: str | None
-    worker: int | None
-    cwd: str | None
-    seq: int
-    due: float
-    pgid: int
-    pid_start: int
-    stamp: int = 0  # bumped on every heap push: older heap entries are stale
-
-    def view(self) -> JobView:
-        return JobView(
-            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
-            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
-            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
-            self.cwd,
-        )
-
-
 class Queue:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
@@ -85,6 +44,7 @@ class Queue:
         self._ready: list[tuple[int, float, int, int, Job]] = []  # (-priority, due, seq, stamp, job)
         self._waiting: list[tuple[float, int, int, Job]] = []  # (due, seq, stamp, job)
         self._seq = 0
+        self._heapify = False
         self.config = Config()
         self.pool_size = 0
 
@@ -110,6 +70,8 @@ class Queue:
 
     def take(self, now: float) -> Job | None:
         """The next due job, removed from the heaps; the caller starts it or puts it back."""
+        if self._heapify:
+            self._fix_heap()
         waiting, ready = self._waiting, self._ready
         while waiting and waiting[0][0] <= now:
             due, seq, stamp, job = heapq.heappop(waiting)
@@ -127,6 +89,8 @@ class Queue:
 
     def next_due(self) -> float | None:
         """When the earliest waiting job becomes due, or None."""
+        if self._heapify:
+            self._fix_heap()
         waiting = self._waiting
         while waiting:
             _, _, stamp, job = waiting[0]
@@ -135,16 +99,13 @@ class Queue:
             heapq.heappop(waiting)
         return None
 
-    def has_ready(self) -> bool:
-        ready = self._ready
-        while ready:
-            stamp, job = ready[0][3], ready[0][4]
-            if job.stamp == stamp and job.state in (PENDING, FAILED):
-                return True
-            heapq.heappop(ready)
-        return False
+    def _fix_heap(self) -> None:
+        heapq.heapify(self._waiting)  # O(n) once after a snapshot, instead of a push per job
+        self._heapify = False
 
     def _schedule(self, job: Job) -> None:
+        if self._heapify:
+            self._fix_heap()
         job.stamp += 1
         heapq.heappush(self._waiting, (job.due, job.seq, job.stamp, job))
 
@@ -232,8 +193,7 @@ class Queue:
         elif isinstance(event, ev.Restored):
             self._restored(event)
         elif isinstance(event, ev.SnapshotEnd):
-            # Restored jobs came grouped by state; `jobs` lists them in enqueue order.
-            self.jobs = dict(sorted(self.jobs.items(), key=lambda item: item[1].seq))
+            pass
 
     def _move(self, job: Job, state: str) -> None:
         del self.by_state[job.state][job.id]
@@ -280,17 +240,20 @@ class Queue:
             self._schedule(job)
 
     def _restored(self, e: ev.Restored) -> None:
-        jobs, by_state = self.jobs, self.by_state
+        # Comprehensions rather than one loop doing everything: a million jobs restore in about
+        # half the time.
+        chunk = e.jobs
+        if not chunk:
+            return
         intern = sys.intern
-        for s in e.jobs:
-            job = Job(*[getattr(s, name) for name in _STATE_FIELDS])
+        for job in chunk:
             job.command = intern(job.command)
-            jobs[job.id] = job
-            by_state[job.state][job.id] = job
-            if job.seq > self._seq:
-                self._seq = job.seq
-            if job.state in (PENDING, FAILED):
-                self._schedule(job)
+        self.jobs.update({job.id: job for job in chunk})
+        for state, jobs in self.by_state.items():
+            jobs.update({job.id: job for job in chunk if job.state == state})
+        self._waiting.extend([(job.due, job.seq, job.stamp, job) for job in chunk if job.state in (PENDING, FAILED)])
+        self._seq = max(self._seq, chunk[-1].seq)
+        self._heapify = True  # once, when the heap is next used
 
     # -- snapshots ------------------------------------------------------------
 
@@ -298,16 +261,11 @@ class Queue:
         """Events that rebuild this state exactly: settings, pool, then every job."""
         out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
         out.append(ev.PoolSized(self.pool_size))
-        batch: list[ev.JobState] = []
-        for jobs in self.by_state.values():
-            for job in jobs.values():
-                batch.append(ev.JobState(*[getattr(job, name) for name in _STATE_FIELDS]))
-                if len(batch) == chunk:
-                    out.append(ev.Restored(batch))
-                    batch = []
-        if batch:
-            out.append(ev.Restored(batch))
-        out.append(ev.SnapshotEnd(len(self.jobs)))
+        # The live Job structs themselves, in enqueue order: the caller encodes them before
+        # the loop runs again, so the snapshot is the state of this moment.
+        jobs = list(self.jobs.values())
+        out += [ev.Restored(jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
+        out.append(ev.SnapshotEnd(len(jobs)))
         return out
 
     def _deleted(self, e: ev.Deleted) -> None:
