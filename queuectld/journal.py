@@ -475,8 +475,10 @@ class Journal:
                 return
             started = time.monotonic()
             old = self.manifest
-            # Steps 1-2 and the state capture happen in one go on the loop: the
-            # snapshot holds exactly the records up to the new log's base.
+            # Steps 1-2, the state capture and its encoding happen in one go on the
+            # loop, with no await between them: the snapshot events refer to the
+            # live job structs, and must hold exactly the records up to the new
+            # log's base.
             base = self.seq
             snapshot_events = self.snapshot_source()
             new_log = self._new_log(base)
