@@ -31,6 +31,7 @@ Command = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
 PosFloat = Annotated[float, msgspec.Meta(gt=0)]
+AbsPath = Annotated[str, msgspec.Meta(pattern=r"^/")]  # the daemon changes directory: no relative paths
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, forbid_unknown_fields=False):
@@ -53,7 +54,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     run_at: datetime | NonNegFloat | None = None
     delay: NonNegFloat | None = None
     timeout: PosFloat | None = None
-    cwd: str | None = None  # the directory the job runs in; None: the request's
+    cwd: AbsPath | None = None  # the directory the job runs in; None: the request's
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -103,7 +104,7 @@ class Enqueue(Message, frozen=True):
     # resends the same batch with the same prefix after a lost reply gets a
     # duplicate-id refusal instead of a second copy.
     id_prefix: Annotated[str, msgspec.Meta(max_length=40, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
-    cwd: str | None = None  # for jobs that name no directory
+    cwd: AbsPath | None = None  # for jobs that name no directory
 
 
 class Status(Message, frozen=True):

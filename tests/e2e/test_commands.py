@@ -65,6 +65,7 @@ def test_generated_ids_are_unique_and_defaults_come_from_config(d: Env) -> None:
     ('{"command": "x", "run_at": "tomorrow"}', "$.run_at"),
     ('{"command": "x", "id": "../etc"}', "$.id"),
     ('["echo"]', "Expected `object`, got `array`"),
+    ('{"command": "x", "cwd": "relative/dir"}', "$.cwd"),
     ('{"command": "x", "delay": 1, "run_at": "2030-01-01T00:00:00Z"}', "not both"),
 ])
 def test_invalid_jobs_exit_2_with_one_line(d: Env, text: str, message: str) -> None:
