@@ -110,7 +110,7 @@ class Pool:
             self._cannot_start(job, now, slot, e)
             return True
         try:
-            self.store.record([ev.Started(job.id, now, slot, run.pgid, run.pid_start)])
+            self.store.record([self.queue.plan_start(job, now, slot, run.pgid, run.pid_start)])
         except JournalError as e:
             # Not on record, so it must not run: undo the start and wait for space.
             log.error("cannot record the start of job %s: %s", job.id, e)
@@ -127,7 +127,7 @@ class Pool:
     def _cannot_start(self, job: Job, now: float, slot: int, e: OSError) -> None:
         what = f"cannot start: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
         try:
-            self.store.record([ev.Started(job.id, now, slot, 0, 0)])
+            self.store.record([self.queue.plan_start(job, now, slot, 0, 0)])
             self._end(job, slot, now, None, what)
         except JournalError as err:
             self.queue.put_back(job)
