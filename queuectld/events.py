@@ -84,7 +84,9 @@ class Job(msgspec.Struct, array_like=True, gc=False):
 
     Untracked by the cyclic GC (it holds only strings and numbers), so a
     million of them cost no collector time and 16 bytes less each; a
-    snapshot decodes straight into these, with no Python per job.
+    snapshot decodes straight into these, with no Python per job.  The first
+    fields mirror protocol.Job on purpose: that one is the frozen, versioned
+    wire view, this one the mutable record with the daemon's own fields.
     """
 
     id: str
