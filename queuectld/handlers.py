@@ -21,7 +21,7 @@ from queuectl_client.paths import Paths
 
 from . import events as ev
 from . import faults
-from .config import KEYS, ConfigError, canonical_key
+from .config import KEYS, canonical_key
 from .pool import Pool, _remove
 from .queue import DEAD, QueueError
 from .store import Store
@@ -126,14 +126,11 @@ class Handlers:
         return p.Retried(event.ids)
 
     async def config_get(self, req: p.ConfigGet, conn: Conn) -> p.Message:
-        key = _key(req.key)
+        key = canonical_key(req.key)
         return p.ConfigReply({key: self.queue.config.show(key)})
 
     async def config_set(self, req: p.ConfigSet, conn: Conn) -> p.Message:
-        try:
-            key, value = self.queue.config.parse(req.key, req.value)
-        except ConfigError as e:
-            raise QueueError("invalid", str(e)) from None
+        key, value = self.queue.config.parse(req.key, req.value)
         await self.store.commit([ev.ConfigChanged(key, value)])
         return p.ConfigReply({key: value})
 
@@ -197,10 +194,3 @@ class Handlers:
                 await hangup
         if done.done():
             await conn.send(p.PoolStopped())
-
-
-def _key(key: str) -> str:
-    try:
-        return canonical_key(key)
-    except ConfigError as e:
-        raise QueueError("invalid", str(e)) from None

@@ -42,6 +42,7 @@ class Pool:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._unwritten: list[ev.Event] = []  # endings refused by a full disk, retried
+        self._retry: asyncio.TimerHandle | None = None
 
     @property
     def busy(self) -> int:
@@ -163,10 +164,11 @@ class Pool:
 
     def _hold(self, e: JournalError) -> None:
         """Stop dispatching until the journal takes writes again (only a full disk recovers)."""
-        if isinstance(e, DiskFull):
-            self.loop.call_later(RETRY_WRITE_AFTER, self._retry_writes)
+        if isinstance(e, DiskFull) and self._retry is None:
+            self._retry = self.loop.call_later(RETRY_WRITE_AFTER, self._retry_writes)
 
     def _retry_writes(self) -> None:
+        self._retry = None
         pending, self._unwritten = self._unwritten, []
         for i, event in enumerate(pending):
             try:

@@ -8,6 +8,7 @@ import struct
 from collections.abc import Callable
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,8 +87,6 @@ def test_a_connection_flood_hits_the_cap_and_others_are_served_again(env: Env) -
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < 2500:
-        import pytest
-
         pytest.skip(f"needs 2500 descriptors, the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     env.start_daemon()
