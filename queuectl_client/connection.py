@@ -93,9 +93,9 @@ class Client:
             return
         try:
             self._connect_once()
-        except OSError as e:
-            if not self.autostart or e.errno not in (errno.ENOENT, errno.ECONNREFUSED):
-                raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {e.strerror}") from None
+        except (OSError, ConnectionLost) as e:
+            if not self.autostart or not _not_answering(e):
+                raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
             self._start_daemon()
 
     def _connect_once(self) -> None:
@@ -124,24 +124,31 @@ class Client:
         import subprocess
 
         os.makedirs(self.paths.state, mode=0o700, exist_ok=True)
-        with open(self.paths.daemon_log, "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "queuectld"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True,
-            )
+
+        def spawn() -> subprocess.Popen[bytes]:
+            with open(self.paths.daemon_log, "ab") as log:
+                return subprocess.Popen(
+                    [sys.executable, "-m", "queuectld"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    start_new_session=True, close_fds=True,
+                )
+
+        proc = spawn()
         deadline = time.monotonic() + AUTOSTART_TIMEOUT
         delay = 0.002
         while True:
             try:
                 self._connect_once()
                 return
-            except OSError as e:
-                if e.errno not in (errno.ENOENT, errno.ECONNREFUSED):
-                    raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {e.strerror}") from None
+            except (OSError, ConnectionLost) as e:
+                if not _not_answering(e):
+                    raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
             code = proc.poll()
-            # Exit status 75 means another daemon holds the lock: keep waiting for it.
-            if code is not None and code != 75:
+            if code == 75:
+                # Another daemon holds the lock: it is starting (it will answer) or dying (it
+                # will let go); either way, try again.
+                proc = spawn()
+            elif code is not None:
                 raise DaemonUnavailable(f"could not start queuectld: {_last_line(self.paths.daemon_log)}")
             if time.monotonic() > deadline:
                 raise DaemonUnavailable(
@@ -328,6 +335,17 @@ class Client:
                 raise TimeoutError(f"job {job_id} is {job.state}, not {'/'.join(sorted(wanted))}, after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+def _not_answering(e: BaseException) -> bool:
+    """No daemon, a stale socket, or a daemon that died during the greeting: one may be started."""
+    if isinstance(e, ConnectionLost):
+        return True
+    return isinstance(e, OSError) and e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET)
+
+
+def _reason(e: BaseException) -> str:
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
 def _batch_ids(specs: list[p.JobSpec], prefix: str) -> list[str]:
