@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing is not imported: `queuectl status` must start fast
 if TYPE_CHECKING:
+    from typing import Any
+
     from .connection import Client, DaemonUnavailable, RequestFailed, __version__
 
 __all__ = ["Client", "DaemonUnavailable", "RequestFailed", "__version__"]

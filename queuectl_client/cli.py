@@ -18,14 +18,14 @@ import argparse
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import msgspec
 
 from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed, __version__
-from .render import human_job, iso, job_dict, print_table, status_lines
+from .render import human_job, job_dict, print_table, status_json, status_lines
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -178,7 +178,7 @@ def parse_lines(data: bytes) -> list[p.JobSpec]:
     try:
         # One decode for the whole batch; the per-line pass below only runs to find an error.
         specs = _decode_many(b"[" + b",".join(lines) + b"]")
-        if len(specs) == len(lines):
+        if len(specs) == len(lines) and not any(s.run_at is not None and s.delay is not None for s in specs):
             return specs
     except msgspec.DecodeError:
         pass
@@ -274,13 +274,9 @@ def _event_line(e: p.Event) -> str:
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
-    st = client.status()
+    st = msgspec.to_builtins(client.status())
     if args.json:
-        _json_out({
-            "jobs": st.jobs,
-            "workers": {"configured": st.workers.configured, "busy": st.workers.busy},
-            "daemon": {"pid": st.pid, "version": st.version, "started_at": iso(st.started_at)},
-        })
+        _json_out(status_json(st))
     else:
         sys.stdout.write("".join(line + "\n" for line in status_lines(st)))
     return EXIT_OK
@@ -403,12 +399,34 @@ def _json_array(jobs: Iterable[p.Job]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        if argv is None:
-            argv = sys.argv[1:]
+    if argv is None:
+        argv = sys.argv[1:]
+
+    def run() -> int:
         args = build_parser(argv).parse_args(argv)
         with Client() as client:
-            code = COMMANDS[args.cmd](client, args)
+            return COMMANDS[args.cmd](client, args)
+
+    return guarded(run)
+
+
+def enqueue_again(text: str, prefix: str) -> int:
+    """Send a one-job enqueue again after the quick path lost its reply, under the same id prefix."""
+
+    def run() -> int:
+        spec = _parse_one(text.encode(), "")
+        with Client() as client:
+            ids = client.enqueue_resent([spec], prefix, _cwd())
+        sys.stdout.write("".join(job_id + "\n" for job_id in ids))
+        return EXIT_OK
+
+    return guarded(run)
+
+
+def guarded(run: Callable[[], int]) -> int:
+    """Run a command; failures become one line on stderr and an exit code."""
+    try:
+        code = run()
         sys.stdout.flush()
         return code
     except UsageError as e:
@@ -433,7 +451,3 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(message: str, code: int) -> int:
     print(message.splitlines()[0] if message else "queuectl: error", file=sys.stderr)
     return code
-
-
-def entry() -> None:
-    sys.exit(main())

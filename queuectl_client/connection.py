@@ -19,6 +19,7 @@ import msgspec
 
 from . import paths as _paths
 from . import protocol as p
+from .wire import new_id_prefix
 
 __version__ = "0.1.0"
 
@@ -47,15 +48,6 @@ class RequestFailed(Exception):
     @property
     def exit_code(self) -> int:
         return p.ERROR_CODES.get(self.code, 1)
-
-
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
-def new_id_prefix() -> str:
-    """Eight random characters (40 bits) from an unambiguous alphabet: the ids of one batch."""
-    n = int.from_bytes(os.urandom(5), "big")
-    return "".join(_ALPHABET[(n >> s) & 31] for s in range(35, -1, -5))
 
 
 class Client:
@@ -251,27 +243,34 @@ class Client:
         raise AssertionError("unreachable")
 
     def _enqueue_batch(self, specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int) -> list[str]:
-        chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)] or [[]]
-
-        def send() -> p.Message:
-            self.connect()
-            for chunk in chunks[:-1]:
-                self._send(p.Enqueue(chunk, True, prefix, cwd))
-            return self._reply(p.Enqueue(chunks[-1], False, prefix, cwd))
-
         try:
-            reply = send()
+            reply = self._send_batch(specs, prefix, cwd, batch)
         except ConnectionLost:
-            # The reply was lost: the jobs may be in.  The batch is atomic, so a
-            # duplicate id on the resend means the first attempt landed.
-            try:
-                reply = send()
-            except RequestFailed as e:
-                if e.code != "duplicate":
-                    raise
-                return _batch_ids(specs, prefix)
+            return self.enqueue_resent(specs, prefix, cwd, batch)
         assert isinstance(reply, p.Enqueued)
         return reply.ids
+
+    def enqueue_resent(self, specs: list[p.JobSpec], prefix: str, cwd: str | None = None,
+                       batch: int = 20_000) -> list[str]:
+        """Send a batch again after the reply to it was lost: the jobs may be in.
+
+        The batch is atomic, so a duplicate-id refusal means the first copy landed.
+        """
+        try:
+            reply = self._send_batch(specs, prefix, cwd, batch)
+        except RequestFailed as e:
+            if e.code != "duplicate":
+                raise
+            return _batch_ids(specs, prefix)
+        assert isinstance(reply, p.Enqueued)
+        return reply.ids
+
+    def _send_batch(self, specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int) -> p.Message:
+        chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)] or [[]]
+        self.connect()
+        for chunk in chunks[:-1]:
+            self._send(p.Enqueue(chunk, True, prefix, cwd))
+        return self._reply(p.Enqueue(chunks[-1], False, prefix, cwd))
 
     def status(self) -> p.StatusReply:
         reply: p.StatusReply = self.request(p.Status())

@@ -18,11 +18,9 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
-PROTOCOL_VERSION = 1
-MAX_FRAME = 16 * 1024 * 1024
-HEADER_SIZE = 4
+# The constants and framing live in `wire` (no msgspec, for the CLI's quick path); re-exported here.
+from .wire import ERROR_CODES, HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, STATES, ProtocolError, frame, frame_length  # noqa: F401
 
-STATES = ("pending", "processing", "completed", "failed", "dead")
 State = Literal["pending", "processing", "completed", "failed", "dead"]
 
 # Ids name files under the state dir, so they are restricted to a safe alphabet.
@@ -268,30 +266,3 @@ Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
     ConfigReply, Retried, Event, PoolStopped, EventsDropped,
 ]
-
-
-# Error codes and the CLI exit status each one maps to.
-ERROR_CODES = {
-    "invalid": 2,  # the request is malformed or a value is out of range
-    "not_found": 1,  # no job with that id
-    "duplicate": 1,  # a job with that id exists already
-    "state": 1,  # the job is in a state that does not allow this
-    "disk_full": 1,  # the journal could not be written; nothing changed
-    "internal": 1,  # the daemon failed; see its log
-}
-
-
-class ProtocolError(Exception):
-    """The peer sent something that is not a valid frame."""
-
-
-def frame(payload: bytes) -> bytes:
-    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
-
-
-def frame_length(header: bytes) -> int:
-    """Length of the body announced by a header; refuses oversized frames."""
-    n = int.from_bytes(header, "big")
-    if n > MAX_FRAME:
-        raise ProtocolError(f"frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")
-    return n

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import IO, Any
 
-from . import protocol as p
+from .wire import STATES
+
+# This module also serves the quick path, which imports neither msgspec nor typing.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import IO, Any
+
+    from . import protocol as p
 
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "next_retry_at")
-FIELDS = p.Job.__struct_fields__
 
 
 def iso(t: float | None) -> str | None:
@@ -22,7 +27,7 @@ def iso(t: float | None) -> str | None:
 
 
 def job_dict(job: p.Job) -> dict[str, Any]:
-    d = {f: getattr(job, f) for f in FIELDS}
+    d = {f: getattr(job, f) for f in job.__struct_fields__}
     for f in TIME_FIELDS:
         d[f] = iso(d[f])
     return d
@@ -117,10 +122,24 @@ def human_job(job: p.Job) -> str:
     return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
 
 
-def status_lines(st: p.StatusReply) -> list[str]:
-    counts = "  ".join(f"{s} {st.jobs.get(s, 0)}" for s in p.STATES)
+# Status is rendered from the reply as plain data (msgspec.to_builtins of a StatusReply, or the
+# quick path's decoded map), so that both paths print the same thing.
+
+
+def status_lines(st: dict[str, Any]) -> list[str]:
+    counts = "  ".join(f"{s} {st['jobs'].get(s, 0)}" for s in STATES)
+    workers = st["workers"]
     return [
         f"jobs     {counts}",
-        f"workers  {st.workers.busy} busy of {st.workers.configured}",
-        f"daemon   pid {st.pid}, version {st.version}, up since {ago(st.started_at)}",
+        f"workers  {workers['busy']} busy of {workers['configured']}",
+        f"daemon   pid {st['pid']}, version {st['version']}, up since {ago(st['started_at'])}",
     ]
+
+
+def status_json(st: dict[str, Any]) -> dict[str, Any]:
+    workers = st["workers"]
+    return {
+        "jobs": st["jobs"],
+        "workers": {"configured": workers["configured"], "busy": workers["busy"]},
+        "daemon": {"pid": st["pid"], "version": st["version"], "started_at": iso(st["started_at"])},
+    }

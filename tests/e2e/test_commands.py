@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -69,9 +70,11 @@ def test_generated_ids_are_unique_and_defaults_come_from_config(d: Env) -> None:
     ('{"command": "x", "delay": 1, "run_at": "2030-01-01T00:00:00Z"}', "not both"),
 ])
 def test_invalid_jobs_exit_2_with_one_line(d: Env, text: str, message: str) -> None:
-    r = d.q("enqueue", text)
-    assert r.code == 2, r
-    assert message in r.err and r.err.count("\n") == 1, r.err
+    # As an argument the job takes the CLI's quick path; on stdin, the full one.  Same message.
+    for r in (d.q("enqueue", text), d.q("enqueue", "-", input=text + "\n")):
+        assert r.code == 2, r
+        assert message in r.err and r.err.count("\n") == 1, r.err
+        assert r.err.replace("line 1: ", "") == d.q("enqueue", text).err
     assert d.jobs() == []
 
 
@@ -120,6 +123,35 @@ def test_batch_enqueue_is_all_or_nothing(d: Env, tmp_path: os.PathLike[str]) -> 
     assert len(d.jobs()) == 100
     assert d.q("show", "x1").code == 1
     assert d.q("enqueue", "--file", "/nonexistent/jobs").code == 2
+
+
+QUICK = """
+import sys
+from queuectl_client.quick import quick
+code = quick(sys.argv[1:])
+assert "msgspec" not in sys.modules and "typing" not in sys.modules and "argparse" not in sys.modules
+sys.exit(99 if code is None else code)
+"""
+FULL = "import sys; from queuectl_client.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_status_and_one_job_enqueue_take_the_quick_path_and_print_what_the_full_path_prints(d: Env) -> None:
+    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", script, *args], env=d.env, capture_output=True, text=True)
+
+    job = run(QUICK, "enqueue", json.dumps({"command": "echo hi", "priority": 3, "delay": 60}))
+    assert job.returncode == 0 and job.stderr == "", job
+    shown = d.show(job.stdout.strip())
+    assert shown["command"] == "echo hi" and shown["priority"] == 3 and shown["cwd"] == os.getcwd()
+    assert shown["run_at"] is not None
+    quick, full = run(QUICK, "status", "--json"), run(FULL, "status", "--json")
+    assert quick.returncode == full.returncode == 0 and quick.stdout == full.stdout, (quick, full)
+    quick, full = run(QUICK, "status"), run(FULL, "status")
+    assert quick.stdout.splitlines()[:2] == full.stdout.splitlines()[:2] and "pending 1" in quick.stdout
+    # Anything else is the full CLI's: the quick path declines without touching the daemon.
+    for args in (["list"], ["status", "--jsn"], ["enqueue", "-"], ["enqueue", '["x"]']):
+        assert run(QUICK, *args).returncode == 99, args
+    assert len(d.jobs()) == 1
 
 
 def test_status_json_shape(d: Env) -> None:

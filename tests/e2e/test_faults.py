@@ -166,12 +166,18 @@ def test_corruption_mid_log_refuses_to_start_and_salvage_recovers_the_rest(env: 
     assert len(_all_ids(env)) == 19
 
 
-def test_a_lost_reply_resent_by_the_client_adds_the_job_once(env: Env) -> None:
+@pytest.mark.parametrize("path", ["quick", "full"])
+def test_a_lost_reply_resent_by_the_client_adds_the_job_once(env: Env, path: str) -> None:
     env.env["QUEUECTL_FAULTS"] = "crash-at=enqueue-committed"
     env.start_daemon()
     del env.env["QUEUECTL_FAULTS"]
     # The daemon dies after the fsync, before its reply; the client starts a new one and resends.
-    r = env.q("enqueue", json.dumps({"command": "true"}), QUEUECTL_NO_AUTOSTART="0")
+    # One job as an argument takes the CLI's quick path; a line on stdin takes the full one.
+    job = json.dumps({"command": "true"})
+    if path == "quick":
+        r = env.q("enqueue", job, QUEUECTL_NO_AUTOSTART="0")
+    else:
+        r = env.q("enqueue", "-", input=job + "\n", QUEUECTL_NO_AUTOSTART="0")
     assert r.code == 0, r
     job_id = r.out.strip()
     assert _all_ids(env) == [job_id]

@@ -1,0 +1,3 @@
+from .quick import entry
+
+entry()
