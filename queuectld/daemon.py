@@ -89,7 +89,7 @@ class Daemon:
             # Start the repaired state on fresh files; the damaged ones are kept aside.
             await self.journal.compact(keep_old=True)
             log.warning("salvage complete: %d jobs kept; the damaged files are in %s/salvaged-*",
-                        len(self.queue.jobs), self.paths.journal)
+                        len(self.queue), self.paths.journal)
         self.runner = Runner(loop)
         self.pool = Pool(self.store, self.runner, self.paths)
         self._recover()
@@ -102,7 +102,7 @@ class Daemon:
         counts = self.queue.counts()
         log.info(
             "queuectld %s ready on %s: %d records replayed, %d jobs (%s), %d worker(s)",
-            __version__, self.paths.socket, replayed, len(self.queue.jobs),
+            __version__, self.paths.socket, replayed, len(self.queue),
             ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "empty", self.queue.pool_size,
         )
         self.pool.dispatch()
@@ -134,8 +134,9 @@ class Daemon:
         """Runs the journal shows as going were interrupted: kill their groups, count the attempt."""
         running = list(self.queue.by_state["processing"].values())
         for job in running:
-            if kill_orphan_group(job.pgid, job.pid_start):
-                log.warning("killed the surviving process group %d of interrupted job %s", job.pgid, job.id)
+            pgid, pid_start = self.queue.running.get(job.id, (0, 0))
+            if kill_orphan_group(pgid, pid_start):
+                log.warning("killed the surviving process group %d of interrupted job %s", pgid, job.id)
         if running:
             log.warning("%d job(s) were interrupted by the last stop; each counts as a failed attempt", len(running))
             self.store.record(list(self.queue.interrupted(time.time())))

@@ -106,11 +106,8 @@ class Job(msgspec.Struct, array_like=True, gc=False):
     error_message: str | None
     worker: int | None
     cwd: str | None
-    seq: int
-    due: float
-    pgid: int
-    pid_start: int
-    stamp: int = 0  # bumped on every heap push: older heap entries are stale
+    due: float  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
+    ticket: int  # drawn at each scheduling; a heap entry with an older one is stale
 
     def view(self) -> JobView:
         return JobView(
@@ -127,13 +124,22 @@ class Restored(Record, frozen=True, tag="R"):
     jobs: list[Job]
 
 
+class Running(Record, frozen=True, tag="G"):
+    """In a snapshot: the process group of a running job's run (as its `Started` said)."""
+
+    id: str
+    pgid: int
+    pid_start: int
+
+
 class SnapshotEnd(Record, frozen=True, tag="E"):
     """The last record of a snapshot; a snapshot without it is incomplete."""
 
     jobs: int
+    ticket: int = 0  # the queue's last scheduling ticket
 
 
-Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, SnapshotEnd]
+Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Event)

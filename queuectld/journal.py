@@ -44,7 +44,7 @@ from . import faults
 log = logging.getLogger("queuectld.journal")
 
 LOG_MAGIC = b"QCTLLOG1"
-SNAP_MAGIC = b"QCTLSNP1"
+SNAP_MAGIC = b"QCTLSNP2"  # 2: jobs without pgid/pid_start/seq/stamp, and `Running` records
 MANIFEST_MAGIC = b"QCTLMAN1"
 HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
 REC = struct.Struct(">IIQ")
@@ -102,6 +102,9 @@ class FileScan:
             raise JournalError(f"{path}: too short for a journal file header ({len(data)} bytes)")
         got_magic, self.generation, self.base_seq = HEADER.unpack_from(data)
         if got_magic != magic:
+            if got_magic[:7] == magic[:7]:
+                raise JournalError(f"{path}: written by another version of queuectl (format {got_magic[7:].decode()}, "
+                                   f"this one reads {magic[7:].decode()})")
             raise JournalError(f"{path}: not a queuectl {magic[4:7].decode().lower()} file (bad header)")
         self.events: list[ev.Event] = []
         self.dropped: list[tuple[int, int]] = []  # (offset, bytes) skipped by salvage

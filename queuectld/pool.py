@@ -140,7 +140,7 @@ class Pool:
     # -- exits ----------------------------------------------------------------
 
     def _on_exit(self, run: Run, result: Result) -> None:
-        job = self.queue.jobs[run.job_id]
+        job = self.queue.by_state["processing"][run.job_id]
         slot = job.worker or 0
         self.slots.pop(slot, None)
         error = INTERRUPTED if run.interrupted else result.error
@@ -178,7 +178,7 @@ class Pool:
                 self._hold(e)
                 return
             assert isinstance(event, ev.Ended)
-            self._announce(self.queue.jobs[event.id], None)
+            self._announce(self.queue.get(event.id), None)
         self.dispatch()
 
     def _announce(self, job: Job, slot: int | None) -> None:

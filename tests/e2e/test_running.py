@@ -10,6 +10,9 @@ import subprocess
 import threading
 import time
 
+import pytest
+
+from queuectl_client import Client
 from tests.conftest import QUEUECTL, Env, pid_alive, wait_for
 
 
@@ -229,12 +232,23 @@ def test_sigterm_past_the_grace_period_interrupts_jobs(env: Env, tmp_path: os.Pa
     assert job["error_message"] == "interrupted: daemon stopped while the job ran"
 
 
-def test_kill_9_mid_job_counts_an_attempt_and_kills_the_orphan(env: Env, tmp_path: os.PathLike[str]) -> None:
+@pytest.mark.parametrize("compacted", [False, True], ids=["from-the-log", "from-a-snapshot"])
+def test_kill_9_mid_job_counts_an_attempt_and_kills_the_orphan(
+    env: Env, tmp_path: os.PathLike[str], compacted: bool
+) -> None:
     pidfile = os.path.join(str(tmp_path), "pid")
-    env.start_daemon("--workers", "1")
+    env.start_daemon("--workers", "1", "--compact-min", "4K")
     job_id = env.enqueue(command=f"sleep 300 & echo $! > {pidfile}; wait", max_retries=1)
     env.wait_state(job_id, "processing")
     wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the job's pid")
+    if compacted:
+        # Enough records for a compaction: the running job's process group must survive it, in the snapshot.
+        journal = os.path.join(env.home, "journal")
+        with Client(env.home, autostart=False) as c:
+            for _ in range(40):
+                c.enqueue_many([{"command": "echo " + "x" * 200, "delay": 3600}] * 5)
+        wait_for(lambda: any(n.startswith("snap-") for n in os.listdir(journal)),
+                 what="a compaction")
     with open(pidfile) as f:
         orphan = int(f.read())
     assert env.show(job_id)["worker"] == 1

@@ -62,7 +62,7 @@ async def test_one_fsync_serves_many_concurrent_enqueues(
 
     results = await asyncio.gather(*(asyncio.to_thread(enqueue_many, 25) for _ in range(8)))
     ids = [i for r in results for i in r]
-    assert len(set(ids)) == 200 and len(daemon.queue.jobs) == 200
+    assert len(set(ids)) == 200 and len(daemon.queue) == 200
     assert daemon.journal.seq >= 200
     assert calls < 200, f"{calls} fsyncs for 200 acknowledged enqueues"
 
@@ -80,10 +80,10 @@ async def test_no_reply_before_the_record_is_synced(daemon: Daemon, home: str, m
     t = threading.Thread(target=lambda: reply.append(Client(home, autostart=False).enqueue("true", id="held")))
     t.start()
     for _ in range(200):  # bounded: the job is applied long before 2 s
-        if "held" in daemon.queue.jobs:
+        if daemon.queue.find("held") is not None:
             break
         await asyncio.sleep(0.01)
-    assert "held" in daemon.queue.jobs
+    assert daemon.queue.find("held") is not None
     await asyncio.sleep(0.1)
     assert reply == []  # written and applied, but not yet acknowledged
     gate.set()
@@ -116,7 +116,7 @@ async def test_bad_frames_get_errors_and_the_connection_goes_on(daemon: Daemon, 
     assert isinstance(ok, p.Enqueued) and ok.ids == ["ok1"]
     assert isinstance(wrong_type, p.Error) and "$.jobs[0].command" in wrong_type.message
     assert isinstance(too_big, p.Error) and "exceeds" in too_big.message
-    assert list(daemon.queue.jobs) == ["ok1"]
+    assert [j.id for j in daemon.queue.iter_jobs()] == ["ok1"]
 
 
 async def test_request_before_hello_is_refused(daemon: Daemon, home: str) -> None:
@@ -135,7 +135,7 @@ async def test_multi_frame_enqueue_is_one_atomic_batch(daemon: Daemon, home: str
             return c.enqueue_many([{"command": "true"} for _ in range(2500)], batch=1000)
 
     ids = await asyncio.to_thread(enqueue)
-    assert len(ids) == 2500 and len(daemon.queue.jobs) == 2500
+    assert len(ids) == 2500 and len(daemon.queue) == 2500
     # One Added record for the whole batch.
     from queuectld.journal import LOG_MAGIC, FileScan
 
@@ -184,4 +184,4 @@ async def test_enospc_on_write_refuses_then_recovers(
             c.enqueue("true", id="after")
 
     await asyncio.to_thread(go)
-    assert list(daemon.queue.jobs) == ["before", "after"]
+    assert [j.id for j in daemon.queue.iter_jobs()] == ["before", "after"]

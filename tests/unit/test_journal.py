@@ -197,7 +197,7 @@ async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> No
     twin = Queue()
     for e in _replay(jdir):
         twin.apply(e)
-    assert {k: v.view() for k, v in twin.jobs.items()} == live
+    assert {j.id: j.view() for j in twin.iter_jobs()} == live
     assert sorted(os.listdir(jdir)) == ["MANIFEST", f"log-{j.manifest.next_file - 2}", j.manifest.snapshot]
 
 
@@ -216,4 +216,4 @@ async def test_a_damaged_snapshot_refuses_to_start(jdir: str) -> None:
     twin = Queue()
     for e in _replay(jdir, salvage=True):
         twin.apply(e)
-    assert len(twin.jobs) == 40
+    assert len(twin) == 40

@@ -22,7 +22,7 @@ def run(q: Queue, at: float, worker: int = 1) -> str | None:
 
 
 def end(q: Queue, job_id: str, at: float, code: int | None = 0, error: str | None = None) -> ev.Ended:
-    e = q.plan_end(q.jobs[job_id], at, code, error)
+    e = q.plan_end(q.get(job_id), at, code, error)
     q.apply(e)
     return e
 
@@ -36,7 +36,7 @@ def test_lifecycle_to_completed() -> None:
     add(q, 100.0, spec("a"))
     assert q.counts()["pending"] == 1
     assert run(q, 101.0) == "a"
-    job = q.jobs["a"]
+    job = q.get("a")
     assert job.state == "processing" and job.attempts == 1 and job.worker == 1 and job.started_at == 101.0
     assert run(q, 101.0, 2) is None  # nobody else can take it
     end(q, "a", 102.0)
@@ -52,7 +52,7 @@ def test_backoff_then_dead_after_one_plus_max_retries_runs() -> None:
     for attempt in (1, 2):
         assert run(q, t) == "a"
         e = end(q, "a", t, 1, "exited with status 1")
-        assert e.state == "failed" and q.jobs["a"].attempts == attempt
+        assert e.state == "failed" and q.get("a").attempts == attempt
         assert e.next_retry_at is not None
         delays.append(e.next_retry_at - t)
         assert run(q, e.next_retry_at - 0.001) is None  # not before it is due
@@ -60,7 +60,7 @@ def test_backoff_then_dead_after_one_plus_max_retries_runs() -> None:
     assert delays == [2.0, 4.0]
     assert run(q, t) == "a"
     e = end(q, "a", t, 1, "exited with status 1")
-    assert e.state == "dead" and e.next_retry_at is None and q.jobs["a"].attempts == 3
+    assert e.state == "dead" and e.next_retry_at is None and q.get("a").attempts == 3
     assert run(q, t + 1000) is None
 
 
@@ -77,7 +77,7 @@ def test_max_retries_default_applies_to_later_enqueues() -> None:
     add(q, 0.0, spec("a"))
     q.apply(ev.ConfigChanged("max-retries", "0"))
     add(q, 0.0, spec("b"), spec("c", max_retries=5))
-    assert [q.jobs[x].max_retries for x in "abc"] == [3, 0, 5]
+    assert [q.get(x).max_retries for x in "abc"] == [3, 0, 5]
 
 
 def test_order_priority_then_due_then_fifo() -> None:
@@ -107,14 +107,14 @@ def test_duplicate_ids_are_refused_whole() -> None:
     assert e.value.code == "duplicate"
     with pytest.raises(QueueError):
         q.plan_add([spec("c"), spec("c")], 1.0)
-    assert list(q.jobs) == ["a"]
+    assert [j.id for j in q.iter_jobs()] == ["a"]
 
 
 def test_delete_refuses_running_jobs_and_leaves_no_stale_entry() -> None:
     q = Queue()
     add(q, 0.0, spec("a"), spec("b"))
     q.apply(q.plan_delete("a", 1.0))
-    assert "a" not in q.jobs and q.counts()["pending"] == 1
+    assert q.find("a") is None and q.counts()["pending"] == 1
     assert run(q, 2.0) == "b"
     with pytest.raises(QueueError) as e:
         q.plan_delete("b", 3.0)
@@ -131,11 +131,11 @@ def test_revive_resets_attempts_and_clears_error() -> None:
     add(q, 0.0, spec("a", max_retries=0), spec("b"))
     run(q, 0.0)
     end(q, "a", 1.0, 9, "exited with status 9")
-    assert q.jobs["a"].state == "dead"
+    assert q.get("a").state == "dead"
     with pytest.raises(QueueError):
         q.plan_revive(["b"], False, 2.0)
     q.apply(q.plan_revive(["a"], False, 2.0))
-    job = q.jobs["a"]
+    job = q.get("a")
     assert job.state == "pending" and job.attempts == 0
     assert job.error_message is None and job.next_retry_at is None and job.exit_code is None
     assert q.plan_revive([], True, 3.0).ids == []
@@ -167,10 +167,35 @@ def test_replay_rebuilds_the_same_state() -> None:
         apply(q.plan_end(job, t + 0.5, 1, "x"))
     apply(ev.ConfigChanged("max-retries", "1"))
     apply(ev.PoolSized(4))
-    apply(q.plan_delete("c", 9.0) if q.jobs["c"].state != "processing" else ev.PoolSized(4))
+    apply(q.plan_delete("c", 9.0) if q.get("c").state != "processing" else ev.PoolSized(4))
     twin = Queue()
     for e in log:
         twin.apply(ev.decoder.decode(ev.encoder.encode(e)))
-    assert [j.view() for j in twin.jobs.values()] == [j.view() for j in q.jobs.values()]
+    assert [j.view() for j in twin.iter_jobs()] == [j.view() for j in q.iter_jobs()]
     assert twin.counts() == q.counts() and twin.pool_size == 4 and twin.config.max_retries == 1
     assert twin.next_due() == q.next_due()
+
+
+def test_a_snapshot_rebuilds_order_running_groups_and_tickets() -> None:
+    q = Queue()
+    q.apply(q.plan_add([spec(x) for x in "abcdef"], 0.0))
+    for pgid, job_id in ((101, "a"), (102, "b")):
+        job = q.take(1.0)
+        assert job is not None and job.id == job_id
+        q.apply(q.plan_start(job, 1.0, 1, pgid, 555))
+    q.apply(q.plan_end(q.get("a"), 2.0, 1, None))  # failed, waits to retry
+    twin = Queue()
+    for e in q.snapshot(chunk=2):
+        twin.apply(ev.decoder.decode(ev.encoder.encode(e)))
+    for state in ("pending", "processing", "failed"):
+        assert list(twin.by_state[state]) == list(q.by_state[state]), state
+    assert twin.running == q.running == {"b": (102, 555)}
+    assert [j.view() for j in twin.iter_jobs()] == [j.view() for j in q.iter_jobs()]
+    # The same jobs come out in the same order, and a new job never reuses a ticket.
+    twin.apply(twin.plan_add([spec("g")], 4.0))
+    q.apply(q.plan_add([spec("g")], 4.0))
+    assert twin.get("g").ticket == q.get("g").ticket
+    order = []
+    while (job := twin.take(10.0)) is not None:
+        order.append(job.id)
+    assert order == ["c", "d", "e", "f", "a", "g"]  # a: retry due at 2 + 2**1 = 4, scheduled before g
