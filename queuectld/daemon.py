@@ -35,6 +35,7 @@ from .queue import Queue
 from .runner import Runner, kill_orphan_group
 from .server import Server
 from .store import Store
+from .systemd import Systemd
 
 log = logging.getLogger("queuectld")
 
@@ -56,8 +57,11 @@ class Locked(StartupError):
 
 class Daemon:
     def __init__(self, paths: _paths.Paths, workers: int | None = None, grace: float = 10.0,
-                 salvage: bool = False, compact_min: int = 4 << 20) -> None:
+                 salvage: bool = False, compact_min: int = 4 << 20, systemd: Systemd | None = None) -> None:
         self.paths = paths
+        self.systemd = systemd or Systemd(None, None, 0)
+        self._inherited_socket = False
+        self._watchdog: asyncio.Task[None] | None = None
         self.workers = workers
         self.grace = grace
         self.salvage = salvage
@@ -96,16 +100,25 @@ class Daemon:
         if self.workers is not None:
             self.store.record(self.pool.resize(self.workers))
         await self.journal.commit()
-        sock = self._bind()
+        sock = self._inherit() or self._bind()
         self.server = Server(Handlers(self.store, self.pool, self.paths))
         await self.server.start(sock)
         counts = self.queue.counts()
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "empty"
         log.info(
-            "queuectld %s ready on %s: %d records replayed, %d jobs (%s), %d worker(s)",
-            __version__, self.paths.socket, replayed, len(self.queue),
-            ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "empty", self.queue.pool_size,
+            "queuectld %s ready on %s%s: %d records replayed, %d jobs (%s), %d worker(s)",
+            __version__, self.paths.socket, " (from systemd)" if self._inherited_socket else "", replayed,
+            len(self.queue), summary, self.queue.pool_size,
         )
+        self.systemd.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=ready: {len(self.queue)} jobs ({summary})")
+        if self.systemd.watchdog_interval:
+            self._watchdog = asyncio.create_task(self._ping(self.systemd.watchdog_interval))
         self.pool.dispatch()
+
+    async def _ping(self, interval: float) -> None:
+        """Tell systemd the loop is alive; a loop that stops turning stops the pings."""
+        while self.systemd.notify("WATCHDOG=1"):
+            await asyncio.sleep(interval)
 
     def _prepare_dirs(self) -> None:
         for d in (self.paths.state, self.paths.socket_dir, self.paths.output):
@@ -140,6 +153,20 @@ class Daemon:
         if running:
             log.warning("%d job(s) were interrupted by the last stop; each counts as a failed attempt", len(running))
             self.store.record(list(self.queue.interrupted(time.time())))
+
+    def _inherit(self) -> socket.socket | None:
+        """The socket systemd listens on for us (socket activation), if it passed one."""
+        try:
+            sock = self.systemd.inherited_socket()
+        except (OSError, ValueError) as e:
+            raise StartupError(f"cannot use the socket from systemd: {e}") from None
+        if sock is None:
+            return None
+        name = sock.getsockname()
+        if name != self.paths.socket:
+            log.warning("systemd's socket is %s, but clients of this home look for %s", name, self.paths.socket)
+        self._inherited_socket = True
+        return sock
 
     def _bind(self) -> socket.socket:
         path = self.paths.socket
@@ -187,6 +214,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         log.info("stopping")
+        self.systemd.notify("STOPPING=1\nSTATUS=stopping: waiting for running jobs")
         if self.server is not None:
             await self.server.close()
         if self.pool is not None:
@@ -199,10 +227,13 @@ class Daemon:
         self.journal.close()
         if self.runner is not None:
             self.runner.close()
-        try:
-            os.unlink(self.paths.socket)
-        except FileNotFoundError:
-            pass
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if not self._inherited_socket:  # systemd's socket stays, to start the next daemon
+            try:
+                os.unlink(self.paths.socket)
+            except FileNotFoundError:
+                pass
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
         log.info("stopped")
@@ -249,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         log.error("%s", e)
         return EXIT_FATAL
+    systemd = Systemd.from_environ()  # before anything copies the environment for jobs
     paths = _paths.resolve(args.home)
     # Jobs enqueued without a directory run in the user's home, as under cron.
     os.chdir(os.path.expanduser("~"))
-    daemon = Daemon(paths, args.workers, args.grace, args.salvage, args.compact_min)
+    daemon = Daemon(paths, args.workers, args.grace, args.salvage, args.compact_min, systemd)
     import uvloop
 
     try:
