@@ -25,7 +25,7 @@ import msgspec
 
 from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed, __version__
-from .render import human_job, job_dict, print_table, status_json, status_lines
+from .render import human_job, iso, job_dict, paint, print_table, set_color, status_json, status_lines
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
 
@@ -45,36 +45,47 @@ examples:
   queuectl enqueue --file jobs.jsonl
   queuectl worker start --count 4
   queuectl list --state dead
-  queuectl logs JOB_ID
+  queuectl logs JOB_ID --follow
+  queuectl wait
+  queuectl shell
 """
+
+
+def _json_flag(parser: Parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def _enqueue_args(e: Parser) -> None:
     e.add_argument("job", nargs="?", help="a job as JSON, or - to read JSON lines from stdin")
     e.add_argument("--file", "-f", help="read one JSON job per line from this file")
+    _json_flag(e)
 
 
 def _worker_args(w: Parser) -> None:
-    wsub = w.add_subparsers(dest="action", metavar="ACTION", required=True)
-    ws = wsub.add_parser("start", help="set the pool to N workers and follow their jobs")
+    wsub = w.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    ws = wsub.add_parser("start", help="set the pool to N workers and follow their jobs",
+                         epilog="examples:\n  queuectl worker start --count 4\n  queuectl worker start -n 2 --detach",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ws.add_argument("--count", "-n", type=int, default=1, help="number of workers (default 1)")
     ws.add_argument("--detach", "-d", action="store_true", help="return at once instead of following")
+    ws.add_argument("--json", action="store_true", help="print each job event as a JSON line on stdout")
     wsub.add_parser("stop", help="start no new job; return once running jobs finished")
 
 
 def _status_args(s: Parser) -> None:
-    s.add_argument("--json", action="store_true")
+    _json_flag(s)
 
 
 def _list_args(ls: Parser) -> None:
     ls.add_argument("--state", choices=p.STATES)
     ls.add_argument("--limit", type=int)
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
+    _json_flag(ls)
 
 
 def _show_args(sh: Parser) -> None:
     sh.add_argument("id")
-    sh.add_argument("--json", action="store_true")
+    _json_flag(sh)
 
 
 def _logs_args(lg: Parser) -> None:
@@ -82,6 +93,12 @@ def _logs_args(lg: Parser) -> None:
     which = lg.add_mutually_exclusive_group()
     which.add_argument("--stdout", action="store_true", help="only standard output, unlabelled")
     which.add_argument("--stderr", action="store_true", help="only standard error, unlabelled")
+    lg.add_argument("--follow", "-f", action="store_true",
+                    help="stream the run's output as it comes, until the run ends (its stdout to stdout, "
+                         "its stderr to stderr); a job that waits is followed once it starts")
+    lg.add_argument("--tail", "-n", type=int, metavar="N", help="only the last N lines of each stream")
+    lg.add_argument("--json", action="store_true",
+                    help='print {"id", "stdout", "stderr"}; with --follow, a JSON line per chunk')
 
 
 def _delete_args(d: Parser) -> None:
@@ -89,37 +106,88 @@ def _delete_args(d: Parser) -> None:
 
 
 def _dlq_args(q: Parser) -> None:
-    qsub = q.add_subparsers(dest="action", metavar="ACTION", required=True)
+    qsub = q.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
     ql = qsub.add_parser("list", help="list dead jobs")
-    ql.add_argument("--json", action="store_true")
+    _json_flag(ql)
     ql.add_argument("--limit", type=int)
+    ql.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
     qr = qsub.add_parser("retry", help="move dead jobs back to pending, attempts reset")
     qr.add_argument("ids", nargs="*", metavar="ID")
     qr.add_argument("--all", action="store_true", help="every dead job")
+    _json_flag(qr)
 
 
 def _config_args(c: Parser) -> None:
-    csub = c.add_subparsers(dest="action", metavar="ACTION", required=True)
+    csub = c.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
     cg = csub.add_parser("get")
     cg.add_argument("key")
+    _json_flag(cg)
     cs = csub.add_parser("set")
     cs.add_argument("key")
     cs.add_argument("value")
     cl = csub.add_parser("list")
-    cl.add_argument("--json", action="store_true")
+    _json_flag(cl)
 
 
-# name -> (help, what adds its arguments)
-SUBCOMMANDS: dict[str, tuple[str, Any]] = {
-    "enqueue": ("add jobs", _enqueue_args),
-    "worker": ("start or stop the worker pool", _worker_args),
-    "status": ("counts per state, workers, daemon", _status_args),
-    "list": ("list jobs", _list_args),
-    "show": ("one job in full", _show_args),
-    "logs": ("a job's output from its latest run", _logs_args),
-    "delete": ("delete a job that is not running", _delete_args),
-    "dlq": ("the dead-letter queue", _dlq_args),
-    "config": ("get, set or list settings", _config_args),
+def _wait_args(w: Parser) -> None:
+    w.add_argument("ids", nargs="*", metavar="ID", help="the jobs to wait for (default: every job not yet final)")
+    w.add_argument("--state", choices=p.STATES, help="wait for the jobs that are in this state now")
+    w.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 124)")
+    _json_flag(w)
+
+
+def _top_args(t: Parser) -> None:
+    t.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="refresh period (default 1)")
+    t.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+
+
+def _completions_args(c: Parser) -> None:
+    c.add_argument("shell", choices=("bash", "zsh", "fish"))
+
+
+def _no_args(parser: Parser) -> None:
+    pass
+
+
+# name -> (help, what adds its arguments, examples)
+SUBCOMMANDS: dict[str, tuple[str, Any, str]] = {
+    "enqueue": ("add jobs", _enqueue_args,
+                """queuectl enqueue '{"command": "make test", "max_retries": 2, "timeout": 600}'
+queuectl enqueue '{"command": "./report.sh", "run_at": "2026-12-01T09:00:00"}'
+queuectl enqueue '{"id": "nightly", "command": "backup.sh", "priority": 10}'
+jq -c '.[]' jobs.json | queuectl enqueue -
+queuectl enqueue --file jobs.jsonl --json"""),
+    "worker": ("start or stop the worker pool", _worker_args,
+               """queuectl worker start --count 4       # follow the jobs; Ctrl-C stops gracefully
+queuectl worker start -n 2 --detach
+queuectl worker stop                   # returns once running jobs finished"""),
+    "status": ("counts per state, workers, daemon", _status_args, "queuectl status\nqueuectl status --json"),
+    "list": ("list jobs", _list_args, """queuectl list
+queuectl list --state failed --limit 20
+queuectl list --state dead --quiet | xargs queuectl dlq retry
+queuectl list --json"""),
+    "show": ("one job in full", _show_args, "queuectl show JOB_ID\nqueuectl show JOB_ID --json"),
+    "logs": ("a job's output from its latest run", _logs_args, """queuectl logs JOB_ID
+queuectl logs JOB_ID --follow
+queuectl logs JOB_ID --stderr --tail 20"""),
+    "delete": ("delete a job that is not running", _delete_args, "queuectl delete JOB_ID"),
+    "dlq": ("the dead-letter queue", _dlq_args, """queuectl dlq list
+queuectl dlq retry JOB_ID [JOB_ID...]
+queuectl dlq retry --all"""),
+    "config": ("get, set or list settings", _config_args, """queuectl config list
+queuectl config set max-retries 5
+queuectl config set backoff-base 3
+queuectl config get job-timeout"""),
+    "wait": ("wait until jobs are completed or dead (exit 0: all completed, 1: not all, 124: timed out)",
+             _wait_args, """queuectl wait     # every job not yet final
+queuectl wait JOB_ID --timeout 60
+queuectl wait --state pending --json"""),
+    "top": ("a live view of the queue, until Ctrl-C", _top_args, "queuectl top\nqueuectl top --interval 0.5"),
+    "shell": ("an interactive shell: every command, with completion and history", _no_args, "queuectl shell"),
+    "completions": ("print a shell completion script", _completions_args,
+                    """queuectl completions bash > ~/.local/share/bash-completion/completions/queuectl
+queuectl completions zsh > "${fpath[1]}/_queuectl"
+queuectl completions fish > ~/.config/fish/completions/queuectl.fish"""),
 }
 
 
@@ -129,11 +197,13 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     ap = Parser(prog="queuectl", description="A durable background job queue for shell commands.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True, parser_class=Parser)
     first = next((a for a in argv or () if not a.startswith("-")), None)
-    for name, (help_text, add_args) in SUBCOMMANDS.items():
+    for name, (help_text, add_args, examples) in SUBCOMMANDS.items():
         if first not in SUBCOMMANDS or name == first:
-            add_args(sub.add_parser(name, help=help_text))
+            add_args(sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                    epilog="examples:\n" + "".join(f"  {ln}\n" for ln in examples.splitlines()),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter))
         else:
             sub.add_parser(name, help=help_text, add_help=False)
     return ap
@@ -152,7 +222,10 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
     else:
         raise UsageError("give a job as JSON, - for stdin, or --file")
     ids = client.enqueue_specs(specs, _cwd())
-    sys.stdout.write("".join(job_id + "\n" for job_id in ids))
+    if args.json:
+        _json_out(ids)
+    else:
+        sys.stdout.write("".join(job_id + "\n" for job_id in ids))
     return EXIT_OK
 
 
@@ -218,10 +291,15 @@ def cmd_worker(client: Client, args: argparse.Namespace) -> int:
         client.worker_start(args.count)
         print(f"{args.count} worker(s) started", file=sys.stderr)
         return EXIT_OK
-    return _follow(client, args.count)
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        return _follow(client, args.count, args.json)
+    finally:
+        signal.signal(signal.SIGINT, previous[0])  # the shell goes on after this command
+        signal.signal(signal.SIGTERM, previous[1])
 
 
-def _follow(client: Client, count: int) -> int:
+def _follow(client: Client, count: int, as_json: bool) -> int:
     """Print job events until the pool stops; Ctrl-C or SIGTERM stops it gracefully."""
     import threading
 
@@ -240,7 +318,18 @@ def _follow(client: Client, count: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     events = client.events(start=count)
     print(f"{count} worker(s) started; Ctrl-C stops them once running jobs finish", file=err)
+    out = sys.stdout.buffer
     for msg in events:
+        if as_json:
+            if isinstance(msg, (p.Event, p.EventsDropped)):
+                event = msgspec.to_builtins(msg)
+                if "at" in event:
+                    event["at"] = iso(event["at"])
+                if event.get("next_retry_at") is not None:
+                    event["next_retry_at"] = iso(event["next_retry_at"])
+                out.write(msgspec.json.encode(event) + b"\n")
+                out.flush()
+            continue
         if isinstance(msg, p.Event):
             err.write(_event_line(msg) + "\n")
         elif isinstance(msg, p.EventsDropped):
@@ -270,7 +359,7 @@ def _event_line(e: p.Event) -> str:
         what = f"failed: {e.error_message}; retry {e.attempts} of {e.max_retries}{wait}"
     else:
         what = f"dead: {e.error_message}; moved to the DLQ"
-    return f"{clock}  {who:<9} {e.id:<12} {what}"
+    return f"{clock}  {who:<9} {e.id:<12} {paint(what, e.state)}"
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -287,6 +376,10 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
     jobs = client.list(args.state, limit) if args.cmd == "list" else client.dlq_list(limit)
     if args.json:
         _json_array(jobs)
+    elif args.quiet:
+        out = sys.stdout
+        for job in jobs:
+            out.write(job.id + "\n")
     else:
         print_table(jobs, sys.stdout)
     return EXIT_OK
@@ -308,33 +401,29 @@ def cmd_show(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_logs(client: Client, args: argparse.Namespace) -> int:
+    from . import live
+
+    if args.tail is not None and args.tail < 0:
+        raise UsageError("--tail must not be negative")
+    streams = ["stdout"] if args.stdout else ["stderr"] if args.stderr else ["stdout", "stderr"]
+    if args.follow:
+        return live.follow_logs(client, args.id, streams, args.tail, args.json)
     reply = client.request(p.Logs(args.id))
     assert isinstance(reply, p.LogsReply)
-    out = sys.stdout.buffer
-    if args.stdout or args.stderr:
-        _copy(reply.stdout if args.stdout else reply.stderr, out)
+    paths = {"stdout": reply.stdout, "stderr": reply.stderr}
+    if args.json:
+        texts = {name: live.read_output(paths[name], args.tail).decode(errors="replace") for name in streams}
+        _json_out({"id": args.id, **texts})
         return EXIT_OK
-    for name, path in (("stdout", reply.stdout), ("stderr", reply.stderr)):
+    out = sys.stdout.buffer
+    if len(streams) == 1:
+        out.write(live.read_output(paths[streams[0]], args.tail))
+        return EXIT_OK
+    for name in streams:
         out.write(f"==> {name} <==\n".encode())
-        if not _copy(path, out):
-            out.write(b"(no output)\n")
+        data = live.read_output(paths[name], args.tail)
+        out.write(data + (b"" if data.endswith(b"\n") else b"\n") if data else b"(no output)\n")
     return EXIT_OK
-
-
-def _copy(path: str, out: Any) -> bool:
-    """Copy a file to `out`; False if it does not exist or is empty."""
-    try:
-        with open(path, "rb") as f:
-            wrote = False
-            last = b""
-            while chunk := f.read(1 << 16):
-                out.write(chunk)
-                wrote, last = True, chunk
-            if wrote and not last.endswith(b"\n"):
-                out.write(b"\n")
-            return wrote
-    except FileNotFoundError:
-        return False
 
 
 def cmd_delete(client: Client, args: argparse.Namespace) -> int:
@@ -351,6 +440,9 @@ def cmd_dlq(client: Client, args: argparse.Namespace) -> int:
     if not args.all and not args.ids:
         raise UsageError("give the ids of dead jobs, or --all")
     ids = client.dlq_retry(args.ids, args.all)
+    if args.json:
+        _json_out(list(ids))
+        return EXIT_OK
     for job_id in ids:
         print(job_id)
     print(f"{len(ids)} job(s) moved back to pending", file=sys.stderr)
@@ -359,7 +451,11 @@ def cmd_dlq(client: Client, args: argparse.Namespace) -> int:
 
 def cmd_config(client: Client, args: argparse.Namespace) -> int:
     if args.action == "get":
-        print(client.config_get(args.key))
+        value = client.config_get(args.key)
+        if args.json:
+            _json_out({args.key: value})
+        else:
+            print(value)
     elif args.action == "set":
         client.config_set(args.key, args.value)
     elif args.json:
@@ -372,9 +468,39 @@ def cmd_config(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    from .live import wait
+
+    if args.timeout is not None and args.timeout < 0:
+        raise UsageError("--timeout must not be negative")
+    return wait(client, args.ids, args.state, args.timeout, args.json)
+
+
+def cmd_top(client: Client, args: argparse.Namespace) -> int:
+    from .live import top
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive")
+    return top(client, args.interval, args.json)
+
+
+def cmd_shell(client: Client, args: argparse.Namespace) -> int:
+    from .shell import run_shell
+
+    return run_shell(client)
+
+
+def cmd_completions(client: Client, args: argparse.Namespace) -> int:
+    from .completions import script
+
+    sys.stdout.write(script(args.shell))
+    return EXIT_OK
+
+
 COMMANDS = {
     "enqueue": cmd_enqueue, "worker": cmd_worker, "status": cmd_status, "list": cmd_list,
     "show": cmd_show, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
+    "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
 }
 
 
@@ -404,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         args = build_parser(argv).parse_args(argv)
+        set_color(sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
         with Client() as client:
             return COMMANDS[args.cmd](client, args)
 

@@ -80,6 +80,22 @@ class Client:
             self._sock.close()
             self._sock = None
 
+    def alive(self) -> bool:
+        """Whether the open connection still stands; False once the daemon has closed it.
+
+        Between requests the daemon sends nothing, so anything readable (its end
+        of stream, or a stray frame) means the connection is no longer usable.
+        """
+        if self._sock is None:
+            return False
+        try:
+            self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
+
     def connect(self) -> None:
         if self._sock is not None:
             return

@@ -92,7 +92,9 @@ def _fail(reply: dict[str, Any]) -> int:
 
 
 def _status(json_out: bool) -> int:
-    from .render import status_json, status_lines
+    from .render import set_color, status_json, status_lines
+
+    set_color(sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
 
     link = _Link()
     try:

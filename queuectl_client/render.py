@@ -16,6 +16,20 @@ if TYPE_CHECKING:
 
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "next_retry_at")
 
+# SGR colours per state; used only on a terminal and never with NO_COLOR (https://no-color.org).
+COLORS = {"processing": "36", "completed": "32", "failed": "33", "dead": "31", "deleted": "2"}
+_color = False
+
+
+def set_color(enabled: bool) -> None:
+    global _color
+    _color = enabled
+
+
+def paint(text: str, state: str) -> str:
+    code = COLORS.get(state) if _color else None
+    return f"\x1b[{code}m{text}\x1b[0m" if code else text
+
 
 def iso(t: float | None) -> str | None:
     """UNIX seconds as ISO 8601 UTC with milliseconds, e.g. 2026-11-28T04:49:28.123Z."""
@@ -94,7 +108,9 @@ def print_table(jobs: Iterable[p.Job], out: IO[str], page: int = 1000) -> None:
 
 
 def _row(cells: tuple[str, ...], widths: list[int]) -> str:
-    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + cells[-1] + "\n"
+    padded = [c.ljust(w) for c, w in zip(cells, widths)]
+    padded[1] = paint(padded[1], cells[1])  # the state
+    return "  ".join(padded) + "  " + cells[-1] + "\n"
 
 
 def human_job(job: p.Job) -> str:
@@ -102,7 +118,7 @@ def human_job(job: p.Job) -> str:
     lines = [
         ("id", job.id),
         ("command", job.command),
-        ("state", job.state),
+        ("state", paint(job.state, job.state)),
         ("attempts", f"{job.attempts} of at most {job.max_retries + 1}"),
         ("priority", str(job.priority)),
         ("timeout", "none" if job.timeout is None else f"{job.timeout:g} s"),
@@ -127,7 +143,7 @@ def human_job(job: p.Job) -> str:
 
 
 def status_lines(st: dict[str, Any]) -> list[str]:
-    counts = "  ".join(f"{s} {st['jobs'].get(s, 0)}" for s in STATES)
+    counts = "  ".join(paint(f"{s} {st['jobs'].get(s, 0)}", s) for s in STATES)
     workers = st["workers"]
     return [
         f"jobs     {counts}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -194,3 +195,47 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+class Terminal:
+    """A 120x30 tmux pane running one command, on a private tmux server."""
+
+    def __init__(self, sock: str, env: dict[str, str], command: str) -> None:
+        self.sock = sock
+        keep = {k: env[k] for k in ("QUEUECTL_HOME", "QUEUECTL_NO_AUTOSTART", "HOME", "NO_COLOR") if k in env}
+        line = "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in keep.items())
+        line += f" PATH={shlex.quote(BIN + ':' + os.environ['PATH'])} TERM=xterm-256color {command}"
+        self._tmux("-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "30", line)
+        self._tmux("set-option", "-g", "remain-on-exit", "on")
+
+    def _tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True, check=True).stdout
+
+    def type(self, text: str) -> None:
+        """Type text, then let the application take it in before the next key (as a person would)."""
+        self._tmux("send-keys", "-l", text)
+        time.sleep(0.3)
+
+    def key(self, *keys: str) -> None:
+        self._tmux("send-keys", *keys)
+        time.sleep(0.1)
+
+    def screen(self, escapes: bool = False) -> str:
+        return self._tmux("capture-pane", "-p", *(["-e"] if escapes else []))
+
+    def prompt_line(self, prompt: str = "queuectl> ") -> str:
+        lines = [ln for ln in self.screen().splitlines() if ln.startswith(prompt.rstrip())]
+        return lines[-1] if lines else ""
+
+    def wait(self, text: str, timeout: float = 10.0) -> str:
+        try:
+            return wait_for(lambda: text in (screen := self.screen()) and screen, timeout,  # type: ignore[no-any-return]
+                            f"{text!r} on the screen")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the screen:\n{self.screen()}") from None
+
+    def dead(self) -> bool:
+        return self._tmux("display-message", "-p", "#{pane_dead}").strip() == "1"
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True)
