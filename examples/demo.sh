@@ -1,19 +1,16 @@
 #!/usr/bin/env bash
 # The queue working on real jobs, in a throwaway home: `make demo` runs this.
 #
-# It enqueues the jobs in examples/jobs/ before any worker runs (the first
-# command starts the daemon on its own), then starts one worker in the
-# foreground so the job events show, and finally shows status, list, the
-# dead-letter queue and logs, and stops the daemon.
+# Each example in examples/*/ runs in turn against one daemon (the first
+# `queuectl` call starts it); the demo ends with the queue's status, the
+# dead-letter queue, a DLQ retry, and a graceful stop of the daemon.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
 export QUEUECTL_HOME=$(mktemp -d /tmp/queuectl-demo.XXXXXX)
 unset QUEUECTL_NO_AUTOSTART
 
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-
 daemon_pid() { queuectl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["pid"])'; }
-
 cleanup() {
     local pid
     if pid=$(QUEUECTL_NO_AUTOSTART=1 daemon_pid 2>/dev/null); then kill -TERM "$pid" 2>/dev/null || true; fi
@@ -21,42 +18,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "queuectl demo, state in $QUEUECTL_HOME"
+title() { printf '\n\n%s==== %s ====%s\n' "$bold" "$*" "$plain"; sed -n '2s/^# //p' "$here/$1"; }
 
+echo "queuectl demo, state in $QUEUECTL_HOME"
 # Retries wait backoff-base ^ attempts seconds; 1.5 keeps the demo short.
 step queuectl config set backoff-base 1.5
 step queuectl config list
-step queuectl enqueue "$(cat "$here/jobs/hello.json")"
-step queuectl enqueue "$(cat "$here/jobs/unreachable.json")"
-step queuectl enqueue "$(cat "$here/jobs/later.json")"
-step queuectl enqueue --file "$here/jobs/batch.jsonl"
-step queuectl enqueue "$(cat "$here/jobs/urgent.json")"
-step queuectl list
 
-printf '\n\033[1m$ queuectl worker start --count 1\033[0m   (until every job has settled)\n'
-queuectl worker start --count 1 &
-worker=$!
-settled() {
-    queuectl status --json | python3 -c '
-import json, sys
-jobs = json.load(sys.stdin)["jobs"]
-sys.exit(0 if jobs["pending"] + jobs["processing"] + jobs["failed"] == 0 else 1)'
-}
-for _ in $(seq 300); do settled && break; sleep 0.1; done
-queuectl worker stop 2>/dev/null
-wait "$worker"
+title convert/run.sh;    bash "$here/convert/run.sh"
+title fetch/run.sh;      bash "$here/fetch/run.sh"
+title backup/run.sh;     bash "$here/backup/run.sh"
+title priorities/run.sh; bash "$here/priorities/run.sh"
+title scheduled/run.sh;  bash "$here/scheduled/run.sh"
+printf '\n\n%s==== python_api/enqueue_and_wait.py ====%s\n' "$bold" "$plain"
+sed -n '1s/^"""//p' "$here/python_api/enqueue_and_wait.py"
+step python "$here/python_api/enqueue_and_wait.py"
 
+printf '\n\n%s==== the queue afterwards ====%s\n' "$bold" "$plain"
 step queuectl status
-step queuectl list
+step queuectl list --limit 12
 step queuectl dlq list
-step queuectl show unreachable
-step queuectl logs unreachable
-step queuectl logs hello
-step queuectl logs later
-step queuectl dlq retry unreachable
-step queuectl list --state pending --json
+dead=$(queuectl dlq list --quiet | head -1)
+step queuectl dlq retry "$dead"
+step queuectl worker stop
 pid=$(daemon_pid)
-printf '\n\033[1m$ kill -TERM %s\033[0m   (the daemon stops gracefully)\n' "$pid"
+show "kill -TERM $pid"
+echo "(the daemon stops gracefully)"
 kill -TERM "$pid"
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 echo "daemon stopped; the demo's home is removed"

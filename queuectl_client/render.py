@@ -148,7 +148,7 @@ def status_lines(st: dict[str, Any]) -> list[str]:
     return [
         f"jobs     {counts}",
         f"workers  {workers['busy']} busy of {workers['configured']}",
-        f"daemon   pid {st['pid']}, version {st['version']}, up since {ago(st['started_at'])}",
+        f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}",
     ]
 
 

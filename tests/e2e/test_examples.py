@@ -1,0 +1,35 @@
+"""The examples run as the README says, against a real daemon, and show what they claim."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import BIN, Env
+
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    ("convert/run.sh", [r"completed  [23]/5", r"\.csv\.gz"]),
+    ("fetch/run.sh", ["attempts:    3 of at most 4", "report for daily.csv: 42 rows"]),
+    ("backup/run.sh", ["home.tar.gz", "timed out after 2 s", "upload-.*  dead"]),
+    ("priorities/run.sh", ["the order they ran in:\npage-oncall\nrebuild-index\nreport-a\nreport-b\nreport-c"]),
+    ("scheduled/run.sh", ["runs in", "report generated at", "reminder sent at"]),
+    ("python_api/enqueue_and_wait.py", [r"completed after 1 run\(s\): 25", r"dead after 1 run\(s\): no such tool",
+                                        "refused as expected"]),
+])
+def test_example(env: Env, script: str, expected: list[str]) -> None:
+    """`expected`: regular expressions its output must match."""
+    env.start_daemon()
+    env.ok("config", "set", "backoff-base", "1.5")
+    command = ["python" if script.endswith(".py") else "bash", os.path.join(EXAMPLES, script)]
+    proc = subprocess.run(command, env=dict(env.env, PATH=BIN + ":" + os.environ["PATH"]), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for pattern in expected:
+        assert re.search(pattern, proc.stdout), (pattern, proc.stdout)
+    assert "Traceback" not in proc.stderr
