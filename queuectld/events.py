@@ -20,7 +20,49 @@ class Record(msgspec.Struct, frozen=True, array_like=True, tag=True, gc=False):
     pass
 
 
+class Job(msgspec.Struct, array_like=True, gc=False):
+    """A job in memory, and in a snapshot as it is.
+
+    Untracked by the cyclic GC (it holds only strings and numbers), so a
+    million of them cost no collector time and 16 bytes less each; snapshots
+    and replayed `Added` records decode straight into these, with no Python
+    per job.  The first seven fields are a `NewJob`'s.  The fields mirror
+    protocol.Job on purpose: that one is the frozen, versioned wire view, this
+    one the mutable record with the daemon's own fields.
+    """
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None = None
+    state: str = "pending"
+    attempts: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    next_retry_at: float | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    worker: int | None = None
+    due: float = 0.0  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
+    ticket: int = 0  # drawn at each scheduling; a heap entry with an older one is stale
+
+    def view(self) -> JobView:
+        return JobView(
+            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
+            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
+            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
+            self.cwd,
+        )
+
+
 class NewJob(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A job as an enqueue decided it: the first seven fields of `Job`, in the same order."""
+
     id: str
     command: str
     max_retries: int
@@ -35,6 +77,18 @@ class Added(Record, frozen=True, tag="a"):
 
     at: float
     jobs: list[NewJob]
+
+
+class AddedJobs(Record, frozen=True, tag="a"):
+    """An `Added` record as replay reads it: each job decodes straight into a `Job`.
+
+    The array of a NewJob is the start of a Job's; the fields after it take
+    their defaults, and applying the record fills them, with no Python call
+    per job to build it.
+    """
+
+    at: float
+    jobs: list[Job]
 
 
 class Started(Record, frozen=True, tag="s"):
@@ -79,45 +133,6 @@ class PoolSized(Record, frozen=True, tag="p"):
     count: int
 
 
-class Job(msgspec.Struct, array_like=True, gc=False):
-    """A job in memory, and in a snapshot as it is.
-
-    Untracked by the cyclic GC (it holds only strings and numbers), so a
-    million of them cost no collector time and 16 bytes less each; a
-    snapshot decodes straight into these, with no Python per job.  The first
-    fields mirror protocol.Job on purpose: that one is the frozen, versioned
-    wire view, this one the mutable record with the daemon's own fields.
-    """
-
-    id: str
-    command: str
-    state: str
-    attempts: int
-    max_retries: int
-    priority: int
-    timeout: float | None
-    run_at: float | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    next_retry_at: float | None
-    exit_code: int | None
-    error_message: str | None
-    worker: int | None
-    cwd: str | None
-    due: float  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
-    ticket: int  # drawn at each scheduling; a heap entry with an older one is stale
-
-    def view(self) -> JobView:
-        return JobView(
-            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
-            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
-            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
-            self.cwd,
-        )
-
-
 class Restored(Record, frozen=True, tag="R"):
     """Jobs from a snapshot, in enqueue order."""
 
@@ -139,7 +154,9 @@ class SnapshotEnd(Record, frozen=True, tag="E"):
     ticket: int = 0  # the queue's last scheduling ticket
 
 
+# What the daemon writes; replay reads `Added` as `AddedJobs` (the same bytes).
 Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd]
+Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd]
 
 encoder = msgspec.msgpack.Encoder()
-decoder = msgspec.msgpack.Decoder(Event)
+decoder = msgspec.msgpack.Decoder(Replayed)

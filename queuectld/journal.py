@@ -44,7 +44,7 @@ from . import faults
 log = logging.getLogger("queuectld.journal")
 
 LOG_MAGIC = b"QCTLLOG1"
-SNAP_MAGIC = b"QCTLSNP2"  # 2: jobs without pgid/pid_start/seq/stamp, and `Running` records
+SNAP_MAGIC = b"QCTLSNP3"  # 3: Job fields in NewJob order, no table of all jobs, `Running` records
 MANIFEST_MAGIC = b"QCTLMAN1"
 HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
 REC = struct.Struct(">IIQ")

@@ -197,13 +197,16 @@ class Queue:
 
     # -- applying events ----------------------------------------------------
 
-    def apply(self, event: ev.Event) -> None:
+    def apply(self, event: ev.Event | ev.AddedJobs) -> None:
         if isinstance(event, ev.Started):
             self._started(event)
         elif isinstance(event, ev.Ended):
             self._ended(event)
+        elif isinstance(event, ev.AddedJobs):
+            self._added(event.at, event.jobs)  # replay: decoded as Job structs already
         elif isinstance(event, ev.Added):
-            self._added(event)
+            self._added(event.at, [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd)
+                                   for n in event.jobs])
         elif isinstance(event, ev.Deleted):
             self._deleted(event)
         elif isinstance(event, ev.Revived):
@@ -224,24 +227,29 @@ class Queue:
         job.state = state
         self.by_state[state][job.id] = job
 
-    def _added(self, e: ev.Added) -> None:
-        pending, at = self.by_state[PENDING], e.at
-        intern = sys.intern
-        if self._heapify:
-            self._fix_heap()
-        waiting, push = self._waiting, heapq.heappush
-        ticket = self._ticket
-        for new in e.jobs:
+    def _added(self, at: float, jobs: list[Job]) -> None:
+        """New jobs, with only their NewJob fields set yet: the rest are set here."""
+        intern, ticket = sys.intern, self._ticket
+        for job in jobs:
             ticket += 1
-            run_at = new.run_at
-            due = run_at if run_at is not None and run_at > at else at
-            job = Job(
-                new.id, intern(new.command), PENDING, 0, new.max_retries, new.priority, new.timeout, run_at,
-                at, at, None, None, None, None, None, None, new.cwd and intern(new.cwd), due, ticket,
-            )
-            pending[job.id] = job
-            push(waiting, (due, ticket, job))
+            job.command = intern(job.command)
+            if job.cwd is not None:
+                job.cwd = intern(job.cwd)
+            job.created_at = job.updated_at = at
+            run_at = job.run_at
+            job.due = run_at if run_at is not None and run_at > at else at
+            job.ticket = ticket
         self._ticket = ticket
+        self.by_state[PENDING].update({job.id: job for job in jobs})
+        entries = [(job.due, job.ticket, job) for job in jobs]
+        waiting = self._waiting
+        if self._heapify or len(entries) * 8 > len(waiting):
+            waiting.extend(entries)  # a batch this size is cheaper to heapify with the rest, once
+            self._heapify = True
+        else:
+            push = heapq.heappush
+            for entry in entries:
+                push(waiting, entry)
 
     def _started(self, e: ev.Started) -> None:
         job = self.by_state[PENDING].get(e.id) or self.by_state[FAILED][e.id]

@@ -140,7 +140,7 @@ async def test_multi_frame_enqueue_is_one_atomic_batch(daemon: Daemon, home: str
     from queuectld.journal import LOG_MAGIC, FileScan
 
     events = FileScan(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1]), LOG_MAGIC).events
-    added = [e for e in events if type(e).__name__ == "Added"]
+    added = [e for e in events if type(e).__name__ == "AddedJobs"]
     assert len(added) == 1 and len(added[0].jobs) == 2500  # type: ignore[attr-defined]
 
 
