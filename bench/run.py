@@ -158,17 +158,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     reps = 1 if args.quick else 3
     n_jobs = 2000 if args.quick else 10_000
 
-    say("baseline: raw spawn rate of sh -c true")
+    say(f"throughput: {n_jobs} trivial jobs on 4 workers, empty queue, each run beside a raw spawn run")
+    # The spawn cost on a shared VM drifts by several times over seconds, so each queuectl run is
+    # paired with a raw spawn run just before it, and the target is judged on the pairs' ratios.
     cores = os.cpu_count() or 1
-    r["raw_spawn_1"] = median([raw_spawn_rate(1, 2000) for _ in range(reps)])
-    r["raw_spawn_all"] = median([raw_spawn_rate(cores, 2000) for _ in range(reps)])
-
-    say(f"throughput: {n_jobs} trivial jobs on 4 workers, empty queue")
-    rates = []
-    for _ in range(reps):
+    raw_1, raw_all, rates, ratios = [], [], [], []
+    for _ in range(max(reps, 5) if not args.quick else 1):
+        raw_1.append(raw_spawn_rate(1, 2000))
+        raw_all.append(raw_spawn_rate(cores, 2000))
         with daemon() as (_, _, c):
             rates.append(drain_rate(c, n_jobs))
+        ratios.append(rates[-1] / raw_all[-1])
+    r["raw_spawn_1"] = median(raw_1)
+    r["raw_spawn_all"] = median(raw_all)
     r["throughput_empty"] = median(rates)
+    r["throughput_ratio"] = median(ratios)
+    r["throughput_ratios"] = ratios
 
     say(f"batch enqueue: {args.depth} JSON lines through `queuectl enqueue -`")
     lines_path = os.path.join(tempfile.gettempdir(), f"qc-bench-{args.depth}.jsonl")
@@ -256,7 +261,9 @@ def report(r: dict[str, Any], depth: int) -> str:
     raw = r["raw_spawn_all"]
     rows = [
         ("1 throughput, empty queue", f"{r['throughput_empty']:,.0f} jobs/s",
-         f">= 85% of raw spawn {raw:,.0f}/s", r["throughput_empty"] / raw, 0.85),
+         f">= 85% of raw spawn {raw:,.0f}/s", r["throughput_ratio"], 0.85),
+        ("1   median of paired ratios", f"{r['throughput_ratio']:.0%}", "each run / the raw run before it",
+         r["throughput_ratio"], 0.85),
         (f"2 throughput, {depth:,} waiting", f"{r['throughput_deep']:,.0f} jobs/s",
          ">= 90% of empty", r["throughput_deep"] / r["throughput_empty"], 0.90),
         ("3 batch enqueue", f"{r['batch_enqueue']:,.0f} jobs/s", ">= 100,000/s", r["batch_enqueue"] / 100_000, 1.0),
