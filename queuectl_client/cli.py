@@ -62,7 +62,7 @@ def _enqueue_args(e: Parser) -> None:
 
 
 def _worker_args(w: Parser) -> None:
-    wsub = w.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    wsub = w.add_subparsers(dest="action", metavar="ACTION", required=True)
     ws = wsub.add_parser("start", help="set the pool to N workers and follow their jobs",
                          epilog="examples:\n  queuectl worker start --count 4\n  queuectl worker start -n 2 --detach",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,7 +106,7 @@ def _delete_args(d: Parser) -> None:
 
 
 def _dlq_args(q: Parser) -> None:
-    qsub = q.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    qsub = q.add_subparsers(dest="action", metavar="ACTION", required=True)
     ql = qsub.add_parser("list", help="list dead jobs")
     _json_flag(ql)
     ql.add_argument("--limit", type=int)
@@ -118,7 +118,7 @@ def _dlq_args(q: Parser) -> None:
 
 
 def _config_args(c: Parser) -> None:
-    csub = c.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    csub = c.add_subparsers(dest="action", metavar="ACTION", required=True)
     cg = csub.add_parser("get")
     cg.add_argument("key")
     _json_flag(cg)
@@ -197,7 +197,7 @@ def build_parser(argv: list[str] | None = None) -> Parser:
     ap = Parser(prog="queuectl", description="A durable background job queue for shell commands.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", action="version", version=f"queuectl {__version__}")
-    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True, parser_class=Parser)
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
     first = next((a for a in argv or () if not a.startswith("-")), None)
     for name, (help_text, add_args, examples) in SUBCOMMANDS.items():
         if first not in SUBCOMMANDS or name == first:

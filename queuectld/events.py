@@ -134,7 +134,7 @@ class PoolSized(Record, frozen=True, tag="p"):
 
 
 class Restored(Record, frozen=True, tag="R"):
-    """Jobs from a snapshot, in enqueue order."""
+    """Jobs from a snapshot: one state's, in the order they entered it."""
 
     jobs: list[Job]
 
