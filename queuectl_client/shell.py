@@ -42,10 +42,14 @@ def run_shell(client: Client) -> int:
     from .cli import SUBCOMMANDS
 
     if not sys.stdin.isatty():
-        # Piped commands: one per line, no prompt, no toolbar.
+        # Piped commands: one per line, no prompt, no toolbar; the status is the last command's, as in sh.
+        status = 0
         for line in sys.stdin:
-            execute(client, line)
-        return 0
+            code = execute(client, line)
+            if code is None:
+                break
+            status = code
+        return status
     os.makedirs(client.paths.state, mode=0o700, exist_ok=True)
     counts = Counts(client)
     counts.start()

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import Env, Terminal, wait_for
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 PROMPT = "queuectl> "
 
@@ -23,6 +23,7 @@ def term(env: Env, tmp_path: os.PathLike[str]) -> Iterator[Terminal]:
     t.close()
 
 
+@needs_tmux
 def test_the_shell_completes_runs_commands_keeps_history_and_survives_errors(env: Env, term: Terminal) -> None:
     env.enqueue(command="echo hi", id="alpha")
     term.wait(PROMPT.rstrip())
@@ -92,6 +93,7 @@ def test_the_shell_completes_runs_commands_keeps_history_and_survives_errors(env
     assert "status" in kept and "frobnicate now" in kept
 
 
+@needs_tmux
 def test_the_shell_reconnects_after_a_daemon_restart_and_top_runs_until_ctrl_c(env: Env, term: Terminal) -> None:
     term.wait(PROMPT.rstrip())
     term.type("status")
@@ -120,3 +122,12 @@ def test_the_shell_reconnects_after_a_daemon_restart_and_top_runs_until_ctrl_c(e
     term.key("Enter")
     term.wait("command:    true")
     assert not term.dead()
+
+
+def test_commands_piped_into_the_shell_run_in_order_and_the_last_one_sets_the_status(env: Env) -> None:
+    env.start_daemon()
+    env.enqueue(command="true", id="one")
+    r = env.q("shell", input="status\nshow one --json\nshow nope\n")
+    assert r.code == 1 and "pending 1" in r.out and '"id": "one"' in r.out and "no job with id 'nope'" in r.err
+    assert env.q("shell", input="show nope\nstatus\n").code == 0
+    assert env.q("shell", input="status\nexit\nshow nope\n").code == 0
