@@ -30,9 +30,14 @@ class _Backoff:
         self.delay = 0.01
         self.limit = limit
 
-    def __call__(self) -> None:
-        time.sleep(self.delay)
+    def next(self) -> float:
+        """The next pause, in seconds."""
+        delay = self.delay
         self.delay = min(self.delay * 2, self.limit)
+        return delay
+
+    def __call__(self) -> None:
+        time.sleep(self.next())
 
 
 # --- logs ---------------------------------------------------------------------
@@ -161,7 +166,9 @@ def wait(client: Client, ids: list[str], state: str | None, timeout: float | Non
             watch.update((j.id, j.state) for j in client.list(s))
     bar = _Progress(len(watch)) if sys.stderr.isatty() and not as_json else None
     open_ids = {i for i, s in watch.items() if s not in FINAL}
-    backoff = _Backoff(0.2)
+    # A round lists the live jobs when there are many: wait longer between rounds the more there
+    # are (0.2 s, plus a second per 100,000 open jobs), so a big wait costs the daemon little.
+    backoff = _Backoff(0.2 + len(open_ids) / 100_000)
     timed_out = False
     while True:
         if bar is not None:
@@ -171,7 +178,10 @@ def wait(client: Client, ids: list[str], state: str | None, timeout: float | Non
         if deadline is not None and time.monotonic() >= deadline:
             timed_out = True
             break
-        backoff()
+        pause = backoff.next()
+        if deadline is not None:
+            pause = min(pause, max(0.0, deadline - time.monotonic()))
+        time.sleep(pause)
         _refresh(client, watch, open_ids)
     if bar is not None:
         bar.finish(watch, timed_out)
