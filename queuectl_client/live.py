@@ -89,9 +89,11 @@ class _Tail:
         self.offset = 0
 
     def start_at_last(self, lines: int) -> None:
-        data = read_output(self.path)
         tail = read_output(self.path, lines)
-        self.offset = len(data) - len(tail)
+        try:
+            self.offset = os.path.getsize(self.path) - len(tail)
+        except FileNotFoundError:
+            self.offset = 0
 
     def pump(self) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -115,7 +116,8 @@ def test_the_daemon_serves_a_socket_inherited_from_systemd(env: Env, home: str) 
     # A client may connect before the daemon runs: systemd queues it on the socket.
     early = subprocess.Popen([os.path.join(BIN, "queuectl"), "enqueue", '{"command": "true", "id": "early"}'],
                              env=env.env, stdout=subprocess.PIPE, text=True)
-    time.sleep(0.2)
+    # The listening socket turns readable once the client's connection waits in its queue.
+    assert select.select([listener], [], [], 10)[0], "the early client did not connect"
     with open(env.log_path, "ab") as log:
         env.daemon = activate(env, listener.fileno(), stdout=log, stderr=subprocess.STDOUT)
     listener.close()  # the daemon holds its own copy now, like systemd's

@@ -222,3 +222,13 @@ async def test_a_damaged_snapshot_refuses_to_start(jdir: str) -> None:
     for e in _replay(jdir, salvage=True):
         twin.apply(e)
     assert len(twin) == 40
+
+
+def test_an_added_record_decodes_into_jobs_because_newjob_is_the_start_of_job() -> None:
+    # Replay reads Added as AddedJobs from the same bytes: the two field lists must not drift apart.
+    assert ev.Job.__struct_fields__[: len(ev.NewJob.__struct_fields__)] == ev.NewJob.__struct_fields__
+    new = ev.NewJob("a", "echo hi", 2, 5, 1.5, 30.0, "/tmp")
+    (job,) = ev.decoder.decode(ev.encoder.encode(ev.Added(1.0, [new]))).jobs
+    fields = ev.NewJob.__struct_fields__
+    assert isinstance(job, ev.Job)
+    assert [getattr(job, f) for f in fields] == [getattr(new, f) for f in fields]
