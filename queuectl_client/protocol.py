@@ -23,13 +23,25 @@ from .wire import ERROR_CODES, HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, STATES,
 
 State = Literal["pending", "processing", "completed", "failed", "dead"]
 
+# Every value a job holds must be storable and must never break a read command, so the
+# boundary refuses what could not run or be shown: NUL bytes (no `execve` argument or path
+# can hold one), integers past 32 bits, and times past the year 9999.
+INT32 = 2**31 - 1
+MAX_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last second ISO 8601 can write
+MAX_DELAY = 100 * 365.25 * 86400  # a century
+MAX_TIMEOUT = 10 * 365.25 * 86400  # a decade
+MAX_COMMAND_BYTES = 128 * 1024 - 1  # one `execve` argument (MAX_ARG_STRLEN, with its NUL)
+
 # Ids name files under the state dir, so they are restricted to a safe alphabet.
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Command = Annotated[str, msgspec.Meta(min_length=1, pattern=r"\S")]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
-PosFloat = Annotated[float, msgspec.Meta(gt=0)]
-AbsPath = Annotated[str, msgspec.Meta(pattern=r"^/")]  # the daemon changes directory: no relative paths
+Command = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_COMMAND_BYTES, pattern=r"^(?=[\s\S]*\S)[^\x00]*$")]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=INT32)]
+Priority = Annotated[int, msgspec.Meta(ge=-INT32, le=INT32)]
+Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
+Timestamp = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIME)]
+Timeout = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT)]
+# The daemon changes directory to spawn: no relative paths.
+AbsPath = Annotated[str, msgspec.Meta(max_length=4095, pattern=r"^/[^\x00]*$")]
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, forbid_unknown_fields=False):
@@ -43,16 +55,30 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     `delay` is seconds from the enqueue, instead of `run_at`.  `max_retries`
     and `timeout` left out take the daemon's config defaults at enqueue time.
     A job without an id gets one from the request's `id_prefix`.
+
+    The job model's other fields are accepted when they hold a new job's
+    values (`state` pending, `attempts` 0, the rest null), so a job object
+    written for that model enqueues as it is; `created_at` and `updated_at`
+    are ignored, since the daemon stamps its own.
     """
 
     command: Command
     id: JobId | None = None
     max_retries: NonNegInt | None = None
-    priority: int = 0
-    run_at: datetime | NonNegFloat | None = None
-    delay: NonNegFloat | None = None
-    timeout: PosFloat | None = None
+    priority: Priority = 0
+    run_at: datetime | Timestamp | None = None
+    delay: Delay | None = None
+    timeout: Timeout | None = None
     cwd: AbsPath | None = None  # the directory the job runs in; None: the request's
+    # A new job's values of the job model's other fields: anything else is refused.
+    state: Literal["pending"] | None = None
+    attempts: Literal[0] | None = None
+    created_at: str | float | None = None
+    updated_at: str | float | None = None
+    next_retry_at: None = None
+    error_message: None = None
+    locked_by: None = None
+    locked_at: None = None
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -75,6 +101,8 @@ class Job(msgspec.Struct, frozen=True):
     error_message: str | None
     worker: int | None
     cwd: str | None = None
+    locked_by: str | None = None  # "node/worker" while the job runs
+    locked_at: float | None = None  # when that worker took it
 
 
 # --- requests -------------------------------------------------------------
@@ -86,6 +114,7 @@ class Hello(Message, frozen=True):
     version: int = PROTOCOL_VERSION
     pid: int = 0
     server_version: str = ""
+    stopping: bool = False  # the daemon is shutting down: it answers, but starts no job
 
 
 class Enqueue(Message, frozen=True):
@@ -103,6 +132,7 @@ class Enqueue(Message, frozen=True):
     # duplicate-id refusal instead of a second copy.
     id_prefix: Annotated[str, msgspec.Meta(max_length=40, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
     cwd: AbsPath | None = None  # for jobs that name no directory
+    want_jobs: bool = False  # reply with the created jobs, not only their ids
 
 
 class Status(Message, frozen=True):
@@ -197,6 +227,7 @@ class Error(Message, frozen=True):
 
 class Enqueued(Message, frozen=True):
     ids: list[str]
+    jobs: list[Job] = []  # with `want_jobs`
 
 
 class Workers(Message, frozen=True):
@@ -210,6 +241,7 @@ class StatusReply(Message, frozen=True):
     pid: int
     version: str
     started_at: float
+    stopping: bool = False
 
 
 class JobPage(Message, frozen=True):

@@ -21,6 +21,7 @@ ERROR_CODES = {
     "state": 1,  # the job is in a state that does not allow this
     "disk_full": 1,  # the journal could not be written; nothing changed
     "internal": 1,  # the daemon failed; see its log
+    "stopping": 3,  # the daemon is shutting down and refuses this request
 }
 
 
