@@ -23,7 +23,9 @@ pyc: $(STAMP)
 demo: pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
 
+# The layers (pyproject's [tool.importlinter] contracts) are checked like a test.
 test: pyc
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: pyc
@@ -34,6 +36,7 @@ lint: $(STAMP)
 	$(PIP) -e '.[test,dev]'
 	$(BIN)/python -m ruff check queuectl_client queuectld tests
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from .wire import VERSION as __version__
+
 TYPE_CHECKING = False  # typing is not imported: `queuectl status` must start fast
 if TYPE_CHECKING:
     from typing import Any
 
-    from .connection import Client, DaemonUnavailable, RequestFailed, __version__
+    from .connection import Client, DaemonUnavailable, RequestFailed
 
 __all__ = ["Client", "DaemonUnavailable", "RequestFailed", "__version__"]
 

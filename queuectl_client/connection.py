@@ -19,9 +19,9 @@ import msgspec
 
 from . import paths as _paths
 from . import protocol as p
-from .wire import new_id_prefix
+from .wire import VERSION, new_id_prefix
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 AUTOSTART_TIMEOUT = 10.0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+VERSION = "0.1.0"  # queuectl's, as both programs report it
 PROTOCOL_VERSION = 1
 MAX_FRAME = 16 * 1024 * 1024
 HEADER_SIZE = 4

@@ -1,3 +1,3 @@
-from .daemon import entry
+from .main import entry
 
 entry()

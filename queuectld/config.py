@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable
 from typing import Any
+
+from queuectl_client.protocol import INT32, MAX_TIMEOUT
+
+log = logging.getLogger("queuectld.config")
+
+MAX_OUTPUT_LIMIT = 1024**3  # bytes per stream per run; half of it is held in memory while a job runs
 
 
 class ConfigError(ValueError):
@@ -23,6 +30,8 @@ def _int(text: str) -> int:
         raise ConfigError(f"{text!r} is not a whole number") from None
     if n < 0:
         raise ConfigError(f"{n} is negative")
+    if n > INT32:
+        raise ConfigError(f"{text} is too large (at most {INT32})")
     return n
 
 
@@ -31,8 +40,8 @@ def _base(text: str) -> float:
         x = float(text)
     except ValueError:
         raise ConfigError(f"{text!r} is not a number") from None
-    if not math.isfinite(x) or x <= 1:
-        raise ConfigError(f"{text} must be a number greater than 1")
+    if not math.isfinite(x) or x < 1:
+        raise ConfigError(f"{text} must be a number of at least 1 (1: retry every second)")
     if x > 3600:
         raise ConfigError(f"{text} is too large (at most 3600)")
     return x
@@ -47,18 +56,26 @@ def _timeout(text: str) -> float | None:
         raise ConfigError(f"{text!r} is not a number of seconds or 'none'") from None
     if not math.isfinite(x) or x < 0:
         raise ConfigError(f"{text} must be a positive number of seconds or 'none'")
+    if x > MAX_TIMEOUT:
+        raise ConfigError(f"{text} is too large (at most {MAX_TIMEOUT:.0f} s, ten years)")
     return x
 
 
-def parse_size(text: str, minimum: int = 1024) -> int:
+def parse_size(text: str, minimum: int = 1024, maximum: int = 1 << 62) -> int:
     """'1048576', '512K', '10M', '1GiB' -> bytes."""
     m = _SIZE.match(text)
     if not m:
         raise ConfigError(f"{text!r} is not a size (for example 1048576, 512K or 10M)")
-    n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if n < minimum:
+    x = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if x < minimum:
         raise ConfigError(f"{text} is too small (at least {minimum} bytes)")
-    return n
+    if x > maximum:
+        raise ConfigError(f"{text} is too large (at most {_show_size(maximum)})")
+    return int(x)
+
+
+def _output_limit(text: str) -> int:
+    return parse_size(text, maximum=MAX_OUTPUT_LIMIT)
 
 
 def _show_number(x: Any) -> str:
@@ -81,7 +98,7 @@ KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "max-retries": (_int, _show_number, 3, "retries after the first run, for jobs enqueued afterwards"),
     "backoff-base": (_base, _show_number, 2.0, "a failed job waits backoff-base ^ attempts seconds"),
     "job-timeout": (_timeout, _show_number, None, "default timeout in seconds for jobs enqueued afterwards, or none"),
-    "output-limit": (parse_size, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
+    "output-limit": (_output_limit, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
 }
 
 
@@ -108,8 +125,14 @@ class Config:
             raise ConfigError(f"bad value for {name}: {e}") from None
         return name, show(value)
 
-    def set(self, name: str, text: str) -> None:
-        self.values[name] = KEYS[name][0](text)
+    def restore(self, name: str, text: str) -> None:
+        """Apply a journaled setting.  One that this version does not accept (an older daemon
+        took it, or the key is gone) is skipped with a warning: a setting never stops a start."""
+        try:
+            self.values[name] = KEYS[name][0](text)
+        except (KeyError, ConfigError) as e:
+            log.warning("ignoring the stored setting %s = %r: %s; using %s", name, text, e,
+                        self.show(name) if name in KEYS else "nothing")
 
     def show(self, name: str) -> str:
         return KEYS[name][1](self.values[name])

@@ -1,18 +1,21 @@
-"""queuectld: start-up (lock, replay, recovery, socket), serving, and ordered shutdown.
+"""queuectld: start-up (lock, store, recovery, socket), serving, and ordered shutdown.
 
-Start-up takes the home's lock, replays the journal, ends every run the
-journal shows as still going (killing its process group if it survived),
-then binds the socket.  SIGTERM or SIGINT starts the shutdown: stop
-listening, start no new job, let running jobs finish within the grace
-period, kill what is left as interrupted, make the journal durable, remove
-the socket, exit 0.
+Start-up installs the signal handlers, takes the home's lock, opens the
+store (a replay, for the journal), ends every run the store shows as still
+going (killing what survived of it), then binds the socket.
+
+SIGTERM or SIGINT starts the shutdown, which is ordered and bounded: the
+daemon says it is stopping and starts no new job, but keeps answering;
+running jobs get the grace period, then SIGTERM, then SIGKILL 3 s later, as
+a timeout does; then it stops listening, makes the store durable, removes
+the socket and exits 0.  A second signal forces the exit: running jobs are
+killed at once.  Every background task (the pool, the watchdog, the
+journal's compaction) is cancelled and awaited by its owner on the way out.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import errno
 import fcntl
 import logging
 import os
@@ -20,21 +23,16 @@ import resource
 import signal
 import socket
 import stat
-import sys
-import time
 
 from queuectl_client import paths as _paths
-from queuectl_client.connection import __version__
+from queuectl_client.wire import VERSION
 
-from . import faults
-from .config import ConfigError, parse_size
+from .bus import Bus
 from .handlers import Handlers
-from .journal import Journal, JournalError
 from .pool import Pool
-from .queue import Queue
-from .runner import Runner, kill_orphan_group
+from .runner import Runner
 from .server import Server
-from .store import Store
+from .store import Store, StoreError
 from .systemd import Systemd
 
 log = logging.getLogger("queuectld")
@@ -56,64 +54,61 @@ class Locked(StartupError):
 
 
 class Daemon:
-    def __init__(self, paths: _paths.Paths, workers: int | None = None, grace: float = 10.0,
-                 salvage: bool = False, compact_min: int = 4 << 20, systemd: Systemd | None = None) -> None:
+    def __init__(self, paths: _paths.Paths, store: Store, workers: int | None = None, grace: float = 10.0,
+                 systemd: Systemd | None = None) -> None:
         self.paths = paths
+        self.store = store
         self.systemd = systemd or Systemd(None, None, 0)
         self._inherited_socket = False
         self._watchdog: asyncio.Task[None] | None = None
         self.workers = workers
         self.grace = grace
-        self.salvage = salvage
         self.exit_code = 0
         self._stop: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._signals = 0
         self._lock_fd = -1
-        self.queue = Queue()
-        self.journal = Journal(paths.journal, salvage=salvage, compact_min=compact_min)
-        self.store = Store(self.queue, self.journal)
+        self.bus = Bus()
         self.runner: Runner | None = None
         self.pool: Pool | None = None
+        self.handlers: Handlers | None = None
         self.server: Server | None = None
 
     # -- start-up -------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        self._stop = self._stop or asyncio.Event()
+        self._force = self._force or asyncio.Event()
         _raise_fd_limit()
         self._prepare_dirs()
         self._lock()
-        replayed = 0
-        for event in self.journal.open():
-            self.queue.apply(event)
-            replayed += 1
-        self.journal.on_fatal.append(self._fatal)
-        self.journal.snapshot_source = self.queue.snapshot
-        if self.salvage:
-            # Start the repaired state on fresh files; the damaged ones are kept aside.
-            await self.journal.compact(keep_old=True)
-            log.warning("salvage complete: %d jobs kept; the damaged files are in %s/salvaged-*",
-                        len(self.queue), self.paths.journal)
+        replayed = await self.store.open()
+        self.store.on_fatal = self._fatal
         self.runner = Runner(loop)
-        self.pool = Pool(self.store, self.runner, self.paths)
-        self._recover()
+        if not self.runner.subreaper:
+            log.warning("cannot become a child subreaper: processes that leave a job's group may outlive it")
+        self.pool = Pool(self.store, self.runner, self.paths, self.bus)
+        await self.pool.recover()
         if self.workers is not None:
-            self.store.record(self.pool.resize(self.workers))
-        await self.journal.commit()
+            await self.store.resize(self.workers)
+        await self.store.sync()
         sock = self._inherit() or self._bind()
-        self.server = Server(Handlers(self.store, self.pool, self.paths))
+        self.handlers = Handlers(self.store, self.pool, self.bus)
+        self.server = Server(self.handlers)
         await self.server.start(sock)
-        counts = self.queue.counts()
+        counts = await self.store.counts()
+        total = sum(counts.values())
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "empty"
         log.info(
             "queuectld %s ready on %s%s: %d records replayed, %d jobs (%s), %d worker(s)",
-            __version__, self.paths.socket, " (from systemd)" if self._inherited_socket else "", replayed,
-            len(self.queue), summary, self.queue.pool_size,
+            VERSION, self.paths.socket, " (from systemd)" if self._inherited_socket else "", replayed,
+            total, summary, self.store.pool_size,
         )
-        self.systemd.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=ready: {len(self.queue)} jobs ({summary})")
+        self.systemd.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=ready: {total} jobs ({summary})")
         if self.systemd.watchdog_interval:
-            self._watchdog = asyncio.create_task(self._ping(self.systemd.watchdog_interval))
-        self.pool.dispatch()
+            self._watchdog = asyncio.create_task(self._ping(self.systemd.watchdog_interval), name="watchdog")
+        self.pool.start()
 
     async def _ping(self, interval: float) -> None:
         """Tell systemd the loop is alive; a loop that stops turning stops the pings."""
@@ -132,27 +127,22 @@ class Daemon:
         os.chmod(self.paths.socket_dir, 0o700)
 
     def _lock(self) -> None:
+        """Take the home's lock; the lock file says who holds it, and whether it is stopping."""
         fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            holder = os.read(fd, 64).decode(errors="replace").split()
             os.close(fd)
+            pid = holder[0] if holder else "?"
             raise Locked(f"another queuectld (pid {pid}) is running on {self.paths.state}") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
+        self._say_in_lock("")
 
-    def _recover(self) -> None:
-        """Runs the journal shows as going were interrupted: kill their groups, count the attempt."""
-        running = list(self.queue.by_state["processing"].values())
-        for job in running:
-            pgid, pid_start = self.queue.running.get(job.id, (0, 0))
-            if kill_orphan_group(pgid, pid_start):
-                log.warning("killed the surviving process group %d of interrupted job %s", pgid, job.id)
-        if running:
-            log.warning("%d job(s) were interrupted by the last stop; each counts as a failed attempt", len(running))
-            self.store.record(list(self.queue.interrupted(time.time())))
+    def _say_in_lock(self, phase: str) -> None:
+        text = f"{os.getpid()} {phase}".rstrip() + "\n"
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, text.encode(), 0)
 
     def _inherit(self) -> socket.socket | None:
         """The socket systemd listens on for us (socket activation), if it passed one."""
@@ -198,16 +188,26 @@ class Daemon:
         if self._stop is not None:
             self._stop.set()
 
-    def _fatal(self, err: JournalError) -> None:
+    def _on_signal(self) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            self.request_stop()
+        elif self._force is not None and not self._force.is_set():
+            log.warning("second signal: killing running jobs and exiting now")
+            self._force.set()
+
+    def _fatal(self, err: StoreError) -> None:
         self.exit_code = EXIT_FATAL
         self.request_stop()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        await self.start()
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        # Before the store opens: a signal during a long replay is kept, and acted on after it.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        assert self._stop is not None
+            loop.add_signal_handler(sig, self._on_signal)
+        await self.start()
         await self._stop.wait()
         await self.shutdown()
         return self.exit_code
@@ -215,20 +215,28 @@ class Daemon:
     async def shutdown(self) -> None:
         log.info("stopping")
         self.systemd.notify("STOPPING=1\nSTATUS=stopping: waiting for running jobs")
+        if self.handlers is not None:
+            self.handlers.stopping = True
+        if self._lock_fd >= 0:
+            self._say_in_lock("stopping")
+        if self.pool is not None:
+            assert self._force is not None
+            await self.pool.drain(self.grace if self.exit_code == 0 else 0.0, self._force)
         if self.server is not None:
             await self.server.close()
         if self.pool is not None:
-            await self.pool.drain(self.grace if self.exit_code == 0 else 0.0)
+            await self.pool.close()
         try:
-            await self.journal.commit()
-        except JournalError as e:
-            log.error("the journal's last records may not be on disk: %s", e)
+            await self.store.sync()
+        except StoreError as e:
+            log.error("the last changes may not be on disk: %s", e)
             self.exit_code = EXIT_FATAL
-        self.journal.close()
+        await self.store.close()
         if self.runner is not None:
             self.runner.close()
         if self._watchdog is not None:
             self._watchdog.cancel()
+            await asyncio.wait([self._watchdog])
         if not self._inherited_socket:  # systemd's socket stays, to start the next daemon
             try:
                 os.unlink(self.paths.socket)
@@ -246,63 +254,3 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="queuectld", description="The queuectl daemon.")
-    ap.add_argument("--home", help="state directory (default: $QUEUECTL_HOME, else $XDG_STATE_HOME/queuectl)")
-    ap.add_argument("--workers", type=int, metavar="N", help="set the worker pool to N (stored, like `worker start`)")
-    ap.add_argument("--grace", type=float, default=10.0, metavar="S",
-                    help="seconds running jobs get to finish at shutdown (default 10)")
-    ap.add_argument("--salvage", action="store_true",
-                    help="start from a damaged journal: keep every readable record, report what was dropped")
-    ap.add_argument("--compact-min", default="4M", metavar="SIZE",
-                    help="compact the journal once its logs pass SIZE and twice the snapshot (default 4M)")
-    ap.add_argument("--version", action="version", version=f"queuectld {__version__}")
-    args = ap.parse_args(argv)
-    try:
-        args.compact_min = parse_size(args.compact_min, minimum=4096)
-    except ConfigError as e:
-        ap.error(f"--compact-min: {e}")
-    if args.workers is not None and not 0 <= args.workers <= 1024:
-        ap.error("--workers must be between 0 and 1024")
-    if args.grace < 0:
-        ap.error("--grace must not be negative")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
-        format="%(asctime)s queuectld[%(process)d] %(levelname)s %(message)s",
-    )
-    try:
-        faults.arm_from_env()
-    except ValueError as e:
-        log.error("%s", e)
-        return EXIT_FATAL
-    systemd = Systemd.from_environ()  # before anything copies the environment for jobs
-    paths = _paths.resolve(args.home)
-    # Jobs enqueued without a directory run in the user's home, as under cron.
-    os.chdir(os.path.expanduser("~"))
-    daemon = Daemon(paths, args.workers, args.grace, args.salvage, args.compact_min, systemd)
-    import uvloop
-
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(daemon.run())
-    except StartupError as e:
-        log.error("%s", e)
-        return e.exit_code
-    except JournalError as e:
-        log.error("cannot start: %s", e)
-        return EXIT_FATAL
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            log.error("cannot start: disk full (%s)", e.filename or e)
-        else:
-            log.error("cannot start: %s", e)
-        return EXIT_FATAL
-
-
-def entry() -> None:
-    sys.exit(main())

@@ -13,63 +13,11 @@ from typing import Union
 
 import msgspec
 
-from queuectl_client.protocol import Job as JobView
+from .model import Job, NewJob
 
 
 class Record(msgspec.Struct, frozen=True, array_like=True, tag=True, gc=False):
     pass
-
-
-class Job(msgspec.Struct, array_like=True, gc=False):
-    """A job in memory, and in a snapshot as it is.
-
-    Untracked by the cyclic GC (it holds only strings and numbers), so a
-    million of them cost no collector time and 16 bytes less each; snapshots
-    and replayed `Added` records decode straight into these, with no Python
-    per job.  The first seven fields are a `NewJob`'s.  The fields mirror
-    protocol.Job on purpose: that one is the frozen, versioned wire view, this
-    one the mutable record with the daemon's own fields.
-    """
-
-    id: str
-    command: str
-    max_retries: int
-    priority: int
-    run_at: float | None
-    timeout: float | None
-    cwd: str | None = None
-    state: str = "pending"
-    attempts: int = 0
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    started_at: float | None = None
-    finished_at: float | None = None
-    next_retry_at: float | None = None
-    exit_code: int | None = None
-    error_message: str | None = None
-    worker: int | None = None
-    due: float = 0.0  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
-    ticket: int = 0  # drawn at each scheduling; a heap entry with an older one is stale
-
-    def view(self) -> JobView:
-        return JobView(
-            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
-            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
-            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
-            self.cwd,
-        )
-
-
-class NewJob(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A job as an enqueue decided it: the first seven fields of `Job`, in the same order."""
-
-    id: str
-    command: str
-    max_retries: int
-    priority: int
-    run_at: float | None
-    timeout: float | None
-    cwd: str | None = None
 
 
 class Added(Record, frozen=True, tag="a"):
@@ -148,7 +96,10 @@ class Running(Record, frozen=True, tag="G"):
 
 
 class SnapshotEnd(Record, frozen=True, tag="E"):
-    """The last record of a snapshot; a snapshot without it is incomplete."""
+    """The last record of a snapshot; a snapshot without it is incomplete.
+
+    `jobs` counts the jobs its `Restored` records hold; replay checks it.
+    """
 
     jobs: int
     ticket: int = 0  # the queue's last scheduling ticket

@@ -1,9 +1,10 @@
 """One handler per request: check it, change the queue through the store, reply.
 
-Handlers never touch processes or sockets.  A handler returns its reply, or
-for streaming requests sends frames through the connection it is given.
-Refusals are raised as QueueError, ConfigError or JournalError and turned
-into `Error` replies by the server.
+Handlers decide; they never touch processes, files or sockets.  A change is
+committed through the store, and then the pool is woken to act on it.  A
+handler returns its reply, or for streaming requests sends frames through
+the connection it is given.  Refusals are raised as QueueError, ConfigError
+or StoreError and turned into `Error` replies by the server.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from queuectl_client import protocol as p
-from queuectl_client.connection import __version__
-from queuectl_client.paths import Paths
+from queuectl_client.wire import VERSION
 
-from . import events as ev
 from . import faults
+from .bus import Bus
 from .config import KEYS, canonical_key
-from .pool import Pool, _remove
-from .queue import DEAD, QueueError
+from .rules import DEAD, QueueError
 from .store import Store
 
 MAX_STAGED_JOBS = 2_000_000  # jobs in one multi-frame enqueue
@@ -41,16 +40,34 @@ class Conn(Protocol):
     async def closed(self) -> None: ...
 
 
+class PoolControl(Protocol):
+    """What handlers may ask of the pool: act on a change, and how busy it is."""
+
+    idle: asyncio.Event
+
+    @property
+    def busy(self) -> int: ...
+
+    def wake(self) -> None: ...
+
+    def forget(self, job_id: str) -> None: ...
+
+    def output_paths(self, job_id: str) -> tuple[str, str]: ...
+
+    def stopped(self) -> bool: ...
+
+
 Handler = Callable[[Any, Conn], Awaitable[p.Message | None]]
 
 
 class Handlers:
-    def __init__(self, store: Store, pool: Pool, paths: Paths) -> None:
+    def __init__(self, store: Store, pool: PoolControl, bus: Bus) -> None:
         self.store = store
-        self.queue = store.queue
         self.pool = pool
-        self.paths = paths
+        self.bus = bus
+        self.node = store.node
         self.started_at = time.time()
+        self.stopping = False  # the daemon is shutting down: reads and changes go on, the pool is not resized
         self.table: dict[type, Handler] = {
             p.Enqueue: self.enqueue,
             p.Status: self.status,
@@ -77,16 +94,16 @@ class Handlers:
             return None
         specs = conn.staged + req.jobs if conn.staged else req.jobs
         conn.staged = []
-        added = self.queue.plan_add(specs, time.time(), req.id_prefix, req.cwd)
-        await self.store.commit([added])
+        jobs = await self.store.add(specs, time.time(), req.id_prefix, req.cwd)
         faults.point("enqueue-committed")
-        self.pool.dispatch()
-        return p.Enqueued([j.id for j in added.jobs])
+        self.pool.wake()
+        views = [job.view(self.node) for job in jobs] if req.want_jobs else []
+        return p.Enqueued([job.id for job in jobs], views)
 
     async def status(self, req: p.Status, conn: Conn) -> p.Message:
         return p.StatusReply(
-            self.queue.counts(), p.Workers(self.queue.pool_size, self.pool.busy),
-            os.getpid(), __version__, self.started_at,
+            await self.store.counts(), p.Workers(self.store.pool_size, self.pool.busy),
+            os.getpid(), VERSION, self.started_at, self.stopping,
         )
 
     async def list(self, req: p.List, conn: Conn) -> None:
@@ -96,48 +113,47 @@ class Handlers:
         await self._stream(DEAD, req.limit, req.page_size, conn)
 
     async def _stream(self, state: str | None, limit: int | None, page_size: int, conn: Conn) -> None:
-        page: list[p.Job] = []
-        for job in self.queue.iter_jobs(state, limit):
-            if job.state not in p.STATES:  # deleted while the stream was sent
-                continue
-            page.append(job.view())
-            if len(page) == page_size:
-                await conn.send(p.JobPage(page, True))
-                page = []
-        await conn.send(p.JobPage(page, False))
+        node = self.node
+        views: list[p.Job] | None = None
+        async for page in self.store.pages(state, limit, page_size):
+            if views is not None:
+                await conn.send(p.JobPage(views, True))
+            views = [job.view(node) for job in page]
+        await conn.send(p.JobPage(views or [], False))
 
     async def show(self, req: p.Show, conn: Conn) -> p.Message:
-        return p.JobReply(self.queue.get(req.id).view())
+        return p.JobReply((await self.store.get(req.id)).view(self.node))
 
     async def logs(self, req: p.Logs, conn: Conn) -> p.Message:
-        job = self.queue.get(req.id)
-        return p.LogsReply(job.view(), self.paths.output_file(job.id, "out"), self.paths.output_file(job.id, "err"))
+        job = await self.store.get(req.id)
+        stdout, stderr = self.pool.output_paths(job.id)
+        return p.LogsReply(job.view(self.node), stdout, stderr)
 
     async def delete(self, req: p.Delete, conn: Conn) -> p.Message:
-        await self.store.commit([self.queue.plan_delete(req.id, time.time())])
-        _remove(self.paths.output_file(req.id, "out"), self.paths.output_file(req.id, "err"))
+        await self.store.delete(req.id, time.time())
+        self.pool.forget(req.id)
         return p.Ok()
 
     async def dlq_retry(self, req: p.DlqRetry, conn: Conn) -> p.Message:
-        event = self.queue.plan_revive(req.ids, req.all, time.time())
-        if event.ids:
-            await self.store.commit([event])
-            self.pool.dispatch()
-        return p.Retried(event.ids)
+        ids = await self.store.revive(req.ids, req.all, time.time())
+        if ids:
+            self.pool.wake()
+        return p.Retried(ids)
 
     async def config_get(self, req: p.ConfigGet, conn: Conn) -> p.Message:
         key = canonical_key(req.key)
-        return p.ConfigReply({key: self.queue.config.show(key)})
+        return p.ConfigReply({key: self.store.config.show(key)})
 
     async def config_set(self, req: p.ConfigSet, conn: Conn) -> p.Message:
-        key, value = self.queue.config.parse(req.key, req.value)
-        await self.store.commit([ev.ConfigChanged(key, value)])
+        key, value = await self.store.configure(req.key, req.value)
         return p.ConfigReply({key: value})
 
     async def config_list(self, req: p.ConfigList, conn: Conn) -> p.Message:
-        return p.ConfigReply({k: self.queue.config.show(k) for k in KEYS})
+        return p.ConfigReply({k: self.store.config.show(k) for k in KEYS})
 
     async def worker_start(self, req: p.WorkerStart, conn: Conn) -> p.Message | None:
+        if self.stopping:
+            raise QueueError("stopping", f"queuectld (pid {os.getpid()}) is stopping")
         if req.follow:
             # Listen before resizing, so the first starts are seen too.
             await self._follow(conn, self._resize(req.count))
@@ -146,12 +162,8 @@ class Handlers:
         return p.Ok()
 
     async def _resize(self, count: int) -> None:
-        events = self.pool.resize(count)
-        if events:
-            await self.store.commit(events)
-        self.pool.dispatch()
-        if self.pool.stopped():
-            self.store.broadcast(p.PoolStopped())
+        await self.store.resize(count)
+        self.pool.wake()
 
     async def worker_stop(self, req: p.WorkerStop, conn: Conn) -> p.Message:
         await self._resize(0)
@@ -179,7 +191,7 @@ class Handlers:
             if dropped or not conn.send_nowait(msg):
                 dropped += 1
 
-        self.store.listeners.add(listener)
+        self.bus.listeners.add(listener)
         hangup = asyncio.ensure_future(conn.closed())
         try:
             if first is not None:
@@ -188,7 +200,7 @@ class Handlers:
                 done.set_result(None)
             await asyncio.wait([done, hangup], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self.store.listeners.discard(listener)
+            self.bus.listeners.discard(listener)
             hangup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await hangup

@@ -40,6 +40,7 @@ import msgspec
 
 from . import events as ev
 from . import faults
+from .store import Full, StoreError
 
 log = logging.getLogger("queuectld.journal")
 
@@ -52,11 +53,11 @@ MAX_RECORD = 1 << 30
 _FILE = re.compile(r"^(snap|log)-(\d+)$")
 
 
-class JournalError(Exception):
+class JournalError(StoreError):
     """The journal cannot be used as it is; the message names the file and offset."""
 
 
-class DiskFull(JournalError):
+class DiskFull(JournalError, Full):
     """A write failed for lack of space; nothing was written."""
 
 
@@ -106,7 +107,7 @@ class FileScan:
                 raise JournalError(f"{path}: written by another version of queuectl (format {got_magic[7:].decode()}, "
                                    f"this one reads {magic[7:].decode()})")
             raise JournalError(f"{path}: not a queuectl {magic[4:7].decode().lower()} file (bad header)")
-        self.events: list[ev.Event] = []
+        self.events: list[ev.Replayed] = []
         self.dropped: list[tuple[int, int]] = []  # (offset, bytes) skipped by salvage
         self.bad_at: int | None = None  # first bad record, when not salvaging
         self.valid_after_bad = False
@@ -195,7 +196,6 @@ class Journal:
         self.seq = 0
         self.log_bytes = 0  # bytes in the logs since the snapshot
         self.snapshot_bytes = 0
-        self.syncs = 0
         self.compactions = 0
         self._seed = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -204,6 +204,7 @@ class Journal:
         self._syncing = False
         self._unsynced = False
         self._compacting = False
+        self._compaction: asyncio.Task[None] | None = None
         self._failed: JournalError | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="journal-sync")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -218,7 +219,7 @@ class Journal:
 
     # -- opening and replay -------------------------------------------------------
 
-    def open(self) -> Iterator[ev.Event]:
+    def open(self) -> Iterator[ev.Replayed]:
         """Replay the journal (creating it if new) and leave its last log open for appending."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         names = os.listdir(self.dir)
@@ -252,11 +253,11 @@ class Journal:
                                "refusing to start (queuectld --salvage recovers what is readable)")
         return msgspec.msgpack.decode(body, type=Manifest)
 
-    def _replay(self) -> Iterator[ev.Event]:
+    def _replay(self) -> Iterator[ev.Replayed]:
         m = self.manifest
         seq = 0
         dropped: list[str] = []
-        events: list[ev.Event] = []
+        events: list[ev.Replayed] = []
         if m.snapshot is not None:
             snap = FileScan(self._path(m.snapshot), SNAP_MAGIC, self.salvage)
             if snap.bad_at is not None:
@@ -267,6 +268,14 @@ class Journal:
                     raise JournalError(f"{snap.path}: snapshot is incomplete (no end record at offset "
                                        f"{snap.good_end}); refusing to start")
                 dropped.append(f"{snap.path}: snapshot has no end record")
+            else:
+                restored = sum(len(e.jobs) for e in snap.events if isinstance(e, ev.Restored))
+                if restored != snap.events[-1].jobs:
+                    if not self.salvage:
+                        raise JournalError(f"{snap.path}: snapshot holds {restored} jobs where its end record "
+                                           f"counts {snap.events[-1].jobs}; refusing to start "
+                                           "(queuectld --salvage recovers what is readable)")
+                    dropped.append(f"{snap.path}: {snap.events[-1].jobs - restored} jobs missing")
             dropped += [f"{snap.path}: {n} bytes at offset {o}" for o, n in snap.dropped]
             events += snap.events
             seq = snap.base_seq
@@ -347,12 +356,21 @@ class Journal:
         _fsync_dir(self.dir)
         self.manifest = m
 
+    async def aclose(self) -> None:
+        """Stop a compaction in progress (its files are removed at the next start), then close."""
+        task = self._compaction
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        self.close()
+
     def close(self) -> None:
         for fd in [*self._retired_fds, self.fd]:
             if fd >= 0:
                 os.close(fd)
         self._retired_fds = []
         self.fd = -1
+        self.snapshot_source = None  # a compaction scheduled but not begun finds nothing to do
         self._executor.shutdown(wait=True)
 
     # -- appending ---------------------------------------------------------------
@@ -425,7 +443,6 @@ class Journal:
 
     def _synced(self, f: asyncio.Future[None], waiters: list[asyncio.Future[None]]) -> None:
         self._syncing = False
-        self.syncs += 1
         exc = f.exception()
         if exc is not None:
             err = self._fail(f"fdatasync failed: {exc}")
@@ -456,8 +473,8 @@ class Journal:
     # -- compaction ----------------------------------------------------------------
 
     def _start_compaction(self) -> None:
-        task = self._get_loop().create_task(self.compact(), name="journal-compaction")
-        task.add_done_callback(_report_compaction)
+        self._compaction = self._get_loop().create_task(self.compact(), name="journal-compaction")
+        self._compaction.add_done_callback(_report_compaction)
 
     async def compact(self, keep_old: bool = False) -> None:
         """Replace the snapshot and logs by a new snapshot of the live state and an empty log.

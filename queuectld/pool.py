@@ -1,9 +1,15 @@
-"""The worker pool: turns due jobs into runs, and runs' exits into events.
+"""The worker pool: turns due jobs into runs, and runs' exits into recorded outcomes.
 
-Dispatch is driven by events (an enqueue, an exit, a resize, or the timer
-for the next job that becomes due); there is no polling loop.  A worker is a
-numbered slot; a job holds one slot from its start to its end, so it can
-never be held by two.
+The pool is one task.  Anything that may let a job start (an enqueue, an
+exit, a resize, a retry, the timer for the next job that becomes due) wakes
+it, and it settles the runs that ended, then claims and starts jobs for its
+free workers: one pass per loop turn however many wake-ups came, and no
+polling loop.  A worker is a numbered slot; a job holds one slot from its
+start to its end, so it can never be held by two.
+
+The pool owns what belongs to runs: their output files, the process groups
+of runs that were going when the daemon last stopped, and telling followers
+that the pool has stopped.
 """
 
 from __future__ import annotations
@@ -16,64 +22,111 @@ import time
 from queuectl_client import protocol as p
 from queuectl_client.paths import Paths
 
-from . import events as ev
-from .events import Job
-from .journal import DiskFull, JournalError
-from .queue import INTERRUPTED
-from .runner import Result, Run, Runner
-from .store import Store
+from .bus import Bus
+from .rules import INTERRUPTED, plan_end
+from .runner import KILL_GRACE, Result, Run, Runner, kill_orphan_group
+from .store import Full, Job, Store, StoreError
 
 log = logging.getLogger("queuectld.pool")
 
-RETRY_WRITE_AFTER = 1.0  # seconds before a refused journal write is tried again
+RETRY_AFTER_FULL = 1.0  # seconds before a start refused by a full store is tried again
+EXIT_WAIT = 2.0  # seconds to wait for killed jobs to exit at shutdown, beyond KILL_GRACE
 
 
 class Pool:
-    def __init__(self, store: Store, runner: Runner, paths: Paths) -> None:
+    def __init__(self, store: Store, runner: Runner, paths: Paths, bus: Bus) -> None:
         self.store = store
-        self.queue = store.queue
         self.runner = runner
         self.paths = paths
+        self.bus = bus
         self.loop = runner.loop
         self.slots: dict[int, Run] = {}
+        self._jobs: dict[Run, tuple[int, Job]] = {}
+        self._ended: list[tuple[Run, Result]] = []
         self.draining = False  # the daemon is stopping: start nothing new
         self.idle = asyncio.Event()  # set whenever no job runs
         self.idle.set()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._unwritten: list[ev.Event] = []  # endings refused by a full disk, retried
         self._retry: asyncio.TimerHandle | None = None
+        self._stopped_told = False
+        store.on_change = self._landed
 
     @property
     def busy(self) -> int:
         return len(self.slots)
 
-    def resize(self, count: int) -> list[ev.Event]:
-        return [ev.PoolSized(count)] if count != self.queue.pool_size else []
-
     def stopped(self) -> bool:
         """The pool is set to 0 and its last job has ended."""
-        return self.queue.pool_size == 0 and not self.slots
+        return self.store.pool_size == 0 and not self.slots
 
-    # -- dispatch -------------------------------------------------------------
+    def wake(self) -> None:
+        """Something may let a job start or end: run the pool's pass soon (once per loop turn)."""
+        self._wakeup.set()
 
-    def dispatch(self) -> None:
-        if self.draining or self._unwritten:
-            return
-        queue = self.queue
-        size = queue.pool_size
-        if len(self.slots) < size:
+    def output_paths(self, job_id: str) -> tuple[str, str]:
+        """Where the job's latest run's stdout and stderr are (a missing file: no output)."""
+        return self.paths.output_file(job_id, "out"), self.paths.output_file(job_id, "err")
+
+    def forget(self, job_id: str) -> None:
+        """A job was deleted: its output files go too."""
+        _remove(*self.output_paths(job_id))
+
+    # -- the pool's task -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = self.loop.create_task(self._run(), name="pool")
+        self.wake()
+
+    async def close(self) -> None:
+        for handle in (self._timer, self._retry):
+            if handle is not None:
+                handle.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self._settle()
+                if not self.draining:
+                    await self._dispatch()
+                    await self._arm_timer()
+            except StoreError as e:
+                log.error("the pool cannot reach the store: %s", e)
+            except Exception:
+                log.exception("the pool's pass failed; it goes on")
+            self._tell_stopped()
+
+    def _tell_stopped(self) -> None:
+        if not self.stopped():
+            self._stopped_told = False
+        elif not self._stopped_told:
+            self._stopped_told = True
+            self.bus.publish(p.PoolStopped())
+
+    # -- starting ------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        store = self.store
+        while (free := store.pool_size - len(self.slots)) > 0:
             now = time.time()
-            while len(self.slots) < size:
-                job = queue.take(now)
-                if job is None:
-                    break
-                if not self._start(job, now):
-                    break
-        self._arm_timer()
+            jobs = await store.claim(now, free)
+            if not jobs:
+                return
+            for i, job in enumerate(jobs):
+                if not await self._start(job, now):
+                    for rest in jobs[i + 1 :]:
+                        await store.release(rest)
+                    return
 
-    def _arm_timer(self) -> None:
-        due = self.queue.next_due() if self.queue.pool_size else None
+    async def _arm_timer(self) -> None:
+        due = await self.store.next_due() if self.store.pool_size else None
         if due == self._timer_at:
             return
         if self._timer is not None:
@@ -81,13 +134,14 @@ class Pool:
             self._timer = None
         self._timer_at = due
         if due is not None:
-            # A millisecond late rather than early: the loop's clock is not the wall clock.
-            delay = max(0.0, due - time.time()) + 0.001
+            # A millisecond late rather than early: the loop's clock is not the wall clock.  At most
+            # a day ahead: a timer that far is armed again when it fires, whatever the job's time.
+            delay = min(max(0.0, due - time.time()) + 0.001, 86400.0)
             self._timer = self.loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
-        self.dispatch()
+        self.wake()
 
     def _free_slot(self) -> int:
         n = 1
@@ -95,115 +149,148 @@ class Pool:
             n += 1
         return n
 
-    def _start(self, job: Job, now: float) -> bool:
+    async def _start(self, job: Job, now: float) -> bool:
+        """Start a claimed job; False if the store refused to record it (the job went back)."""
         slot = self._free_slot()
-        attempt = job.attempts + 1
-        out = self.paths.output_file(job.id, "out")
-        err = self.paths.output_file(job.id, "err")
+        out, err = self.output_paths(job.id)
         if job.started_at is not None:
             _remove(out, err)  # the files hold the latest run only
         try:
             run = self.runner.start(
-                job.id, job.command, attempt, job.cwd, job.timeout, out, err,
-                self.queue.config.output_limit, self._on_exit,
+                job.id, job.command, job.attempts + 1, job.cwd, job.timeout, out, err,
+                self.store.config.output_limit, self._on_exit,
             )
-        except OSError as e:
-            self._cannot_start(job, now, slot, e)
-            return True
+        except Exception as e:  # whatever stops a job from starting is that job's failure
+            return await self._cannot_start(job, now, slot, e)
         try:
-            self.store.record([self.queue.plan_start(job, now, slot, run.pgid, run.pid_start)])
-        except JournalError as e:
-            # Not on record, so it must not run: undo the start and wait for space.
+            await self.store.start(job, now, slot, run.pgid, run.pid_start)
+        except StoreError as e:
+            # Not on record, so it must not run: undo the start and try again later.
             log.error("cannot record the start of job %s: %s", job.id, e)
-            run.on_exit = self._discard
+            run.on_exit = _discard
             self.runner.kill(run)
-            self.queue.put_back(job)
-            self._hold(e)
+            await self._give_back(job, e)
             return False
         self.slots[slot] = run
+        self._jobs[run] = (slot, job)
         self.idle.clear()
         self._announce(job, slot)
         return True
 
-    def _cannot_start(self, job: Job, now: float, slot: int, e: OSError) -> None:
-        what = f"cannot start: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+    async def _cannot_start(self, job: Job, now: float, slot: int, e: Exception) -> bool:
+        if isinstance(e, OSError):
+            what = f"cannot start: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+        else:
+            what = f"cannot start: {e}"
         try:
-            self.store.record([self.queue.plan_start(job, now, slot, 0, 0)])
-            self._end(job, slot, now, None, what)
-        except JournalError as err:
-            self.queue.put_back(job)
-            self._hold(err)
+            await self.store.start(job, now, slot, 0, 0)
+        except StoreError as err:
+            await self._give_back(job, err)
+            return False
+        await self._finish(job, slot, now, None, what)
+        return True
 
-    def _discard(self, run: Run, result: Result) -> None:
-        pass
+    async def _give_back(self, job: Job, e: StoreError) -> None:
+        await self.store.release(job)
+        if isinstance(e, Full) and self._retry is None:
+            self._retry = self.loop.call_later(RETRY_AFTER_FULL, self._retry_now)
 
-    # -- exits ----------------------------------------------------------------
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.wake()
+
+    # -- ends ----------------------------------------------------------------------
 
     def _on_exit(self, run: Run, result: Result) -> None:
-        job = self.queue.by_state["processing"][run.job_id]
-        slot = job.worker or 0
-        self.slots.pop(slot, None)
-        error = INTERRUPTED if run.interrupted else result.error
-        self._end(job, slot, time.time(), result.exit_code, error)
+        self._ended.append((run, result))
+        self.wake()
+
+    async def _settle(self) -> None:
+        ended, self._ended = self._ended, []
+        for run, result in ended:
+            slot, job = self._jobs.pop(run)
+            del self.slots[slot]
+            error = INTERRUPTED if run.interrupted else result.error
+            await self._finish(job, slot, time.time(), result.exit_code, error)
         if not self.slots:
             self.idle.set()
-            if self.queue.pool_size == 0:
-                self.store.broadcast(p.PoolStopped())
-        self.dispatch()
 
-    def _end(self, job: Job, slot: int, now: float, exit_code: int | None, error: str | None) -> None:
-        event = self.queue.plan_end(job, now, exit_code, error)
-        try:
-            self.store.record([event])
-        except JournalError as e:
-            log.error("cannot record the end of job %s: %s", job.id, e)
-            self._unwritten.append(event)
-            self._hold(e)
-            return
-        self._announce(job, slot)
+    async def _finish(self, job: Job, slot: int, now: float, exit_code: int | None, error: str | None) -> None:
+        outcome = plan_end(job, now, exit_code, error, self.store.config)
+        if await self.store.finish(job, now, outcome):
+            self._announce(job, slot)
 
-    def _hold(self, e: JournalError) -> None:
-        """Stop dispatching until the journal takes writes again (only a full disk recovers)."""
-        if isinstance(e, DiskFull) and self._retry is None:
-            self._retry = self.loop.call_later(RETRY_WRITE_AFTER, self._retry_writes)
-
-    def _retry_writes(self) -> None:
-        self._retry = None
-        pending, self._unwritten = self._unwritten, []
-        for i, event in enumerate(pending):
-            try:
-                self.store.record([event])
-            except JournalError as e:
-                self._unwritten = pending[i:]
-                self._hold(e)
-                return
-            assert isinstance(event, ev.Ended)
-            self._announce(self.queue.get(event.id), None)
-        self.dispatch()
+    def _landed(self, jobs: list[Job]) -> None:
+        """Endings the store held (a full disk) are on record now."""
+        for job in jobs:
+            self._announce(job, None)
+        self.wake()
 
     def _announce(self, job: Job, slot: int | None) -> None:
-        if self.store.listeners:
-            self.store.broadcast(p.Event(
+        if self.bus.listeners:
+            self.bus.publish(p.Event(
                 job.updated_at, job.id, job.state, job.attempts, slot,  # type: ignore[arg-type]
                 job.exit_code, job.error_message, job.command, job.next_retry_at, job.max_retries,
             ))
 
-    # -- shutdown -------------------------------------------------------------
+    # -- start-up and shutdown ----------------------------------------------------------
 
-    async def drain(self, grace: float) -> None:
-        """Start nothing new; let running jobs finish for `grace` s, then kill them as interrupted."""
+    async def recover(self) -> int:
+        """End the runs the store shows as going: the daemon stopped under them.
+
+        A run's processes may have outlived the daemon: kill its session
+        first, then count the attempt as interrupted.
+        """
+        runs = await self.store.interrupted()
+        now = time.time()
+        for r in runs:
+            if kill_orphan_group(r.pgid, r.pid_start):
+                log.warning("killed the surviving processes of interrupted job %s (session %d)", r.job.id, r.pgid)
+            await self._finish(r.job, 0, now, None, INTERRUPTED)
+        if runs:
+            log.warning("%d job(s) were interrupted by the last stop; each counts as a failed attempt", len(runs))
+        return len(runs)
+
+    async def drain(self, grace: float, force: asyncio.Event) -> None:
+        """Start nothing new; let running jobs finish for `grace` s; then SIGTERM them, and SIGKILL
+        them KILL_GRACE s later, as a timeout does.  `force` (a second signal) kills them at once.
+
+        Bounded: a job that outlives its SIGKILL by EXIT_WAIT s is left for the next start to end.
+        """
         self.draining = True
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = self._timer_at = None
         if self.slots:
             log.info("waiting up to %g s for %d running job(s)", grace, len(self.slots))
-            try:
-                await asyncio.wait_for(self.idle.wait(), grace)
-            except TimeoutError:
-                log.warning("killing %d job(s) still running after %g s", len(self.slots), grace)
-                for run in list(self.slots.values()):
-                    self.runner.kill(run, interrupted=True)
-                await self.idle.wait()
+            await self._idle_or(force, grace)
+        if self.slots and not force.is_set():
+            log.warning("stopping %d job(s) still running after %g s (SIGTERM, SIGKILL %g s later)",
+                        len(self.slots), grace, KILL_GRACE)
+            for run in list(self.slots.values()):
+                self.runner.terminate(run, interrupted=True)
+            await self._idle_or(force, KILL_GRACE + EXIT_WAIT)
+        if self.slots:
+            for run in list(self.slots.values()):
+                self.runner.kill(run, interrupted=True)
+            await self._idle_or(None, EXIT_WAIT)
+        if self.slots:
+            log.error("%d job(s) did not exit after SIGKILL; the next start ends them as interrupted",
+                      len(self.slots))
+
+    async def _idle_or(self, force: asyncio.Event | None, timeout: float) -> None:
+        waits = [asyncio.ensure_future(self.idle.wait())]
+        if force is not None:
+            waits.append(asyncio.ensure_future(force.wait()))
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
+
+def _discard(run: Run, result: Result) -> None:
+    pass
 
 
 def _remove(*paths: str) -> None:

@@ -23,26 +23,14 @@ import sys
 from collections.abc import Iterable
 from itertools import chain, islice
 
-from queuectl_client.protocol import STATES, JobSpec
+from queuectl_client.protocol import STATES
 
 from . import events as ev
 from .config import Config
-from .events import Job
+from .model import Job, NewJob
+from .rules import COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
 
-PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
 GONE = "gone"  # a deleted job's state, so stale heap entries see it
-# `list` without a state: the jobs that need attention first, each state in the order its jobs entered it.
-LIST_ORDER = (PROCESSING, PENDING, FAILED, DEAD, COMPLETED)
-
-INTERRUPTED = "interrupted: daemon stopped while the job ran"
-
-
-class QueueError(Exception):
-    """A request the queue refuses; `code` is a protocol error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Queue:
@@ -133,46 +121,12 @@ class Queue:
 
     # -- planning: validate a request and return the event to journal -----
 
-    def plan_add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> ev.Added:
-        """Name, check and resolve a batch: ids, run_at from `delay` or an ISO time, config defaults."""
-        find, seen = self.find, set()
-        cfg = self.config
-        max_retries, timeout = cfg.max_retries, cfg.job_timeout
-        single = len(specs) == 1
-        new = []
-        for i, s in enumerate(specs, 1):
-            job_id = s.id
-            if job_id is None:
-                if not id_prefix:
-                    raise QueueError("invalid", "a job without an id needs the request's id_prefix")
-                job_id = id_prefix if single else f"{id_prefix}-{i}"
-            if job_id in seen or find(job_id) is not None:
-                raise QueueError("duplicate", f"a job with id {job_id!r} already exists")
-            seen.add(job_id)
-            run_at = s.run_at
-            if run_at.__class__ is not float and run_at is not None:
-                run_at = run_at.timestamp()  # type: ignore[union-attr]
-            if s.delay is not None:
-                if run_at is not None:
-                    raise QueueError("invalid", f"job {job_id}: give run_at or delay, not both")
-                run_at = at + s.delay
-            new.append(ev.NewJob(
-                job_id, s.command, max_retries if s.max_retries is None else s.max_retries, s.priority,
-                run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd,
-            ))
-        return ev.Added(at, new)
-
-    def plan_start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> ev.Started:
-        return ev.Started(job.id, at, worker, pgid, pid_start)
-
-    def plan_end(self, job: Job, at: float, exit_code: int | None, error: str | None) -> ev.Ended:
-        """The outcome of a run: completed, or failed with a retry time, or dead."""
-        if error is None and exit_code == 0:
-            return ev.Ended(job.id, at, COMPLETED, 0, None, None)
-        if job.attempts <= job.max_retries:
-            delay = self.config.backoff_base ** job.attempts
-            return ev.Ended(job.id, at, FAILED, exit_code, error, at + delay)
-        return ev.Ended(job.id, at, DEAD, exit_code, error, None)
+    def check_new(self, jobs: list[NewJob]) -> None:
+        """Refuse a batch that names a job the queue holds."""
+        find = self.find
+        for job in jobs:
+            if find(job.id) is not None:
+                raise QueueError("duplicate", f"a job with id {job.id!r} already exists")
 
     def plan_delete(self, job_id: str, at: float) -> ev.Deleted:
         job = self.get(job_id)
@@ -191,10 +145,6 @@ class Queue:
                 raise QueueError("state", f"job {job_id} is {job.state}, not dead; only dead jobs can be retried")
         return ev.Revived(list(dict.fromkeys(ids)), at)
 
-    def interrupted(self, at: float) -> list[ev.Ended]:
-        """End every run the journal shows as still going (after a crash or a forced stop)."""
-        return [self.plan_end(job, at, None, INTERRUPTED) for job in self.by_state[PROCESSING].values()]
-
     # -- applying events ----------------------------------------------------
 
     def apply(self, event: ev.Event | ev.AddedJobs) -> None:
@@ -205,14 +155,13 @@ class Queue:
         elif isinstance(event, ev.AddedJobs):
             self._added(event.at, event.jobs)  # replay: decoded as Job structs already
         elif isinstance(event, ev.Added):
-            self._added(event.at, [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd)
-                                   for n in event.jobs])
+            self.add_new(event)
         elif isinstance(event, ev.Deleted):
             self._deleted(event)
         elif isinstance(event, ev.Revived):
             self._revived(event)
         elif isinstance(event, ev.ConfigChanged):
-            self.config.set(event.key, event.value)
+            self.config.restore(event.key, event.value)
         elif isinstance(event, ev.PoolSized):
             self.pool_size = event.count
         elif isinstance(event, ev.Restored):
@@ -221,6 +170,12 @@ class Queue:
             self.running[event.id] = (event.pgid, event.pid_start)
         elif isinstance(event, ev.SnapshotEnd):
             self._ticket = max(self._ticket, event.ticket)
+
+    def add_new(self, event: ev.Added) -> list[Job]:
+        """Apply an `Added` record made live; returns the new jobs."""
+        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd) for n in event.jobs]
+        self._added(event.at, jobs)
+        return jobs
 
     def _move(self, job: Job, state: str) -> None:
         del self.by_state[job.state][job.id]

@@ -1,16 +1,22 @@
-"""Running jobs: spawning, output capture, timeouts, process groups.
+"""Running jobs: spawning, output capture, timeouts, process groups and sessions.
 
 Only this module touches job processes.  Each job runs as `/bin/sh -c
-COMMAND` in a new session, so its process group holds everything it starts.
-`os.posix_spawn` (glibc: clone with CLONE_VM|CLONE_VFORK) never copies the
-daemon's heap, so spawning costs the same at any queue depth; it encodes the
-environment in C, and the loop changes its own directory to a job's before
-spawning it (posix_spawn has no chdir), which is safe because the loop is the
-only spawner and the daemon uses absolute paths everywhere else.  Exits are
-seen through a pidfd watched by the event loop, and output through
-non-blocking pipes: the first half of the output limit goes straight to the
-file, the last half is kept in a bounded buffer and written at the end, so
-neither a flood nor a silent job can block the loop or grow the daemon.
+COMMAND` in a new session and process group.  `os.posix_spawn` (glibc:
+clone with CLONE_VM|CLONE_VFORK) never copies the daemon's heap, so spawning
+costs the same at any queue depth; it encodes the environment in C, and the
+loop changes its own directory to the job's before spawning it (posix_spawn
+has no chdir), which is safe because the loop is the only spawner and the
+daemon uses absolute paths everywhere else.  Exits are seen through a pidfd
+watched by the event loop, and output through non-blocking pipes: the first
+half of the output limit goes straight to the file, the last half is kept in
+a bounded buffer and written at the end, so neither a flood nor a silent job
+can block the loop or grow the daemon.
+
+A job's processes can leave its process group (GNU `timeout` and anything
+that calls setpgid do) but not its session, short of `setsid`.  The daemon
+is a child subreaper, so such a process is adopted by the daemon when its
+parent dies, instead of by init; a sweep after each job's end kills every
+adopted process whose session is not a running job's, and reaps them.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ class Result:
 
 
 def describe_status(code: int) -> str | None:
-    """The error message for a return code from Popen (negative: a signal)."""
+    """The error message for an exit code from os.waitstatus_to_exitcode (negative: a signal)."""
     if code == 0:
         return None
     if code < 0:
@@ -157,19 +163,19 @@ class Runner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.runs: dict[str, Run] = {}
+        self._leaders: dict[int, Run] = {}  # pid (and session id) of each running job's shell
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._env = dict(os.environ)
         self._home = os.getcwd()  # where jobs without a directory run
-        self._cwd = self._home
+        self._own_session = os.getsid(0)
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self.subreaper = become_subreaper()
 
     def start(self, job_id: str, command: str, attempt: int, cwd: str | None, timeout: float | None,
               out_path: str, err_path: str, limit: int, on_exit: Callable[[Run, Result], None]) -> Run:
-        """Spawn the job; raises OSError if it cannot be spawned (for example a missing cwd)."""
-        cwd = cwd or self._home
-        if cwd != self._cwd:
-            os.chdir(cwd)
-            self._cwd = cwd
+        """Spawn the job; raises (OSError, ValueError, ...) if it cannot be spawned, e.g. for a missing cwd."""
+        # Every time, even for the same path: the directory may have been replaced since.
+        os.chdir(cwd or self._home)
         r_out, w_out = os.pipe2(os.O_CLOEXEC)
         r_err, w_err = os.pipe2(os.O_CLOEXEC)
         try:
@@ -193,7 +199,7 @@ class Runner:
         os.set_blocking(r_err, False)
         captures = [Capture(r_out, out_path, limit), Capture(r_err, err_path, limit)]
         run = Run(job_id, pid, captures, timeout, on_exit)
-        self.runs[job_id] = run
+        self._leaders[pid] = run
         loop = self.loop
         for cap in captures:
             loop.add_reader(cap.fd, self._on_output, run, cap)
@@ -209,6 +215,13 @@ class Runner:
     def _on_timeout(self, run: Run) -> None:
         run.timed_out = True
         log.info("job %s timed out after %s s; stopping its process group", run.job_id, _secs(run.timeout))
+        self.terminate(run)
+
+    def terminate(self, run: Run, interrupted: bool = False) -> None:
+        """SIGTERM the run's process group, then SIGKILL it KILL_GRACE s later if it still runs."""
+        run.interrupted = run.interrupted or interrupted
+        if run.timer is not None:
+            run.timer.cancel()
         self._signal(run, signal.SIGTERM)
         run.timer = self.loop.call_later(KILL_GRACE, self._signal, run, signal.SIGKILL)
 
@@ -233,7 +246,8 @@ class Runner:
             loop.remove_reader(cap.fd)
             cap.read_available(max_chunks=64)
             cap.close()
-        del self.runs[run.job_id]
+        del self._leaders[run.pid]
+        self._sweep()  # what left the job's group but not its session goes now
         if run.interrupted:
             result = Result(None, None)
         elif run.timed_out:
@@ -244,10 +258,42 @@ class Runner:
 
     def kill(self, run: Run, interrupted: bool = False) -> None:
         """SIGKILL the run's whole process group; its exit is reported as usual."""
-        run.interrupted = interrupted
+        run.interrupted = run.interrupted or interrupted
         self._signal(run, signal.SIGKILL)
 
+    def _sweep(self) -> None:
+        """Kill and reap the adopted processes of jobs that have ended (see the module's doc).
+
+        A process adopted while its job runs is left to that job's end.  While
+        any adopted process is seen, the sweep runs again shortly: killing one
+        can orphan its children, which the kernel hands over a moment later.
+        """
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        if not self.subreaper:
+            return
+        adopted = False
+        for pid in _children():
+            if pid in self._leaders:
+                continue
+            adopted = True
+            state, pgid, sid = _stat(pid)
+            if state == "Z" or not state:
+                _reap(pid)
+            elif sid not in self._leaders and sid != self._own_session:
+                for target, kill in ((pgid, os.killpg), (pid, os.kill)):
+                    if target > 1:
+                        try:
+                            kill(target, signal.SIGKILL)
+                        except (ProcessLookupError, PermissionError):
+                            pass
+        if adopted:
+            self._sweep_timer = self.loop.call_later(SWEEP_AGAIN, self._sweep)
+
     def close(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
         os.close(self._devnull)
 
 
@@ -284,23 +330,85 @@ def process_start_time(pid: int) -> int:
 
 
 def kill_orphan_group(pgid: int, pid_start: int) -> bool:
-    """After a crash: kill the process group of a run that may still be going.
+    """After a crash: kill the session of a run that may still be going (its group, and what left it).
 
-    The group is ours if its leader is still the process we started (same
-    start time), or if the leader is gone but the group lives on (a pid stays
-    reserved while it names a live group, so it cannot have been reused).
+    The session is ours if its leader is still the process we started (same
+    start time), or if the leader is gone but the session lives on (a pid
+    stays reserved while it names a live group or session, so it cannot have
+    been reused).
     """
     if pgid <= 1:
         return False
     start = process_start_time(pgid)
     if start and pid_start and abs(start - pid_start) > START_SLACK:
         return False
+    killed = False
     try:
         os.killpg(pgid, signal.SIGKILL)
+        killed = True
     except (ProcessLookupError, PermissionError):
+        pass
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != pgid:
+            state, group, sid = _stat(int(name))
+            if sid == pgid and state not in ("", "Z"):
+                try:
+                    if group > 1:
+                        os.killpg(group, signal.SIGKILL)
+                    os.kill(int(name), signal.SIGKILL)
+                    killed = True
+                except (ProcessLookupError, PermissionError):
+                    pass
+    return killed
+
+
+SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt the daemon's orphaned descendants (Linux 3.4+); False where the kernel refuses."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
         return False
-    return True
 
 
-def now() -> float:
-    return time.time()
+def _children() -> list[int]:
+    """The daemon's child processes, from every thread's /proc children list."""
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids += map(int, f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def _stat(pid: int) -> tuple[str, int, int]:
+    """(state, process group, session) of a process; ("", 0, 0) if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        return fields[0].decode(), int(fields[2]), int(fields[3])
+    except (OSError, ValueError, IndexError):
+        return "", 0, 0
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -18,12 +18,12 @@ import struct
 import msgspec
 
 from queuectl_client import protocol as p
-from queuectl_client.connection import __version__
+from queuectl_client.wire import VERSION
 
 from .config import ConfigError
 from .handlers import Handlers
-from .journal import DiskFull, JournalError
-from .queue import QueueError
+from .rules import QueueError
+from .store import Full, StoreError
 
 log = logging.getLogger("queuectld.server")
 
@@ -132,7 +132,7 @@ class Server:
             if not isinstance(hello, p.Hello):
                 await conn.send(p.Error("invalid", "expected Hello first"))
                 return
-            await conn.send(p.Hello(p.PROTOCOL_VERSION, os.getpid(), __version__))
+            await conn.send(p.Hello(p.PROTOCOL_VERSION, os.getpid(), VERSION, self.handlers.stopping))
             while True:
                 try:
                     req = await conn.read(IDLE_TIMEOUT)
@@ -166,9 +166,9 @@ class Server:
             return p.Error(e.code, str(e))
         except ConfigError as e:
             return p.Error("invalid", str(e))
-        except DiskFull as e:
+        except Full as e:
             return p.Error("disk_full", str(e))
-        except JournalError as e:
+        except StoreError as e:
             return p.Error("internal", str(e))
         except (ConnectionError, asyncio.CancelledError):
             raise

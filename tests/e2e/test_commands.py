@@ -91,7 +91,7 @@ def test_refusals_exit_1(d: Env) -> None:
 
 @pytest.mark.parametrize("args", [
     ["frobnicate"], ["worker"], ["worker", "pause"], ["list", "--state", "sleeping"], ["list", "--limit", "x"],
-    ["config", "get", "colour"], ["config", "set", "backoff-base", "1"], ["config", "set", "max-retries", "-1"],
+    ["config", "get", "colour"], ["config", "set", "backoff-base", "0.5"], ["config", "set", "max-retries", "-1"],
     ["config", "set", "output-limit", "lots"], ["config", "set", "job-timeout", "soon"], ["enqueue"],
     ["dlq", "retry"], ["list", "--limit", "-1"],
 ])

@@ -15,11 +15,13 @@ from queuectl_client import Client, RequestFailed
 from queuectl_client import protocol as p
 from queuectl_client.paths import resolve
 from queuectld.daemon import Daemon
+from queuectld.journal_store import JournalStore
 
 
 @pytest.fixture
 async def daemon(home: str) -> AsyncIterator[Daemon]:
-    d = Daemon(resolve(home), workers=0, grace=1.0)
+    paths = resolve(home)
+    d = Daemon(paths, JournalStore(paths.journal), workers=0, grace=1.0)
     await d.start()
     yield d
     await d.shutdown()
@@ -62,8 +64,8 @@ async def test_one_fsync_serves_many_concurrent_enqueues(
 
     results = await asyncio.gather(*(asyncio.to_thread(enqueue_many, 25) for _ in range(8)))
     ids = [i for r in results for i in r]
-    assert len(set(ids)) == 200 and len(daemon.queue) == 200
-    assert daemon.journal.seq >= 200
+    assert len(set(ids)) == 200 and len(daemon.store.queue) == 200
+    assert daemon.store.journal.seq >= 200
     assert calls < 200, f"{calls} fsyncs for 200 acknowledged enqueues"
 
 
@@ -80,10 +82,10 @@ async def test_no_reply_before_the_record_is_synced(daemon: Daemon, home: str, m
     t = threading.Thread(target=lambda: reply.append(Client(home, autostart=False).enqueue("true", id="held")))
     t.start()
     for _ in range(200):  # bounded: the job is applied long before 2 s
-        if daemon.queue.find("held") is not None:
+        if daemon.store.queue.find("held") is not None:
             break
         await asyncio.sleep(0.01)
-    assert daemon.queue.find("held") is not None
+    assert daemon.store.queue.find("held") is not None
     await asyncio.sleep(0.1)
     assert reply == []  # written and applied, but not yet acknowledged
     gate.set()
@@ -116,7 +118,7 @@ async def test_bad_frames_get_errors_and_the_connection_goes_on(daemon: Daemon, 
     assert isinstance(ok, p.Enqueued) and ok.ids == ["ok1"]
     assert isinstance(wrong_type, p.Error) and "$.jobs[0].command" in wrong_type.message
     assert isinstance(too_big, p.Error) and "exceeds" in too_big.message
-    assert [j.id for j in daemon.queue.iter_jobs()] == ["ok1"]
+    assert [j.id for j in daemon.store.queue.iter_jobs()] == ["ok1"]
 
 
 async def test_request_before_hello_is_refused(daemon: Daemon, home: str) -> None:
@@ -135,11 +137,11 @@ async def test_multi_frame_enqueue_is_one_atomic_batch(daemon: Daemon, home: str
             return c.enqueue_many([{"command": "true"} for _ in range(2500)], batch=1000)
 
     ids = await asyncio.to_thread(enqueue)
-    assert len(ids) == 2500 and len(daemon.queue) == 2500
+    assert len(ids) == 2500 and len(daemon.store.queue) == 2500
     # One Added record for the whole batch.
     from queuectld.journal import LOG_MAGIC, FileScan
 
-    events = FileScan(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1]), LOG_MAGIC).events
+    events = FileScan(os.path.join(daemon.store.journal.dir, daemon.store.journal.manifest.logs[-1]), LOG_MAGIC).events
     added = [e for e in events if type(e).__name__ == "AddedJobs"]
     assert len(added) == 1 and len(added[0].jobs) == 2500  # type: ignore[attr-defined]
 
@@ -164,7 +166,7 @@ async def test_enospc_on_write_refuses_then_recovers(
     full = True
 
     def write(fd: int, data: bytes) -> int:
-        if full and fd == daemon.journal.fd:
+        if full and fd == daemon.store.journal.fd:
             real(fd, bytes(data)[: len(data) // 2])  # a partial write first, as a filling disk does
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(fd, data)
@@ -173,15 +175,16 @@ async def test_enospc_on_write_refuses_then_recovers(
         nonlocal full
         with Client(home, autostart=False) as c:
             c.enqueue("true", id="before")  # page cache: fine
-            size = os.path.getsize(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1]))
+            size = os.path.getsize(os.path.join(daemon.store.journal.dir, daemon.store.journal.manifest.logs[-1]))
             monkeypatch.setattr(os, "write", write)
             with pytest.raises(RequestFailed) as e:
                 c.enqueue("true", id="refused")
             assert e.value.code == "disk_full" and "disk full" in e.value.message
-            assert os.path.getsize(os.path.join(daemon.journal.dir, daemon.journal.manifest.logs[-1])) == size
+            journal = daemon.store.journal
+            assert os.path.getsize(os.path.join(journal.dir, journal.manifest.logs[-1])) == size
             assert [j.id for j in c.list()] == ["before"]  # reads still work
             full = False
             c.enqueue("true", id="after")
 
     await asyncio.to_thread(go)
-    assert [j.id for j in daemon.queue.iter_jobs()] == ["before", "after"]
+    assert [j.id for j in daemon.store.queue.iter_jobs()] == ["before", "after"]

@@ -12,6 +12,7 @@ from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
 from queuectld.journal import HEADER, REC, Journal, JournalError
 from queuectld.queue import Queue
+from tests.unit.plans import plan_add, plan_end, plan_start
 
 
 def _added(i: int) -> ev.Event:
@@ -157,7 +158,7 @@ async def test_a_damaged_manifest_refuses_to_start(jdir: str) -> None:
 
 def _queue_with(n: int) -> Queue:
     q = Queue()
-    q.apply(q.plan_add([JobSpec(id=f"j{i}", command="true") for i in range(n)], 0.0))
+    q.apply(plan_add(q, [JobSpec(id=f"j{i}", command="true") for i in range(n)], 0.0))
     return q
 
 
@@ -174,15 +175,15 @@ async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> No
     j = await _compacting_journal(jdir, q)
     live = {}
     for i in range(3000):  # churn: add, run, finish, delete most
-        e1 = q.plan_add([JobSpec(id=f"j{i}", command="echo " + "x" * 50)], float(i))
+        e1 = plan_add(q, [JobSpec(id=f"j{i}", command="echo " + "x" * 50)], float(i))
         j.write([e1])
         q.apply(e1)
         job = q.take(float(i))
         assert job is not None
-        for e in (q.plan_start(job, float(i), 1, 0, 0),):
+        for e in (plan_start(job, float(i), 1, 0, 0),):
             j.write([e])
             q.apply(e)
-        e2 = q.plan_end(job, float(i), 0, None)
+        e2 = plan_end(q, job, float(i), 0, None)
         j.write([e2])
         q.apply(e2)
         if i % 10:
@@ -190,7 +191,7 @@ async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> No
             j.write([e3])
             q.apply(e3)
         else:
-            live[job.id] = job.view()
+            live[job.id] = job.view("n")
         await j.commit()
     while j._compacting:
         await j.commit()
@@ -202,7 +203,7 @@ async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> No
     twin = Queue()
     for e in _replay(jdir):
         twin.apply(e)
-    assert {j.id: j.view() for j in twin.iter_jobs()} == live
+    assert {j.id: j.view("n") for j in twin.iter_jobs()} == live
     assert sorted(os.listdir(jdir)) == ["MANIFEST", f"log-{j.manifest.next_file - 2}", j.manifest.snapshot]
 
 

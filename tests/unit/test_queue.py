@@ -6,23 +6,25 @@ import pytest
 
 from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
-from queuectld.queue import INTERRUPTED, Queue, QueueError
+from queuectld.queue import Queue
+from queuectld.rules import INTERRUPTED, QueueError
+from tests.unit.plans import plan_add, plan_end, plan_start
 
 
 def add(q: Queue, at: float, *specs: JobSpec) -> None:
-    q.apply(q.plan_add(list(specs), at))
+    q.apply(plan_add(q, list(specs), at))
 
 
 def run(q: Queue, at: float, worker: int = 1) -> str | None:
     job = q.take(at)
     if job is None:
         return None
-    q.apply(q.plan_start(job, at, worker, 0, 0))
+    q.apply(plan_start(job, at, worker, 0, 0))
     return job.id
 
 
 def end(q: Queue, job_id: str, at: float, code: int | None = 0, error: str | None = None) -> ev.Ended:
-    e = q.plan_end(q.get(job_id), at, code, error)
+    e = plan_end(q, q.get(job_id), at, code, error)
     q.apply(e)
     return e
 
@@ -103,10 +105,10 @@ def test_duplicate_ids_are_refused_whole() -> None:
     q = Queue()
     add(q, 0.0, spec("a"))
     with pytest.raises(QueueError) as e:
-        q.plan_add([spec("b"), spec("a")], 1.0)
+        plan_add(q, [spec("b"), spec("a")], 1.0)
     assert e.value.code == "duplicate"
     with pytest.raises(QueueError):
-        q.plan_add([spec("c"), spec("c")], 1.0)
+        plan_add(q, [spec("c"), spec("c")], 1.0)
     assert [j.id for j in q.iter_jobs()] == ["a"]
 
 
@@ -146,7 +148,7 @@ def test_interrupted_runs_follow_the_retry_path() -> None:
     add(q, 0.0, spec("a"), spec("b", max_retries=0))
     run(q, 0.0, 1)
     run(q, 0.0, 2)
-    ends = q.interrupted(5.0)
+    ends = [plan_end(q, job, 5.0, None, INTERRUPTED) for job in q.by_state["processing"].values()]
     assert {e.id: e.state for e in ends} == {"a": "failed", "b": "dead"}
     assert all(e.error == INTERRUPTED for e in ends)
 
@@ -159,41 +161,41 @@ def test_replay_rebuilds_the_same_state() -> None:
         log.append(e)
         q.apply(e)
 
-    apply(q.plan_add([spec("a"), spec("b", priority=2), spec("c", max_retries=0)], 0.0))
+    apply(plan_add(q, [spec("a"), spec("b", priority=2), spec("c", max_retries=0)], 0.0))
     for t in (1.0, 2.0):
         job = q.take(t)
         assert job is not None
-        apply(q.plan_start(job, t, 1, 0, 0))
-        apply(q.plan_end(job, t + 0.5, 1, "x"))
+        apply(plan_start(job, t, 1, 0, 0))
+        apply(plan_end(q, job, t + 0.5, 1, "x"))
     apply(ev.ConfigChanged("max-retries", "1"))
     apply(ev.PoolSized(4))
     apply(q.plan_delete("c", 9.0) if q.get("c").state != "processing" else ev.PoolSized(4))
     twin = Queue()
     for e in log:
         twin.apply(ev.decoder.decode(ev.encoder.encode(e)))
-    assert [j.view() for j in twin.iter_jobs()] == [j.view() for j in q.iter_jobs()]
+    assert [j.view("n") for j in twin.iter_jobs()] == [j.view("n") for j in q.iter_jobs()]
     assert twin.counts() == q.counts() and twin.pool_size == 4 and twin.config.max_retries == 1
     assert twin.next_due() == q.next_due()
 
 
 def test_a_snapshot_rebuilds_order_running_groups_and_tickets() -> None:
     q = Queue()
-    q.apply(q.plan_add([spec(x) for x in "abcdef"], 0.0))
+    q.apply(plan_add(q, [spec(x) for x in "abcdef"], 0.0))
     for pgid, job_id in ((101, "a"), (102, "b")):
         job = q.take(1.0)
         assert job is not None and job.id == job_id
-        q.apply(q.plan_start(job, 1.0, 1, pgid, 555))
-    q.apply(q.plan_end(q.get("a"), 2.0, 1, None))  # failed, waits to retry
+        q.apply(plan_start(job, 1.0, 1, pgid, 555))
+    q.apply(plan_end(q, q.get("a"), 2.0, 1, None))  # failed, waits to retry
     twin = Queue()
     for e in q.snapshot(chunk=2):
         twin.apply(ev.decoder.decode(ev.encoder.encode(e)))
     for state in ("pending", "processing", "failed"):
         assert list(twin.by_state[state]) == list(q.by_state[state]), state
     assert twin.running == q.running == {"b": (102, 555)}
-    assert [j.view() for j in twin.iter_jobs()] == [j.view() for j in q.iter_jobs()]
+    assert [j.view("n") for j in twin.iter_jobs()] == [j.view("n") for j in q.iter_jobs()]
     # The same jobs come out in the same order, and a new job never reuses a ticket.
-    twin.apply(twin.plan_add([spec("g")], 4.0))
-    q.apply(q.plan_add([spec("g")], 4.0))
+    twin.apply(plan_add(twin, [spec("g")], 4.0))
+    q.apply(plan_add(q, [spec("g")], 4.0))
     assert twin.get("g").ticket == q.get("g").ticket
     order = []
     while (job := twin.take(10.0)) is not None:

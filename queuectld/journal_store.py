@@ -1,0 +1,192 @@
+"""The journal-backed store: the queue in memory, every change in the journal first.
+
+A change is written to the journal before memory sees it, so a full disk
+refuses it with nothing changed; a request is acknowledged once its records
+are on disk (group commit).  Runs' starts and ends are written as they
+happen and made durable by the next commit.  An ending refused by a full
+disk is held and written again every second; until it lands, claims return
+nothing, so no job starts past an ending that is not on record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator
+
+from queuectl_client.protocol import STATES, JobSpec
+
+from . import events as ev
+from . import rules
+from .journal import DiskFull, Journal, JournalError
+from .model import Job
+from .queue import Queue
+from .rules import Outcome
+from .store import RunRecord, Store
+
+log = logging.getLogger("queuectld.store")
+
+RETRY_WRITE_AFTER = 1.0  # seconds before a refused journal write is tried again
+
+
+class JournalStore(Store):
+    def __init__(self, path: str, salvage: bool = False, compact_min: int = 4 << 20, node: str | None = None) -> None:
+        self.node = node or socket.gethostname()
+        self.queue = Queue()
+        self.config = self.queue.config
+        self.journal = Journal(path, salvage=salvage, compact_min=compact_min)
+        self.salvage = salvage
+        self._held: list[ev.Ended] = []  # endings a full disk refused, written again later
+        self._retry: asyncio.TimerHandle | None = None
+
+    @property
+    def pool_size(self) -> int:  # type: ignore[override]
+        return self.queue.pool_size
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    # -- life -------------------------------------------------------------------
+
+    async def open(self) -> int:
+        log.info("replaying the journal in %s", self.journal.dir)
+        replayed = 0
+        apply = self.queue.apply
+        for event in self.journal.open():
+            apply(event)
+            replayed += 1
+        self.journal.snapshot_source = self.queue.snapshot
+        self.journal.on_fatal.append(self._fatal)
+        if self.salvage:
+            # Start the repaired state on fresh files; the damaged ones are kept aside.
+            await self.journal.compact(keep_old=True)
+            log.warning("salvage complete: %d jobs kept; the damaged files are in %s/salvaged-*",
+                        len(self.queue), self.journal.dir)
+        return replayed
+
+    def _fatal(self, err: JournalError) -> None:
+        if self.on_fatal is not None:
+            self.on_fatal(err)
+
+    async def sync(self) -> None:
+        await self.journal.commit()
+
+    async def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+        await self.journal.aclose()
+
+    # -- writing --------------------------------------------------------------------
+
+    def _record(self, events: list[ev.Event]) -> None:
+        """Write, then apply; raises DiskFull or SyncFailed with nothing changed."""
+        self.journal.write(events)
+        apply = self.queue.apply
+        for e in events:
+            apply(e)
+
+    async def _commit(self, events: list[ev.Event]) -> None:
+        self._record(events)
+        await self.journal.commit()
+
+    # -- changes ----------------------------------------------------------------------
+
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> list[Job]:
+        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd)
+        self.queue.check_new(new)
+        event = ev.Added(at, new)
+        self.journal.write([event])
+        jobs = self.queue.add_new(event)
+        await self.journal.commit()
+        return jobs
+
+    async def claim(self, now: float, count: int) -> list[Job]:
+        if self._held:
+            return []
+        take = self.queue.take
+        jobs: list[Job] = []
+        while len(jobs) < count:
+            job = take(now)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
+    async def release(self, job: Job) -> None:
+        self.queue.put_back(job)
+
+    async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
+        self._record([ev.Started(job.id, at, worker, pgid, pid_start)])
+
+    async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
+        event = ev.Ended(job.id, at, outcome.state, outcome.exit_code, outcome.error, outcome.next_retry_at)
+        try:
+            self._record([event])
+        except DiskFull as e:
+            log.error("cannot record the end of job %s: %s", job.id, e)
+            self._hold(event)
+            return False
+        return True
+
+    def _hold(self, event: ev.Ended) -> None:
+        self._held.append(event)
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(RETRY_WRITE_AFTER, self._write_held)
+
+    def _write_held(self) -> None:
+        self._retry = None
+        held, self._held = self._held, []
+        landed = []
+        for i, event in enumerate(held):
+            try:
+                self._record([event])
+            except DiskFull:
+                self._held = held[i:]
+                self._retry = asyncio.get_running_loop().call_later(RETRY_WRITE_AFTER, self._write_held)
+                break
+            except JournalError:
+                return  # the journal failed for good; the daemon is stopping
+            landed.append(self.queue.get(event.id))
+        if landed and self.on_change is not None:
+            self.on_change(landed)
+
+    async def delete(self, job_id: str, at: float) -> None:
+        await self._commit([self.queue.plan_delete(job_id, at)])
+
+    async def revive(self, ids: list[str], everything: bool, at: float) -> list[str]:
+        event = self.queue.plan_revive(ids, everything, at)
+        if event.ids:
+            await self._commit([event])
+        return event.ids
+
+    async def configure(self, key: str, value: str) -> tuple[str, str]:
+        key, value = self.config.parse(key, value)
+        await self._commit([ev.ConfigChanged(key, value)])
+        return key, value
+
+    async def resize(self, count: int) -> None:
+        if count != self.queue.pool_size:
+            await self._commit([ev.PoolSized(count)])
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        return self.queue.get(job_id)
+
+    async def pages(self, state: str | None, limit: int | None, size: int) -> AsyncIterator[list[Job]]:
+        jobs = self.queue.iter_jobs(state, limit)  # a copy: the stream may pause between pages
+        for i in range(0, len(jobs), size):
+            # A job deleted while the stream was sent is left out.
+            yield [job for job in jobs[i : i + size] if job.state in STATES]
+
+    async def counts(self) -> dict[str, int]:
+        return self.queue.counts()
+
+    async def next_due(self) -> float | None:
+        return self.queue.next_due()
+
+    async def interrupted(self) -> list[RunRecord]:
+        running = self.queue.running
+        return [RunRecord(job, *running.get(job.id, (0, 0))) for job in self.queue.by_state[rules.PROCESSING].values()]
+

@@ -1,0 +1,62 @@
+"""The job as every store keeps it, and its wire view.
+
+`NewJob` is a job as an enqueue decided it; `Job` is the same fields
+followed by the ones runs fill in.  Both are array-like, so a `NewJob`'s
+encoding is the start of a `Job`'s: replay decodes enqueued jobs straight
+into `Job` structs.  Both are untracked by the cyclic GC (they hold only
+strings and numbers), so a million jobs cost the collector nothing.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from queuectl_client.protocol import Job as JobView
+
+
+class JobFields(msgspec.Struct, array_like=True, gc=False):
+    """What an enqueue decides about a job; shared, in this order, by `NewJob` and `Job`."""
+
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None = None
+
+
+class NewJob(JobFields, array_like=True, gc=False):
+    """A job as an enqueue decided it, before any run."""
+
+
+class Job(JobFields, array_like=True, gc=False):
+    """A job in memory: the enqueue's fields, then what its runs changed.
+
+    The fields mirror protocol.Job on purpose: that one is the frozen,
+    versioned wire view, this one the mutable record with the daemon's own
+    fields.  Stores hand these out for reading; only a store changes them.
+    """
+
+    state: str = "pending"
+    attempts: int = 0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    next_retry_at: float | None = None
+    exit_code: int | None = None
+    error_message: str | None = None
+    worker: int | None = None
+    due: float = 0.0  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
+    ticket: int = 0  # drawn at each scheduling; a heap entry with an older one is stale
+
+    def view(self, node: str) -> JobView:
+        """The wire view; `node` names the machine whose worker holds a running job."""
+        running = self.state == "processing"
+        return JobView(
+            self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
+            self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
+            self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
+            self.cwd, f"{node}/{self.worker}" if running else None, self.started_at if running else None,
+        )

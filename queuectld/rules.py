@@ -1,0 +1,98 @@
+"""The queue's rules, the same for every store: checking and naming new jobs, and a run's outcome.
+
+Pure functions of their arguments, with time passed in: a store applies
+what these decide, so every store gives the same answers.
+"""
+
+from __future__ import annotations
+
+from queuectl_client.protocol import MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
+
+from .config import Config
+from .model import Job, NewJob
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
+FINAL = (COMPLETED, DEAD)
+WAITING = (PENDING, FAILED)  # not started, or waiting out a backoff
+# `list` without a state: the jobs that need attention first, each state in the order its jobs entered it.
+LIST_ORDER = (PROCESSING, PENDING, FAILED, DEAD, COMPLETED)
+
+INTERRUPTED = "interrupted: daemon stopped while the job ran"
+
+
+class QueueError(Exception):
+    """A request the queue refuses; `code` is a protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Outcome:
+    """How a run ended, decided before any store records it."""
+
+    __slots__ = ("error", "exit_code", "next_retry_at", "state")
+
+    def __init__(self, state: str, exit_code: int | None, error: str | None, next_retry_at: float | None) -> None:
+        self.state = state
+        self.exit_code = exit_code
+        self.error = error
+        self.next_retry_at = next_retry_at
+
+
+def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "",
+             cwd: str | None = None) -> list[NewJob]:
+    """Check and name a batch: ids, run_at from `delay` or an ISO time, the config's defaults.
+
+    Duplicates within the batch are refused here; against the jobs a store
+    already holds, by the store.
+    """
+    seen: set[str] = set()
+    max_retries, timeout = config.max_retries, config.job_timeout
+    single = len(specs) == 1
+    new = []
+    for i, s in enumerate(specs, 1):
+        job_id = s.id
+        if job_id is None:
+            if not id_prefix:
+                raise QueueError("invalid", "a job without an id needs the request's id_prefix")
+            job_id = id_prefix if single else f"{id_prefix}-{i}"
+        if job_id in seen:
+            raise QueueError("duplicate", f"a job with id {job_id!r} already exists")
+        seen.add(job_id)
+        command = s.command
+        if len(command) * 4 > MAX_COMMAND_BYTES and len(command.encode()) > MAX_COMMAND_BYTES:
+            raise QueueError("invalid", f"job {job_id}: the command is longer than one execve argument can be "
+                                        f"({MAX_COMMAND_BYTES} bytes); put it in a script file")
+        run_at = s.run_at
+        if run_at.__class__ is not float and run_at is not None:
+            run_at = run_at.timestamp()  # type: ignore[union-attr]
+        if s.delay is not None:
+            if run_at is not None:
+                raise QueueError("invalid", f"job {job_id}: give run_at or delay, not both")
+            run_at = at + s.delay
+        if run_at is not None and not 0 <= run_at <= MAX_TIME:
+            raise QueueError("invalid", f"job {job_id}: run_at must fall between 1970 and 9999")
+        new.append(NewJob(
+            job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
+            run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd,
+        ))
+    return new
+
+
+def backoff(base: float, attempts: int) -> float:
+    """Seconds before retry number `attempts`: base ^ attempts, without overflowing."""
+    try:
+        return min(base**attempts, MAX_TIME)
+    except OverflowError:
+        return MAX_TIME
+
+
+def plan_end(job: Job, at: float, exit_code: int | None, error: str | None, config: Config) -> Outcome:
+    """The outcome of a run: completed, or failed with a retry time, or dead."""
+    if error is None and exit_code == 0:
+        return Outcome(COMPLETED, 0, None, None)
+    if job.attempts <= job.max_retries:
+        retry_at = min(at + backoff(config.backoff_base, job.attempts), MAX_TIME)
+        return Outcome(FAILED, exit_code, error, retry_at)
+    return Outcome(DEAD, exit_code, error, None)
