@@ -6,15 +6,8 @@ The journal is a directory::
     snap-N       the live state at some sequence number
     log-N        records after it, appended
 
-Every file starts with a magic string, a random generation and the sequence
-number it follows; every record is::
-
-    length (u32) | crc32 (u32) | seq (u64) | payload (msgpack event)
-
-The crc covers the file's generation, the sequence number and the payload,
-and sequence numbers run on without a gap, so stale bytes from another file
-or an older generation never replay.  See docs/DECISIONS.md for the replay
-rules and the compaction steps.
+The files' format and how they are read is in `journal_files`.  See
+docs/DECISIONS.md for the replay rules and the compaction steps.
 
 Records are written with `os.write` on an O_APPEND descriptor the moment they
 are made; one `fdatasync`, run in a thread, then covers every record written
@@ -29,8 +22,6 @@ import asyncio
 import errno
 import logging
 import os
-import re
-import struct
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -40,147 +31,27 @@ import msgspec
 
 from . import events as ev
 from . import faults
-from .store import Full, StoreError
+from .journal_files import (
+    FILE_NAME,
+    HEADER,
+    LOG_MAGIC,
+    MANIFEST_MAGIC,
+    SNAP_MAGIC,
+    DiskFull,
+    FileScan,
+    JournalError,
+    Manifest,
+    SyncFailed,
+    encode_records,
+    file_seed,
+    fsync_dir,
+    guess_manifest,
+    write_file,
+)
+
+__all__ = ["DiskFull", "Journal", "JournalError", "SyncFailed"]
 
 log = logging.getLogger("queuectld.journal")
-
-LOG_MAGIC = b"QCTLLOG1"
-SNAP_MAGIC = b"QCTLSNP3"  # 3: Job fields in NewJob order, no table of all jobs, `Running` records
-MANIFEST_MAGIC = b"QCTLMAN1"
-HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
-REC = struct.Struct(">IIQ")
-MAX_RECORD = 1 << 30
-_FILE = re.compile(r"^(snap|log)-(\d+)$")
-
-
-class JournalError(StoreError):
-    """The journal cannot be used as it is; the message names the file and offset."""
-
-
-class DiskFull(JournalError, Full):
-    """A write failed for lack of space; nothing was written."""
-
-
-class SyncFailed(JournalError):
-    """A write or fdatasync failed: nothing more is acknowledged, the daemon must exit."""
-
-
-class Manifest(msgspec.Struct, frozen=True):
-    snapshot: str | None
-    logs: list[str]
-    next_file: int
-
-
-def _seed(generation: bytes) -> int:
-    return zlib.crc32(generation)
-
-
-def _crc(seed: int, seq: int, payload: bytes | memoryview) -> int:
-    return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "big"), seed))
-
-
-def encode_records(events: list[ev.Event], seed: int, seq: int) -> tuple[bytes, int]:
-    """Frame events as records after `seq`; returns the bytes and the last seq."""
-    parts = []
-    encode = ev.encoder.encode
-    for event in events:
-        payload = encode(event)
-        seq += 1
-        parts.append(REC.pack(len(payload), _crc(seed, seq, payload), seq))
-        parts.append(payload)
-    return b"".join(parts), seq
-
-
-class FileScan:
-    """What reading one journal file found."""
-
-    def __init__(self, path: str, magic: bytes, salvage: bool = False, after_seq: int = 0) -> None:
-        self.path = path
-        with open(path, "rb") as f:
-            data = f.read()
-        self.size = len(data)
-        if len(data) < HEADER.size:
-            raise JournalError(f"{path}: too short for a journal file header ({len(data)} bytes)")
-        got_magic, self.generation, self.base_seq = HEADER.unpack_from(data)
-        if got_magic != magic:
-            if got_magic[:7] == magic[:7]:
-                raise JournalError(f"{path}: written by another version of queuectl (format {got_magic[7:].decode()}, "
-                                   f"this one reads {magic[7:].decode()})")
-            raise JournalError(f"{path}: not a queuectl {magic[4:7].decode().lower()} file (bad header)")
-        self.events: list[ev.Replayed] = []
-        self.dropped: list[tuple[int, int]] = []  # (offset, bytes) skipped by salvage
-        self.bad_at: int | None = None  # first bad record, when not salvaging
-        self.valid_after_bad = False
-        seed = _seed(self.generation)
-        pos, seq = HEADER.size, self.base_seq
-        while pos < len(data):
-            rec = _record_at(data, pos, seed, seq + 1 if not salvage else None)
-            if rec is not None:
-                end, rseq, payload = rec
-                try:
-                    if rseq > after_seq:  # salvage: a log older than the snapshot
-                        self.events.append(ev.decoder.decode(payload))
-                except msgspec.DecodeError as e:
-                    raise JournalError(f"{path}: record {rseq} at offset {pos} passed its checksum but "
-                                       f"does not decode: {e}") from None
-                pos, seq = end, rseq
-                continue
-            nxt = _next_record(data, pos + 1, seed, seq)
-            if salvage:
-                stop = len(data) if nxt is None else nxt
-                self.dropped.append((pos, stop - pos))
-                pos = stop
-                continue
-            self.bad_at = pos
-            self.valid_after_bad = nxt is not None
-            break
-        self.last_seq = seq
-        self.good_end = pos if self.bad_at is None else self.bad_at
-
-
-def _record_at(data: bytes, pos: int, seed: int, want_seq: int | None) -> tuple[int, int, memoryview] | None:
-    """The record at `pos` if it is whole and checks out (with seq `want_seq` unless None)."""
-    if pos + REC.size > len(data):
-        return None
-    length, crc, seq = REC.unpack_from(data, pos)
-    end = pos + REC.size + length
-    if length > MAX_RECORD or end > len(data) or (want_seq is not None and seq != want_seq) or seq == 0:
-        return None
-    payload = memoryview(data)[pos + REC.size : end]
-    if _crc(seed, seq, payload) != crc:
-        return None
-    return end, seq, payload
-
-
-def _next_record(data: bytes, start: int, seed: int, after_seq: int) -> int | None:
-    """The offset of the next valid record with a seq above `after_seq`, searching byte by byte."""
-    limit = len(data) - REC.size
-    for pos in range(start, limit + 1):
-        rec = _record_at(data, pos, seed, None)
-        if rec is not None and rec[1] > after_seq:
-            return pos
-    return None
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: str, data: bytes) -> None:
-    """Write a whole new file durably: the data and its directory entry."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
 
 class Journal:
     """Owner of the journal directory: the only code that writes it."""
@@ -224,14 +95,14 @@ class Journal:
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         names = os.listdir(self.dir)
         if "MANIFEST" not in names:
-            files = sorted(n for n in names if _FILE.match(n))
+            files = sorted(n for n in names if FILE_NAME.match(n))
             if files and not self.salvage:
                 raise JournalError(f"{self.dir} holds {', '.join(files)} but no MANIFEST; "
                                    "refusing to start empty (queuectld --salvage recovers what is readable)")
             if not files:
                 self._create()
                 return iter(())
-            self.manifest = _guess_manifest(files)
+            self.manifest = guess_manifest(files)
             log.warning("salvage: no MANIFEST; using %s", self.manifest)
         else:
             try:
@@ -239,7 +110,7 @@ class Journal:
             except JournalError:
                 if not self.salvage:
                     raise
-                self.manifest = _guess_manifest(sorted(n for n in names if _FILE.match(n)))
+                self.manifest = guess_manifest(sorted(n for n in names if FILE_NAME.match(n)))
                 log.warning("salvage: the MANIFEST is damaged; using %s", self.manifest)
         return self._replay()
 
@@ -303,7 +174,7 @@ class Journal:
             self.log_bytes += scan.good_end
             if last:
                 self._log_size = scan.good_end
-                self._seed = _seed(scan.generation)
+                self._seed = file_seed(scan.generation)
                 self.fd = os.open(scan.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         self.seq = seq
         if self.salvage:
@@ -326,7 +197,7 @@ class Journal:
         """Delete files no manifest refers to: leftovers of an interrupted compaction."""
         keep = set(self.manifest.logs) | {self.manifest.snapshot, "MANIFEST"}
         for name in os.listdir(self.dir):
-            if name not in keep and (_FILE.match(name) or name.endswith(".tmp")):
+            if name not in keep and (FILE_NAME.match(name) or name.endswith(".tmp")):
                 log.info("removing %s, left over from an interrupted compaction", name)
                 os.unlink(self._path(name))
 
@@ -337,12 +208,12 @@ class Journal:
         n = self.manifest.next_file
         name = f"log-{n}"
         generation = os.urandom(8)
-        _write_file(self._path(name), HEADER.pack(LOG_MAGIC, generation, base_seq))
-        _fsync_dir(self.dir)
+        write_file(self._path(name), HEADER.pack(LOG_MAGIC, generation, base_seq))
+        fsync_dir(self.dir)
         self.manifest = Manifest(self.manifest.snapshot, self.manifest.logs, n + 1)
         old = self.fd
         self.fd = os.open(self._path(name), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._seed = _seed(generation)
+        self._seed = file_seed(generation)
         self._log_size = HEADER.size
         if old >= 0:
             self._retired_fds.append(old)
@@ -351,9 +222,9 @@ class Journal:
     def _write_manifest(self, m: Manifest) -> None:
         body = msgspec.msgpack.encode(m)
         tmp = self._path("MANIFEST.tmp")
-        _write_file(tmp, MANIFEST_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body)
+        write_file(tmp, MANIFEST_MAGIC + zlib.crc32(body).to_bytes(4, "big") + body)
         os.rename(tmp, self._path("MANIFEST"))
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self.manifest = m
 
     async def aclose(self) -> None:
@@ -508,13 +379,13 @@ class Journal:
             n = self.manifest.next_file
             snap = f"snap-{n}"
             generation = os.urandom(8)
-            body, _ = encode_records(snapshot_events, _seed(generation), base)
+            body, _ = encode_records(snapshot_events, file_seed(generation), base)
             data = HEADER.pack(SNAP_MAGIC, generation, base) + body
             del snapshot_events, body
-            await self._get_loop().run_in_executor(None, _write_file, self._path(snap + ".tmp"), data)
+            await self._get_loop().run_in_executor(None, write_file, self._path(snap + ".tmp"), data)
             faults.point("compact-3")
             os.rename(self._path(snap + ".tmp"), self._path(snap))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             faults.point("compact-4")
             self._write_manifest(Manifest(snap, [new_log], n + 1))
             self.snapshot_bytes = len(data)
@@ -530,7 +401,7 @@ class Journal:
                     os.rename(self._path(name), os.path.join(aside, name))
                 else:
                     os.unlink(self._path(name))
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             faults.point("compact-6")
             self.compactions += 1
             log.info("compacted the journal: snapshot of %d bytes at record %d in %.2f s",
@@ -558,14 +429,3 @@ def _sync(retired: list[int], fd: int) -> None:
 def _report_compaction(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("compaction failed: %s", task.exception())
-
-
-def _guess_manifest(files: list[str]) -> Manifest:
-    """For salvage without a usable MANIFEST: the newest snapshot and every log, in order.
-
-    Replay skips log records the snapshot already holds.
-    """
-    numbered = sorted((int(m.group(2)), m.group(1), n) for n in files if (m := _FILE.match(n)))
-    snaps = [name for _, kind, name in numbered if kind == "snap"]
-    logs = [name for _, kind, name in numbered if kind == "log"]
-    return Manifest(snaps[-1] if snaps else None, logs, numbered[-1][0] + 1 if numbered else 1)

@@ -44,9 +44,6 @@ class JournalStore(Store):
     def pool_size(self) -> int:  # type: ignore[override]
         return self.queue.pool_size
 
-    def __len__(self) -> int:
-        return len(self.queue)
-
     # -- life -------------------------------------------------------------------
 
     async def open(self) -> int:

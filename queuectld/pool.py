@@ -23,8 +23,9 @@ from queuectl_client import protocol as p
 from queuectl_client.paths import Paths
 
 from .bus import Bus
+from .procs import kill_orphan_group
 from .rules import INTERRUPTED, plan_end
-from .runner import KILL_GRACE, Result, Run, Runner, kill_orphan_group
+from .runner import KILL_GRACE, Result, Run, Runner
 from .store import Full, Job, Store, StoreError
 
 log = logging.getLogger("queuectld.pool")

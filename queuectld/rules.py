@@ -12,8 +12,6 @@ from .config import Config
 from .model import Job, NewJob
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
-FINAL = (COMPLETED, DEAD)
-WAITING = (PENDING, FAILED)  # not started, or waiting out a backoff
 # `list` without a state: the jobs that need attention first, each state in the order its jobs entered it.
 LIST_ORDER = (PROCESSING, PENDING, FAILED, DEAD, COMPLETED)
 

@@ -25,14 +25,15 @@ import asyncio
 import logging
 import os
 import signal
-import time
-from collections import deque
 from collections.abc import Callable
+
+from .capture import Capture
+from .procs import become_subreaper, boot_ticks, children, proc_stat, reap
 
 log = logging.getLogger("queuectld.runner")
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
-READ_CHUNK = 65536
+SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
 
 
 class Result:
@@ -58,81 +59,6 @@ def describe_status(code: int) -> str | None:
     if code == 126:
         return "exited with status 126 (command not executable)"
     return f"exited with status {code}"
-
-
-class Capture:
-    """One output stream of one run, capped at `limit` bytes: its head and its tail."""
-
-    __slots__ = ("dropped", "fd", "file", "head_left", "path", "tail", "tail_limit", "tail_size")
-
-    def __init__(self, fd: int, path: str, limit: int) -> None:
-        self.fd = fd
-        self.path = path
-        self.file = -1  # opened at the first byte, so silent jobs create no files
-        self.head_left = limit - limit // 2
-        self.tail: deque[bytes] = deque()  # whole chunks; trimmed to tail_limit at the end
-        self.tail_size = 0
-        self.tail_limit = limit // 2
-        self.dropped = 0
-
-    def feed(self, data: bytes) -> None:
-        if self.head_left > 0:
-            head = data[: self.head_left]
-            self._write(head)
-            self.head_left -= len(head)
-            data = data[len(head) :]
-            if not data:
-                return
-        tail = self.tail
-        tail.append(data)
-        self.tail_size += len(data)
-        # Drop whole chunks that the newer ones make unnecessary.
-        while self.tail_size - len(tail[0]) >= self.tail_limit:
-            old = tail.popleft()
-            self.tail_size -= len(old)
-            self.dropped += len(old)
-
-    def read_available(self, max_chunks: int = 16) -> bool:
-        """Read what the pipe holds now, up to `max_chunks` reads so a flood cannot hog the loop.
-
-        False at end of file.
-        """
-        for _ in range(max_chunks):
-            try:
-                data = os.read(self.fd, READ_CHUNK)
-            except BlockingIOError:
-                return True
-            except OSError:
-                return False
-            if not data:
-                return False
-            self.feed(data)
-            if len(data) < READ_CHUNK:
-                return True
-        return True
-
-    def _write(self, data: bytes) -> None:
-        if self.file < 0:
-            self.file = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(self.file, data)
-        except OSError as e:
-            log.warning("cannot write job output to %s: %s", self.path, e.strerror)
-
-    def close(self) -> None:
-        tail = b"".join(self.tail)
-        self.tail.clear()
-        if len(tail) > self.tail_limit:
-            self.dropped += len(tail) - self.tail_limit
-            tail = tail[len(tail) - self.tail_limit :]
-        if self.dropped:
-            self._write(f"\n[queuectl: {self.dropped} bytes of output omitted]\n".encode())
-        if tail:
-            self._write(tail)
-        if self.file >= 0:
-            os.close(self.file)
-            self.file = -1
-        os.close(self.fd)
 
 
 class Run:
@@ -274,13 +200,13 @@ class Runner:
         if not self.subreaper:
             return
         adopted = False
-        for pid in _children():
+        for pid in children():
             if pid in self._leaders:
                 continue
             adopted = True
-            state, pgid, sid = _stat(pid)
+            state, pgid, sid = proc_stat(pid)
             if state == "Z" or not state:
-                _reap(pid)
+                reap(pid)
             elif sid not in self._leaders and sid != self._own_session:
                 for target, kill in ((pgid, os.killpg), (pid, os.kill)):
                     if target > 1:
@@ -301,114 +227,3 @@ def _secs(x: float | None) -> str:
     if x is None:
         return "?"
     return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-START_SLACK = 3  # ticks between our clock reading and the kernel's record of a process start
-
-
-def boot_ticks() -> int:
-    """Now, in the units /proc/PID/stat gives a process's start time (clock ticks since boot).
-
-    Read right after a spawn it matches the child's start time within a tick or
-    two, without reading /proc while the child is still in exec (which blocks).
-    """
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
-
-
-def process_start_time(pid: int) -> int:
-    """The process's start time in clock ticks since boot (0 if unknown); tells a pid's reuse apart."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def kill_orphan_group(pgid: int, pid_start: int) -> bool:
-    """After a crash: kill the session of a run that may still be going (its group, and what left it).
-
-    The session is ours if its leader is still the process we started (same
-    start time), or if the leader is gone but the session lives on (a pid
-    stays reserved while it names a live group or session, so it cannot have
-    been reused).
-    """
-    if pgid <= 1:
-        return False
-    start = process_start_time(pgid)
-    if start and pid_start and abs(start - pid_start) > START_SLACK:
-        return False
-    killed = False
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-        killed = True
-    except (ProcessLookupError, PermissionError):
-        pass
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != pgid:
-            state, group, sid = _stat(int(name))
-            if sid == pgid and state not in ("", "Z"):
-                try:
-                    if group > 1:
-                        os.killpg(group, signal.SIGKILL)
-                    os.kill(int(name), signal.SIGKILL)
-                    killed = True
-                except (ProcessLookupError, PermissionError):
-                    pass
-    return killed
-
-
-SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def become_subreaper() -> bool:
-    """Adopt the daemon's orphaned descendants (Linux 3.4+); False where the kernel refuses."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
-
-
-def _children() -> list[int]:
-    """The daemon's child processes, from every thread's /proc children list."""
-    pids: list[int] = []
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return pids
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as f:
-                pids += map(int, f.read().split())
-        except OSError:
-            pass
-    return pids
-
-
-def _stat(pid: int) -> tuple[str, int, int]:
-    """(state, process group, session) of a process; ("", 0, 0) if it is gone."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        return fields[0].decode(), int(fields[2]), int(fields[3])
-    except (OSError, ValueError, IndexError):
-        return "", 0, 0
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -139,7 +139,7 @@ async def test_multi_frame_enqueue_is_one_atomic_batch(daemon: Daemon, home: str
     ids = await asyncio.to_thread(enqueue)
     assert len(ids) == 2500 and len(daemon.store.queue) == 2500
     # One Added record for the whole batch.
-    from queuectld.journal import LOG_MAGIC, FileScan
+    from queuectld.journal_files import LOG_MAGIC, FileScan
 
     events = FileScan(os.path.join(daemon.store.journal.dir, daemon.store.journal.manifest.logs[-1]), LOG_MAGIC).events
     added = [e for e in events if type(e).__name__ == "AddedJobs"]

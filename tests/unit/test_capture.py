@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from queuectld.runner import Capture
+from queuectld.capture import Capture
 
 
 def _capture(tmp: str, data: bytes, limit: int, piece: int) -> bytes:

@@ -10,7 +10,8 @@ import pytest
 
 from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
-from queuectld.journal import HEADER, REC, Journal, JournalError
+from queuectld.journal import Journal, JournalError
+from queuectld.journal_files import HEADER, REC
 from queuectld.queue import Queue
 from tests.unit.plans import plan_add, plan_end, plan_start
 

@@ -1,0 +1,116 @@
+"""What the kernel says about processes: start times, sessions, children; and adopting orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+START_SLACK = 3  # ticks between our clock reading and the kernel's record of a process start
+
+
+def boot_ticks() -> int:
+    """Now, in the units /proc/PID/stat gives a process's start time (clock ticks since boot).
+
+    Read right after a spawn it matches the child's start time within a tick or
+    two, without reading /proc while the child is still in exec (which blocks).
+    """
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
+
+
+def process_start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (0 if unknown); tells a pid's reuse apart."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def kill_orphan_group(pgid: int, pid_start: int) -> bool:
+    """After a crash: kill the session of a run that may still be going (its group, and what left it).
+
+    The session is ours if its leader is still the process we started (same
+    start time), or if the leader is gone but the session lives on (a pid
+    stays reserved while it names a live group or session, so it cannot have
+    been reused).
+    """
+    if pgid <= 1:
+        return False
+    start = process_start_time(pgid)
+    if start and pid_start and abs(start - pid_start) > START_SLACK:
+        return False
+    killed = False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+        killed = True
+    except (ProcessLookupError, PermissionError):
+        pass
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != pgid:
+            state, group, sid = proc_stat(int(name))
+            if sid == pgid and state not in ("", "Z"):
+                try:
+                    if group > 1:
+                        os.killpg(group, signal.SIGKILL)
+                    os.kill(int(name), signal.SIGKILL)
+                    killed = True
+                except (ProcessLookupError, PermissionError):
+                    pass
+    return killed
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt the daemon's orphaned descendants (Linux 3.4+); False where the kernel refuses."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def children() -> list[int]:
+    """The daemon's child processes, from every thread's /proc children list."""
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as f:
+                pids += map(int, f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def proc_stat(pid: int) -> tuple[str, int, int]:
+    """(state, process group, session) of a process; ("", 0, 0) if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        return fields[0].decode(), int(fields[2]), int(fields[3])
+    except (OSError, ValueError, IndexError):
+        return "", 0, 0
+
+
+def reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
