@@ -7,16 +7,10 @@ Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
-import sys
-
-# msgspec uses typing_extensions when it is installed (test and dev tools bring it), and importing it
-# costs a CLI call about 15 ms; the protocol needs nothing from it.
-if "typing_extensions" not in sys.modules:
-    sys.modules["typing_extensions"] = None  # type: ignore[assignment]
-
 import argparse
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
