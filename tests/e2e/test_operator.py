@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from queuectl_client.cli import SUBCOMMANDS
+from queuectl_client.parser import SUBCOMMANDS
 from tests.conftest import BIN, QUEUECTL, Env, Terminal, wait_for
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
