@@ -19,7 +19,7 @@ from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
-from .render import human_job, job_dict, print_table, set_color, status_json, status_lines
+from .render import human_job, job_dict, print_table, set_color, set_escape, status_json, status_lines
 from .worker import cmd_worker
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -196,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         args = build_parser(argv).parse_args(argv)
-        set_color(sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+        tty = sys.stdout.isatty()
+        set_color(tty and not os.environ.get("NO_COLOR"))
+        set_escape(tty)
         with Client() as client:
             return COMMANDS[args.cmd](client, args)
 
