@@ -37,10 +37,11 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
         specs = [jobs.parse_one(args.job)]
     else:
         raise UsageError("give a job as JSON, - for stdin, or --file")
-    ids = client.enqueue_specs(specs, jobs.cwd())
+    cwd = jobs.cwd_for(specs)
     if args.json:
-        json_out(ids)
+        json_array(client.enqueue_jobs(specs, cwd))
     else:
+        ids = client.enqueue_specs(specs, cwd)
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
     return EXIT_OK
 
@@ -223,7 +224,7 @@ def enqueue_again(text: str, prefix: str) -> int:
     def run() -> int:
         spec = jobs.parse_one(text)
         with Client() as client:
-            ids = client.enqueue_resent([spec], prefix, jobs.cwd())
+            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]))
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
         return EXIT_OK
 
