@@ -60,6 +60,12 @@ def test_wait_for_waits_without_a_limit_by_default() -> None:
     assert inspect.signature(Client.wait_for).parameters["timeout"].default is None
 
 
+@pytest.mark.parametrize("extra", [[], ["--detach"]])
+def test_worker_start_with_no_workers_points_to_worker_stop(d: Env, extra: list[str]) -> None:
+    r = d.q("worker", "start", "--count", "0", *extra)
+    assert r.code == 2 and "queuectl worker stop" in r.err and r.err.count("\n") == 1, r
+
+
 def test_enqueue_json_prints_the_created_jobs_as_show_does(d: Env) -> None:
     one = d.ok("enqueue", '{"command": "true", "id": "one", "delay": 3600}', "--json").json()
     assert one == [d.show("one")]
