@@ -134,7 +134,7 @@ def cmd_dlq(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_config(client: Client, args: argparse.Namespace) -> int:
-    if args.action == "get":
+    if args.action == "get" and args.key is not None:
         value = client.config_get(args.key)
         if args.json:
             json_out({args.key: value})

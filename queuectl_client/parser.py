@@ -102,8 +102,8 @@ def _dlq_args(q: Parser) -> None:
 
 def _config_args(c: Parser) -> None:
     csub = c.add_subparsers(dest="action", metavar="ACTION", required=True)
-    cg = csub.add_parser("get")
-    cg.add_argument("key")
+    cg = csub.add_parser("get", help="one setting; every setting without a KEY")
+    cg.add_argument("key", nargs="?")
     _json_flag(cg)
     cs = csub.add_parser("set")
     cs.add_argument("key")

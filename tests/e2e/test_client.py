@@ -40,6 +40,9 @@ def _sh(env: Env, script: str, **extra: str) -> subprocess.CompletedProcess[str]
     return proc
 
 
+# --- run_at -----------------------------------------------------------------------
+
+
 def test_a_run_at_without_a_zone_is_the_callers_local_time(env: Env) -> None:
     env.env["TZ"] = "UTC"  # the daemon's zone
     env.start_daemon()
@@ -60,10 +63,26 @@ def test_wait_for_waits_without_a_limit_by_default() -> None:
     assert inspect.signature(Client.wait_for).parameters["timeout"].default is None
 
 
+# --- worker -----------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("extra", [[], ["--detach"]])
 def test_worker_start_with_no_workers_points_to_worker_stop(d: Env, extra: list[str]) -> None:
     r = d.q("worker", "start", "--count", "0", *extra)
     assert r.code == 2 and "queuectl worker stop" in r.err and r.err.count("\n") == 1, r
+
+
+# --- config -----------------------------------------------------------------------
+
+
+def test_config_get_without_a_key_prints_every_setting(d: Env) -> None:
+    assert d.ok("config", "get").out == d.ok("config", "list").out
+    assert d.ok("config", "get", "--json").json() == d.ok("config", "list", "--json").json()
+    assert set(d.ok("config", "get", "--json").json()) == {"max-retries", "backoff-base", "job-timeout",
+                                                             "output-limit"}
+
+
+# --- enqueue ----------------------------------------------------------------------
 
 
 def test_enqueue_json_prints_the_created_jobs_as_show_does(d: Env) -> None:
@@ -158,6 +177,9 @@ def test_a_deleted_current_directory_is_refused_unless_the_job_names_one(d: Env,
     assert [j["cwd"] for j in d.jobs()] == ["/"]
 
 
+# --- homes ------------------------------------------------------------------------
+
+
 def test_a_relative_home_is_made_absolute_for_the_daemon_and_its_jobs(env: Env, tmp_path: os.PathLike[str]) -> None:
     base = str(tmp_path)
     rel = os.path.relpath(env.home, base)
@@ -194,6 +216,9 @@ def test_a_home_that_cannot_be_written_exits_3_naming_the_path(env: Env, where: 
     assert "internal error" not in r.err
 
 
+# --- the terminal -----------------------------------------------------------------
+
+
 def _on_a_terminal(env: Env, *args: str) -> bytes:
     """The command's output as a terminal shows it: stdout and stderr on a pty."""
     master, slave = pty.openpty()
@@ -228,6 +253,28 @@ def test_control_characters_in_a_command_reach_a_terminal_escaped(d: Env) -> Non
     # Piped and as JSON, the command is as given.
     assert command in d.ok("list").out and command in d.ok("show", "esc").out
     assert d.show("esc")["command"] == command
+
+
+# --- top --json ---------------------------------------------------------------------
+
+
+def test_top_json_holds_status_json_and_the_running_jobs(d: Env, tmp_path: os.PathLike[str]) -> None:
+    go = os.path.join(str(tmp_path), "go")
+    job_id = d.enqueue(command=f"while [ ! -e {go} ]; do sleep 0.02; done")
+    d.ok("worker", "start", "--count", "1", "--detach")
+    d.wait_state(job_id, "processing")
+    top = d.ok("top", "--json").json()
+    status = d.ok("status", "--json").json()
+    open(go, "w").close()
+    assert set(top) == {"status", "running"}
+    assert top["status"].keys() == status.keys() and top["status"]["jobs"] == status["jobs"]
+    assert top["status"]["daemon"] == status["daemon"] and top["status"]["workers"] == status["workers"]
+    assert "type" not in json.dumps(top)
+    [running] = top["running"]
+    assert running["id"] == job_id and ISO.match(running["started_at"]) and running["attempts"] == 1
+
+
+# --- a daemon that is starting or stopping ------------------------------------------
 
 
 def _hold_lock(home: str, text: str) -> int:
