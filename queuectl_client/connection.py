@@ -236,7 +236,7 @@ class Client:
         return [self.show(job_id) for job_id in reply.ids]
 
     def _enqueue(self, specs: list[p.JobSpec], cwd: str | None, batch: int, want_jobs: bool) -> p.Enqueued:
-        if any(s.run_at.__class__ is datetime for s in specs):
+        if any(isinstance(s.run_at, datetime) for s in specs):
             specs = [local_seconds(s) for s in specs]
         own = any(s.id is None for s in specs)
         given = not all(s.id is None for s in specs)
