@@ -6,9 +6,9 @@
 # dead-letter queue, a DLQ retry, and a graceful stop of the daemon.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-source "$here/lib.sh"
 export QUEUECTL_HOME=$(mktemp -d /tmp/queuectl-demo.XXXXXX)
 unset QUEUECTL_NO_AUTOSTART
+source "$here/lib.sh"
 
 daemon_pid() { queuectl status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["daemon"]["pid"])'; }
 cleanup() {

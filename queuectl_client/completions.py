@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .parser import SUBCOMMANDS, build_parser
 from .wire import STATES
 
 # Where a command's positional argument takes its values from.
@@ -47,8 +48,6 @@ class Command:
 
 def model() -> list[Command]:
     """Every command and action with its flags, read from the parser."""
-    from .cli import SUBCOMMANDS, build_parser
-
     commands = []
     for name, (help_text, _, _) in SUBCOMMANDS.items():
         parser = _subparsers(build_parser([name]))[name]

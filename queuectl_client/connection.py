@@ -10,44 +10,29 @@ import builtins
 import errno
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
+from . import autostart
 from . import paths as _paths
 from . import protocol as p
+from .batches import batch_ids, enqueue_frames, local_seconds
+from .errors import CannotStart as CannotStart
+from .errors import ConnectionLost as ConnectionLost
+from .errors import DaemonStopping as DaemonStopping
+from .errors import DaemonUnavailable as DaemonUnavailable
+from .errors import RequestFailed as RequestFailed
+from .errors import TooLarge as TooLarge
 from .wire import VERSION, new_id_prefix
 
 __version__ = VERSION
 
-AUTOSTART_TIMEOUT = 10.0
-
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(p.Reply)
-
-
-class DaemonUnavailable(Exception):
-    """queuectld is not answering and could not be started."""
-
-
-class ConnectionLost(DaemonUnavailable):
-    """The daemon closed the connection before it replied."""
-
-
-class RequestFailed(Exception):
-    """The daemon refused the request; `code` is one of protocol.ERROR_CODES."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def exit_code(self) -> int:
-        return p.ERROR_CODES.get(self.code, 1)
 
 
 class Client:
@@ -59,6 +44,7 @@ class Client:
 
     def __init__(self, home: str | None = None, *, autostart: bool | None = None) -> None:
         self.paths = _paths.resolve(home)
+        self.home_given = bool(home or os.environ.get("QUEUECTL_HOME"))  # passed on to a daemon it starts
         if autostart is None:
             autostart = os.environ.get("QUEUECTL_NO_AUTOSTART", "") not in ("1", "true", "yes")
         self.autostart = autostart
@@ -101,10 +87,26 @@ class Client:
             return
         try:
             self._connect_once()
+            return
         except (OSError, ConnectionLost) as e:
             if not self.autostart or not _not_answering(e):
                 raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
-            self._start_daemon()
+
+        def attempt() -> bool:
+            try:
+                self._connect_once()
+                return True
+            except (OSError, ConnectionLost) as e:
+                if _not_answering(e):
+                    return False
+                raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
+
+        try:
+            autostart.start(self.paths, attempt, self.home_given)
+        except autostart.Stopping as e:
+            raise DaemonStopping(str(e)) from None
+        except autostart.StartFailed as e:
+            raise CannotStart(str(e)) from None
 
     def _connect_once(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -128,49 +130,19 @@ class Client:
             )
         self.server = hello
 
-    def _start_daemon(self) -> None:
-        import subprocess
-
-        os.makedirs(self.paths.state, mode=0o700, exist_ok=True)
-
-        def spawn() -> subprocess.Popen[bytes]:
-            with open(self.paths.daemon_log, "ab") as log:
-                return subprocess.Popen(
-                    [sys.executable, "-m", "queuectld"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    start_new_session=True, close_fds=True,
-                )
-
-        proc = spawn()
-        deadline = time.monotonic() + AUTOSTART_TIMEOUT
-        delay = 0.002
-        while True:
-            try:
-                self._connect_once()
-                return
-            except (OSError, ConnectionLost) as e:
-                if not _not_answering(e):
-                    raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
-            code = proc.poll()
-            if code == 75:
-                # Another daemon holds the lock: it is starting (it will answer) or dying (it
-                # will let go); either way, try again.
-                proc = spawn()
-            elif code is not None:
-                raise DaemonUnavailable(f"could not start queuectld: {_last_line(self.paths.daemon_log)}")
-            if time.monotonic() > deadline:
-                raise DaemonUnavailable(
-                    f"queuectld did not answer on {self.paths.socket} within {AUTOSTART_TIMEOUT:.0f} s"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-
     # -- framing ------------------------------------------------------------
 
     def _send(self, msg: p.Message) -> None:
+        body = _encoder.encode(msg)
+        if len(body) > p.MAX_FRAME:
+            raise TooLarge(f"the {type(msg).__name__} request is {len(body):,} bytes encoded, "
+                           f"over the frame limit of {p.MAX_FRAME:,} bytes")
+        self._send_body(body)
+
+    def _send_body(self, body: bytes) -> None:
         assert self._sock is not None
         try:
-            self._sock.sendall(p.frame(_encoder.encode(msg)))
+            self._sock.sendall(p.frame(body))
         except OSError as e:
             self.close()
             raise ConnectionLost(f"lost the connection to queuectld: {e.strerror}") from None
@@ -188,9 +160,12 @@ class Client:
         self.close()
         raise ConnectionLost("queuectld closed the connection")
 
-    def _reply(self, msg: p.Message) -> p.Message:
+    def _reply(self, msg: p.Message | bytes) -> p.Message:
         self.connect()
-        self._send(msg)
+        if isinstance(msg, bytes):
+            self._send_body(msg)
+        else:
+            self._send(msg)
         reply = self._read()
         if isinstance(reply, p.Error):
             raise RequestFailed(reply.code, reply.message)
@@ -230,8 +205,10 @@ class Client:
         """Add jobs all or nothing and return their ids once they are on disk.
 
         Each job is a JobSpec or a dict of its JSON fields (`command`, `id`,
-        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`).
-        Raises msgspec.ValidationError naming a bad field.
+        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`).  A
+        `run_at` datetime without a zone is local time in this process.
+        Raises msgspec.ValidationError naming a bad field, and TooLarge for a
+        job that does not fit in a frame.
         """
         items = builtins.list(jobs)
         if all(isinstance(j, p.JobSpec) for j in items):
@@ -248,23 +225,33 @@ class Client:
         recognised as a duplicate instead of adding the jobs twice; if it
         collides with existing jobs, another is drawn.
         """
+        return self._enqueue(specs, cwd, batch, False).ids
+
+    def enqueue_jobs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> list[p.Job]:
+        """As `enqueue_specs`, but return the created jobs as `show` gives them."""
+        reply = self._enqueue(specs, cwd, batch, True)
+        if len(reply.jobs) == len(reply.ids):
+            return reply.jobs
+        # A daemon that predates `want_jobs`, or a lost reply resent: ask for each job.
+        return [self.show(job_id) for job_id in reply.ids]
+
+    def _enqueue(self, specs: list[p.JobSpec], cwd: str | None, batch: int, want_jobs: bool) -> p.Enqueued:
+        if any(isinstance(s.run_at, datetime) for s in specs):
+            specs = [local_seconds(s) for s in specs]
         own = any(s.id is None for s in specs)
         given = not all(s.id is None for s in specs)
         for attempt in range(3):
+            prefix = new_id_prefix() if own else ""
+            frames = enqueue_frames(specs, prefix, cwd, batch, want_jobs)
             try:
-                return self._enqueue_batch(specs, new_id_prefix() if own else "", cwd, batch)
+                try:
+                    return self._send_batch(frames)
+                except ConnectionLost:
+                    return self._resend(specs, prefix, frames)
             except RequestFailed as e:
                 if e.code != "duplicate" or given or attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-    def _enqueue_batch(self, specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int) -> list[str]:
-        try:
-            reply = self._send_batch(specs, prefix, cwd, batch)
-        except ConnectionLost:
-            return self.enqueue_resent(specs, prefix, cwd, batch)
-        assert isinstance(reply, p.Enqueued)
-        return reply.ids
 
     def enqueue_resent(self, specs: list[p.JobSpec], prefix: str, cwd: str | None = None,
                        batch: int = 20_000) -> list[str]:
@@ -272,21 +259,23 @@ class Client:
 
         The batch is atomic, so a duplicate-id refusal means the first copy landed.
         """
+        return self._resend(specs, prefix, enqueue_frames(specs, prefix, cwd, batch, False)).ids
+
+    def _resend(self, specs: list[p.JobSpec], prefix: str, frames: list[bytes]) -> p.Enqueued:
         try:
-            reply = self._send_batch(specs, prefix, cwd, batch)
+            return self._send_batch(frames)
         except RequestFailed as e:
             if e.code != "duplicate":
                 raise
-            return _batch_ids(specs, prefix)
-        assert isinstance(reply, p.Enqueued)
-        return reply.ids
+            return p.Enqueued(batch_ids(specs, prefix))
 
-    def _send_batch(self, specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int) -> p.Message:
-        chunks = [specs[i : i + batch] for i in range(0, len(specs), batch)] or [[]]
+    def _send_batch(self, frames: list[bytes]) -> p.Enqueued:
         self.connect()
-        for chunk in chunks[:-1]:
-            self._send(p.Enqueue(chunk, True, prefix, cwd))
-        return self._reply(p.Enqueue(chunks[-1], False, prefix, cwd))
+        for body in frames[:-1]:
+            self._send_body(body)
+        reply = self._reply(frames[-1])
+        assert isinstance(reply, p.Enqueued)
+        return reply
 
     def status(self) -> p.StatusReply:
         reply: p.StatusReply = self.request(p.Status())
@@ -337,16 +326,17 @@ class Client:
             return self.stream(p.Subscribe())
         return self.stream(p.WorkerStart(start, follow=True))
 
-    def wait_for(self, job_id: str, states: Iterable[str] = ("completed", "dead"), timeout: float = 30.0) -> p.Job:
-        """Poll until the job is in one of `states`; raises TimeoutError."""
+    def wait_for(self, job_id: str, states: Iterable[str] = ("completed", "dead"),
+                 timeout: float | None = None) -> p.Job:
+        """Poll until the job is in one of `states` (by default: final); TimeoutError after `timeout` s, if given."""
         wanted = set(states)
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
             job = self.show(job_id)
             if job.state in wanted:
                 return job
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is {job.state}, not {'/'.join(sorted(wanted))}, after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
@@ -363,24 +353,4 @@ def _reason(e: BaseException) -> str:
     return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
 
 
-def _batch_ids(specs: list[p.JobSpec], prefix: str) -> list[str]:
-    """The ids the daemon gives a batch (see protocol.Enqueue.id_prefix)."""
-    if len(specs) == 1:
-        return [specs[0].id or prefix]
-    return [s.id or f"{prefix}-{i}" for i, s in enumerate(specs, 1)]
 
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-        if not lines:
-            return f"it exited without a message (log: {path})"
-        import re
-
-        # Drop the log line's time, name and level.
-        return re.sub(r"^\S+ \S+ queuectld\[\d+\] [A-Z]+ ", "", lines[-1])
-    except OSError:
-        return f"it exited without a message (log: {path})"

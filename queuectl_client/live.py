@@ -16,7 +16,7 @@ import msgspec
 
 from . import protocol as p
 from .connection import Client, RequestFailed
-from .render import ago, iso, paint, print_table, status_lines
+from .render import ago, iso, paint, print_table, status_json, status_lines
 
 FINAL = ("completed", "dead")
 WAITING = ("pending", "failed")  # not started, or waiting to be retried
@@ -258,7 +258,7 @@ class _Progress:
 def top(client: Client, interval: float, as_json: bool) -> int:
     """Status and the running jobs, redrawn every `interval` s until Ctrl-C; once when not on a terminal."""
     if as_json:
-        st = msgspec.to_builtins(client.status())
+        st = status_json(msgspec.to_builtins(client.status()))
         running = [{"id": j.id, "command": j.command, "worker": j.worker, "started_at": iso(j.started_at),
                     "attempts": j.attempts} for j in client.list("processing")]
         sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode({"status": st, "running": running}),

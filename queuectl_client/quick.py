@@ -1,21 +1,25 @@
 """`queuectl`'s entry point, with a quick path for the calls scripts make most.
 
 `queuectl status [--json]` and `queuectl enqueue JSON` (one job) are served
-here with the standard library and `minipack`: no msgspec, no argparse.  Any
-other command, and every case the quick path is not sure of, goes to the full
-CLI (`cli.main`), which gives the same result and the canonical messages:
-a daemon that is not running (the full path starts one), a reply the quick
-path cannot read, and a job the daemon calls invalid (the full path names
-the bad field the same way as for a file of jobs).
+here with the standard library only: no msgspec, no argparse.  The daemon
+answers a connection in JSON when its Hello is JSON, so `json` does the
+encoding.  Any other command, and every case the quick path is not sure of,
+goes to the full CLI (`cli.main`), which gives the same result and the
+canonical messages: a daemon that is not running (the full path starts one),
+a reply the quick path cannot read, a job the daemon calls invalid (the full
+path names the bad field the same way as for a file of jobs), a `run_at`
+time (the full path reads it in the caller's zone), and a current directory
+that no longer exists.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
 
-from . import minipack, wire
+from . import wire
 from .paths import resolve
 
 TYPE_CHECKING = False  # typing costs a CLI call ~5 ms; it is for the type checker only
@@ -66,11 +70,11 @@ class _Link:
             raise _Fallback
 
     def send(self, msg: dict[str, Any]) -> None:
-        self.sock.sendall(wire.frame(minipack.packb(msg)))
+        self.sock.sendall(wire.frame(encode(msg)))
 
     def read(self) -> dict[str, Any]:
         body = self._exactly(wire.frame_length(self._exactly(wire.HEADER_SIZE)))
-        msg = minipack.unpackb(body)
+        msg = json.loads(body, parse_constant=_refuse)
         if not isinstance(msg, dict):
             raise ValueError("a reply that is not a message")
         return msg
@@ -83,6 +87,18 @@ class _Link:
                 raise ConnectionResetError("queuectld closed the connection")
             buf += chunk
         return bytes(buf)
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    """A message as JSON; ValueError for what JSON or one frame cannot hold (NaN, lone surrogates, size)."""
+    body = json.dumps(msg, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    if len(body) > wire.MAX_FRAME:
+        raise ValueError("too large for a frame")
+    return body
+
+
+def _refuse(constant: str) -> Any:
+    raise ValueError(constant)  # NaN and Infinity are not JSON; the full path says so
 
 
 def _fail(reply: dict[str, Any]) -> int:
@@ -105,8 +121,6 @@ def _status(json_out: bool) -> int:
         if reply.get("type") != "StatusReply":
             raise _Fallback
         if json_out:
-            import json
-
             text = json.dumps(status_json(reply), indent=2, ensure_ascii=False)
         else:
             text = "\n".join(status_lines(reply))
@@ -119,24 +133,21 @@ def _status(json_out: bool) -> int:
 
 
 def _enqueue(text: str) -> int:
-    import json
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(constant)  # NaN and Infinity are not JSON; the full path says so
-
     try:
-        job = json.loads(text, parse_constant=refuse)
+        job = json.loads(text, parse_constant=_refuse)
     except ValueError:
         raise _Fallback from None
     if not isinstance(job, dict) or any(isinstance(v, (dict, list)) for v in job.values()):
         raise _Fallback
+    if isinstance(job.get("run_at"), str):
+        raise _Fallback  # a time: the full path reads it in this process's zone
     prefix = "" if "id" in job else wire.new_id_prefix()
     try:
-        cwd: str | None = os.getcwd()
+        cwd = os.getcwd()
     except OSError:
-        cwd = None
+        raise _Fallback from None  # deleted: the full path refuses a job that names no directory
     try:
-        request = minipack.packb({"type": "Enqueue", "jobs": [job], "more": False, "id_prefix": prefix, "cwd": cwd})
+        request = encode({"type": "Enqueue", "jobs": [job], "more": False, "id_prefix": prefix, "cwd": cwd})
     except ValueError:
         raise _Fallback from None
     link = _Link()

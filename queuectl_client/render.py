@@ -15,15 +15,36 @@ if TYPE_CHECKING:
     from . import protocol as p
 
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "next_retry_at")
+JSON_TIME_FIELDS = (*TIME_FIELDS, "locked_at")  # locked_at is started_at while the job runs: not shown twice
 
 # SGR colours per state; used only on a terminal and never with NO_COLOR (https://no-color.org).
 COLORS = {"processing": "36", "completed": "32", "failed": "33", "dead": "31", "deleted": "2"}
 _color = False
+_escape = False
+
+# C0 and C1 control characters (but newline and tab) as \xNN: a command or a message holding an escape
+# sequence must not drive the terminal that shows it.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
 
 
 def set_color(enabled: bool) -> None:
     global _color
     _color = enabled
+
+
+def set_escape(enabled: bool) -> None:
+    """Show control characters escaped (on a terminal); pipes and JSON get the text as it is."""
+    global _escape
+    _escape = enabled
+
+
+def escaped(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
+def shown(text: str) -> str:
+    """`text` as it may be written to the output: escaped when that is a terminal."""
+    return text.translate(_CONTROLS) if _escape else text
 
 
 def paint(text: str, state: str) -> str:
@@ -32,17 +53,32 @@ def paint(text: str, state: str) -> str:
 
 
 def iso(t: float | None) -> str | None:
-    """UNIX seconds as ISO 8601 UTC with milliseconds, e.g. 2026-11-28T04:49:28.123Z."""
+    """UNIX seconds as ISO 8601 UTC with milliseconds, e.g. 2026-11-28T04:49:28.123Z.
+
+    A time the platform cannot convert (past its time_t, infinite, NaN) is
+    written as the number, so that a read command never fails on a value.
+    """
     if t is None:
         return None
-    ms = round(t * 1000)
-    secs, ms = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+    try:
+        ms = round(t * 1000)
+        secs, ms = divmod(ms, 1000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ms:03d}Z"
+    except (OverflowError, ValueError, OSError):
+        return repr(t)
+
+
+def clock(t: float) -> str:
+    """Local HH:MM:SS, or the number for a time the platform cannot convert."""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(t))
+    except (OverflowError, ValueError, OSError):
+        return repr(t)
 
 
 def job_dict(job: p.Job) -> dict[str, Any]:
     d = {f: getattr(job, f) for f in job.__struct_fields__}
-    for f in TIME_FIELDS:
+    for f in JSON_TIME_FIELDS:
         d[f] = iso(d[f])
     return d
 
@@ -98,7 +134,7 @@ def print_table(jobs: Iterable[p.Job], out: IO[str], page: int = 1000) -> None:
 
     for job in jobs:
         tries = f"{job.attempts}/{job.max_retries + 1}"
-        rows.append((job.id, job.state, tries, str(job.priority), _when(job, now), _clip(job.command, 60)))
+        rows.append((job.id, job.state, tries, str(job.priority), _when(job, now), _clip(shown(job.command), 60)))
         if len(rows) >= page:
             flush()
     if widths is None and not rows:
@@ -117,12 +153,12 @@ def human_job(job: p.Job) -> str:
     now = time.time()
     lines = [
         ("id", job.id),
-        ("command", job.command),
+        ("command", shown(job.command)),
         ("state", paint(job.state, job.state)),
         ("attempts", f"{job.attempts} of at most {job.max_retries + 1}"),
         ("priority", str(job.priority)),
         ("timeout", "none" if job.timeout is None else f"{job.timeout:g} s"),
-        ("directory", job.cwd or "-"),
+        ("directory", shown(job.cwd or "-")),
     ]
     for f in TIME_FIELDS:
         t = getattr(job, f)
@@ -131,8 +167,10 @@ def human_job(job: p.Job) -> str:
     if job.exit_code is not None:
         lines.append(("exit code", str(job.exit_code)))
     if job.error_message:
-        lines.append(("error", job.error_message))
-    if job.worker is not None:
+        lines.append(("error", shown(job.error_message)))
+    if job.locked_by is not None:
+        lines.append(("locked by", shown(job.locked_by)))
+    elif job.worker is not None:
         lines.append(("worker", str(job.worker)))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
@@ -145,10 +183,11 @@ def human_job(job: p.Job) -> str:
 def status_lines(st: dict[str, Any]) -> list[str]:
     counts = "  ".join(paint(f"{s} {st['jobs'].get(s, 0)}", s) for s in STATES)
     workers = st["workers"]
+    stopping = ", stopping: it starts no new job" if st.get("stopping") else ""
     return [
         f"jobs     {counts}",
         f"workers  {workers['busy']} busy of {workers['configured']}",
-        f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}",
+        f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}",
     ]
 
 
@@ -157,5 +196,6 @@ def status_json(st: dict[str, Any]) -> dict[str, Any]:
     return {
         "jobs": st["jobs"],
         "workers": {"configured": workers["configured"], "busy": workers["busy"]},
-        "daemon": {"pid": st["pid"], "version": st["version"], "started_at": iso(st["started_at"])},
+        "daemon": {"pid": st["pid"], "version": st["version"], "started_at": iso(st["started_at"]),
+                   "stopping": bool(st.get("stopping", False))},
     }

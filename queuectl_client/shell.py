@@ -15,7 +15,7 @@ import shlex
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
@@ -25,6 +25,10 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from . import completions
 from .connection import Client, DaemonUnavailable, RequestFailed
+from .parser import SUBCOMMANDS
+
+# Runs one command line's words on the shell's connection and returns its exit status (`cli.run_line`).
+RunLine = Callable[[Client, list[str]], int]
 
 PROMPT = "queuectl> "
 HISTORY_FILE = "shell_history"
@@ -38,14 +42,12 @@ COUNTS_PERIOD = 1.0  # seconds between the toolbar's status requests
 LOOKUP_TTL = 2.0  # seconds completion values (ids, keys) are reused
 
 
-def run_shell(client: Client) -> int:
-    from .cli import SUBCOMMANDS
-
+def run_shell(client: Client, run_line: RunLine) -> int:
     if not sys.stdin.isatty():
         # Piped commands: one per line, no prompt, no toolbar; the status is the last command's, as in sh.
         status = 0
         for line in sys.stdin:
-            code = execute(client, line)
+            code = execute(client, line, run_line)
             if code is None:
                 break
             status = code
@@ -69,17 +71,15 @@ def run_shell(client: Client) -> int:
                 continue  # Ctrl-C at the prompt clears the line
             except EOFError:
                 break
-            if execute(client, line) is None:
+            if execute(client, line, run_line) is None:
                 break
     finally:
         counts.stop.set()
     return 0
 
 
-def execute(client: Client, line: str) -> int | None:
+def execute(client: Client, line: str, run_line: RunLine) -> int | None:
     """Run one line; its exit status, or None to leave the shell."""
-    from .cli import SUBCOMMANDS, UsageError, build_parser, guarded
-
     try:
         argv = shlex.split(line)
     except ValueError as e:
@@ -107,16 +107,8 @@ def execute(client: Client, line: str) -> int | None:
     if not client.alive():
         client.close()  # the daemon went away or restarted: the command connects again
 
-    def run() -> int:
-        from .cli import COMMANDS
-
-        args = build_parser(argv).parse_args(argv)
-        if args.cmd == "shell":
-            raise UsageError("this is the shell already")
-        return COMMANDS[args.cmd](client, args)
-
     try:
-        code = guarded(run)
+        code = run_line(client, argv)
     except SystemExit as e:  # --help and --version print, then exit
         code = e.code if isinstance(e.code, int) else 0
     if code == 130:

@@ -1,6 +1,9 @@
 """The Unix socket: who may connect, and the per-connection frame loop.
 
-Only this module touches client sockets.  A frame's length is checked
+Only this module touches client sockets.  Frames hold msgpack, or JSON for a
+connection whose Hello is JSON (its body starts with `{`): the CLI's quick
+path speaks JSON with the standard library, so that a one-shot call does not
+pay for importing msgspec.  A frame's length is checked
 against MAX_FRAME before its body is read, and its body must arrive within
 a timeout.  A body that does not decode gets an `Error` reply and the
 connection goes on; a bad length closes it.  Nothing a client sends can
@@ -35,26 +38,31 @@ SEND_BUFFER_LIMIT = 1 << 20  # a subscriber further behind than this loses event
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(p.Request)
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder(p.Request)
 _PEERCRED = struct.Struct("3i")
 
 
 class Connection:
-    """One client: its streams and the jobs it staged in a multi-frame enqueue."""
+    """One client: its streams, its encoding, and the jobs it staged in a multi-frame enqueue."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.staged: list[p.JobSpec] = []
+        self.greeted = False  # the first frame (the Hello) has been read: the encoding is known
+        self.encode = _encoder.encode
+        self.decode = _decoder.decode
 
     async def send(self, msg: p.Message) -> None:
-        self.writer.write(p.frame(_encoder.encode(msg)))
+        self.writer.write(p.frame(self.encode(msg)))
         await self.writer.drain()
 
     def send_nowait(self, msg: p.Message) -> bool:
         """Queue a frame unless the client is too far behind; False if it was not sent."""
         if self.writer.is_closing() or self.writer.transport.get_write_buffer_size() > SEND_BUFFER_LIMIT:
             return False
-        self.writer.write(p.frame(_encoder.encode(msg)))
+        self.writer.write(p.frame(self.encode(msg)))
         return True
 
     async def closed(self) -> None:
@@ -71,7 +79,12 @@ class Connection:
                 raise p.ProtocolError("truncated frame header") from None
             return None
         body = await asyncio.wait_for(self.reader.readexactly(p.frame_length(header)), BODY_TIMEOUT)
-        msg: p.Message = _decoder.decode(body)
+        if not self.greeted:
+            self.greeted = True
+            if body[:1] == b"{":  # a msgpack message never starts with this byte (a bare integer)
+                self.encode = _json_encoder.encode
+                self.decode = _json_decoder.decode
+        msg: p.Message = self.decode(body)
         return msg
 
 
@@ -128,7 +141,10 @@ class Server:
             if len(self.connections) > MAX_CONNECTIONS:
                 await conn.send(p.Error("internal", f"too many connections (limit {MAX_CONNECTIONS})"))
                 return
-            hello = await conn.read(HELLO_TIMEOUT)
+            try:
+                hello = await conn.read(HELLO_TIMEOUT)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                hello = None
             if not isinstance(hello, p.Hello):
                 await conn.send(p.Error("invalid", "expected Hello first"))
                 return

@@ -133,7 +133,7 @@ def _kill_daemon_of(home: str) -> None:
     """Kill a daemon the test left behind (for example one started by autostart)."""
     try:
         with open(os.path.join(home, "queuectld.lock")) as f:
-            pid = int(f.read().strip() or 0)
+            pid = int((f.read().split() or ["0"])[0])  # "PID" or "PID stopping"
     except (OSError, ValueError):
         return
     try:
@@ -186,7 +186,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def daemon_pid(home: str) -> int:
     with open(os.path.join(home, "queuectld.lock")) as f:
-        return int(f.read().strip())
+        return int(f.read().split()[0])  # "PID" or "PID stopping"
 
 
 def rss_kib(pid: int) -> int:

@@ -12,7 +12,7 @@ source "$(dirname "$0")/../lib.sh"
 data=$(mktemp -d /tmp/queuectl-backup.XXXXXX)
 mkdir -p "$data/home/notes" "$data/archive"
 for i in $(seq 50); do echo "note $i" > "$data/home/notes/$i.txt"; done
-trap 'rm -rf "$data"' EXIT
+at_exit 'rm -rf "$data"'
 
 tag=$(date +%Y%m%d-%H%M%S)
 enqueue "{\"id\": \"archive-$tag\", \"command\": \"tar -czf $data/archive/home.tar.gz -C $data home && ls -l $data/archive\", \"timeout\": 60}"

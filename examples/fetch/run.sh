@@ -10,7 +10,7 @@ source "$here/../lib.sh"
 out=$(mktemp -d /tmp/queuectl-fetch.XXXXXX)
 coproc SERVER { exec python3 "$here/flaky_server.py" 2>/dev/null; }
 read -r port <&"${SERVER[0]}"
-trap 'kill $SERVER_PID 2>/dev/null; rm -rf "$out"' EXIT
+at_exit 'kill $SERVER_PID 2>/dev/null; rm -rf "$out"'
 
 job=$(printf '{"command": "python3 %s http://127.0.0.1:%s/daily.csv %s/daily.csv", "max_retries": 3}' \
       "$here/fetch.py" "$port" "$out")

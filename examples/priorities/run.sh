@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 order=$(mktemp /tmp/queuectl-order.XXXXXX)
-trap 'rm -f "$order"' EXIT
+at_exit 'rm -f "$order"'
 step queuectl worker stop
 ids=()
 for spec in "report-a 0" "report-b 0" "rebuild-index 5" "report-c 0" "page-oncall 10"; do

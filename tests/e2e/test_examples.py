@@ -33,3 +33,33 @@ def test_example(env: Env, script: str, expected: list[str]) -> None:
     for pattern in expected:
         assert re.search(pattern, proc.stdout), (pattern, proc.stdout)
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["priorities/run.sh", "python_api/enqueue_and_wait.py"])
+def test_an_example_run_without_a_home_uses_one_of_its_own(tmp_path: os.PathLike[str], script: str) -> None:
+    import shutil
+    import tempfile
+
+    from tests.conftest import _kill_daemon_of
+
+    user_state = os.path.join(str(tmp_path), "state")  # where the user's own queue would be
+    tmp = tempfile.mkdtemp(prefix="qx-", dir="/tmp")  # short: the example's socket lives under it
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QUEUECTL_", "XDG_"))}
+    env.update(PATH=BIN + ":" + os.environ["PATH"], HOME=str(tmp_path), XDG_STATE_HOME=user_state, TMPDIR=tmp)
+    command = ["python" if script.endswith(".py") else "bash", os.path.join(EXAMPLES, script)]
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert not os.path.exists(os.path.join(user_state, "queuectl")), "the example used the user's queue"
+        assert os.listdir(tmp) == [], "the example left its home behind"
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    assert tmp.encode() not in f.read(), f"the example left its daemon (pid {pid}) running"
+            except OSError:
+                pass
+    finally:
+        _kill_daemon_of(os.path.join(user_state, "queuectl"))
+        for name in os.listdir(tmp):
+            _kill_daemon_of(os.path.join(tmp, name))
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from queuectl_client.cli import SUBCOMMANDS
+from queuectl_client.parser import SUBCOMMANDS
 from tests.conftest import BIN, QUEUECTL, Env, Terminal, wait_for
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -237,8 +237,8 @@ def test_every_subcommand_has_help_with_examples_and_json_where_it_prints(env: E
 
 
 def test_json_output_of_enqueue_retry_and_config_get(d: Env) -> None:
-    ids = d.ok("enqueue", '{"command": "true", "delay": 3600}', "--json").json()
-    assert isinstance(ids, list) and len(ids) == 1 and d.show(ids[0])["state"] == "pending"
+    ids = [j["id"] for j in d.ok("enqueue", '{"command": "true", "delay": 3600}', "--json").json()]
+    assert len(ids) == 1 and d.show(ids[0])["state"] == "pending"
     d.ok("config", "set", "max-retries", "0")
     assert d.ok("config", "get", "max-retries", "--json").json() == {"max-retries": "0"}
     job_id = d.enqueue(command="exit 1")

@@ -293,3 +293,71 @@ def test_kill_9_during_an_enqueue_burst_loses_no_acknowledged_job(env: Env) -> N
     present = {j["id"] for j in env.jobs()}
     assert set(acked) <= present, sorted(set(acked) - present)[:5]
     assert env.jobs("processing") == []
+
+
+def test_a_foreground_worker_outlives_a_killed_daemon_and_its_jobs_still_run(env: Env) -> None:
+    env.start_daemon()
+    blocker = env.enqueue(command="sleep 300", max_retries=0)
+    queued = [env.enqueue(command=f"echo {i}") for i in range(3)]
+    follow = dict(env.env)
+    del follow["QUEUECTL_NO_AUTOSTART"]  # it starts the daemon again, as any command would
+    fg = subprocess.Popen([QUEUECTL, "worker", "start", "--count", "1"], env=follow, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        env.wait_state(blocker, "processing")
+        assert env.daemon is not None
+        first = env.daemon.pid
+        env.stop_daemon(signal.SIGKILL)
+        # Nobody types a command: the follower brings the daemon back and the queued jobs run.
+        for job_id in queued:
+            wait_for(lambda j=job_id: env.q("show", j, "--json").code == 0 and env.show(j)["state"] == "completed",
+                     20, f"{job_id} to complete")
+        status = env.ok("status", "--json").json()
+        assert status["daemon"]["pid"] != first and status["workers"]["configured"] == 1
+        assert env.show(blocker)["state"] == "dead"  # interrupted by the kill, no retries left
+        assert fg.poll() is None
+        env.ok("worker", "stop")
+        _, err = fg.communicate(timeout=15)
+        assert fg.returncode == 0, err
+        assert "reconnected to queuectld" in err, err  # the jobs may have run before it followed again
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+
+
+def test_sighup_to_a_foreground_worker_stops_the_pool_as_ctrl_c_does(env: Env) -> None:
+    env.start_daemon()
+    running = env.enqueue(command="sleep 1; echo done")
+    queued = env.enqueue(command="true", delay=0.5)
+    fg = _foreground(env, 1)
+    env.wait_state(running, "processing")
+    fg.send_signal(signal.SIGHUP)
+    _, err = fg.communicate(timeout=15)
+    assert fg.returncode == 0, err
+    assert env.show(running)["state"] == "completed"
+    assert env.show(queued)["state"] == "pending"
+    assert env.ok("status", "--json").json()["workers"]["configured"] == 0
+
+
+def test_closing_the_terminal_of_a_foreground_worker_stops_the_pool(env: Env) -> None:
+    import pty
+
+    env.start_daemon()
+    running = env.enqueue(command="sleep 1; echo done")
+    pid, master = pty.fork()
+    if pid == 0:  # the child: queuectl on a terminal of its own, as in a terminal window
+        os.execve(QUEUECTL, [QUEUECTL, "worker", "start", "--count", "1"], env.env)
+    try:
+        env.wait_state(running, "processing")
+        os.close(master)  # the window closes: SIGHUP, and every later write fails
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert env.show(running)["state"] == "completed"
+        assert env.ok("status", "--json").json()["workers"]["configured"] == 0
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

@@ -188,3 +188,45 @@ async def test_enospc_on_write_refuses_then_recovers(
 
     await asyncio.to_thread(go)
     assert [j.id for j in daemon.store.queue.iter_jobs()] == ["before", "after"]
+
+
+async def test_a_connection_that_says_hello_in_json_is_answered_in_json(daemon: Daemon, home: str) -> None:
+    import json
+
+    def talk() -> list[dict[str, object]]:
+        def send(body: bytes) -> None:
+            s.sendall(p.frame(body))
+
+        def recv() -> dict[str, object]:
+            header = s.recv(4, socket.MSG_WAITALL)
+            reply: dict[str, object] = json.loads(s.recv(int.from_bytes(header, "big"), socket.MSG_WAITALL))
+            return reply
+
+        with _raw(home) as s:
+            send(b'{"type": "Hello", "version": %d}' % p.PROTOCOL_VERSION)
+            got = [recv()]
+            send(b'{"type": "Enqueue", "jobs": [{"id": "j1", "command": "true", "run_at": 4102444800}]}')
+            got.append(recv())
+            send(b"{not json")
+            got.append(recv())
+            send(b'{"type": "Enqueue", "jobs": [{"command": "a\\u0000b"}]}')
+            got.append(recv())
+            send(b'{"type": "Show", "id": "j1"}')
+            got.append(recv())
+            send(msgspec.msgpack.encode(p.Status()))  # msgpack on a JSON connection is not JSON
+            got.append(recv())
+            send(b'{"type": "Status"}')
+            got.append(recv())
+            return got
+
+    hello, enqueued, bad, nul, shown, mixed, status = await asyncio.to_thread(talk)
+    assert hello["type"] == "Hello" and hello["version"] == p.PROTOCOL_VERSION
+    assert enqueued == {"type": "Enqueued", "ids": ["j1"], "jobs": []}
+    assert bad["type"] == "Error" and bad["code"] == "invalid"
+    assert nul["type"] == "Error" and "$.jobs[0].command" in str(nul["message"])
+    assert shown["type"] == "JobReply" and shown["job"]["run_at"] == 4102444800.0  # type: ignore[index]
+    assert mixed["type"] == "Error" and mixed["code"] == "invalid"
+    assert status["type"] == "StatusReply" and status["jobs"]["pending"] == 1  # type: ignore[index]
+    # A msgpack client on another connection is served as before.
+    with Client(home, autostart=False) as c:
+        assert (await asyncio.to_thread(c.show, "j1")).run_at == 4102444800.0

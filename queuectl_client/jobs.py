@@ -1,0 +1,138 @@
+"""Jobs as people write them: JSON text to checked `JobSpec`s, errors that name the field.
+
+The protocol's bounds are written as msgspec patterns and limits, whose own
+messages quote a regular expression; the ones a person meets are put in
+words here, keeping the field's path.  A `run_at` without a zone is the
+caller's local time, so it becomes UNIX seconds here, in the caller's zone,
+before it is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import msgspec
+
+from . import protocol as p
+from .batches import local_seconds
+from .parser import UsageError
+
+_decode_one = msgspec.json.Decoder(p.JobSpec).decode
+_decode_many = msgspec.json.Decoder(list[p.JobSpec]).decode
+
+_ID_WORDS = "id must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_PATH_WORDS = "cwd must be an absolute path (starting with /) of at most 4,095 characters, without a NUL byte"
+_NEW_JOB = "(a new job's value) or left out"
+
+
+def read(path: str | None) -> bytes:
+    """The bytes of a jobs file, or of stdin for None or "-"."""
+    if path in (None, "-"):
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+
+
+def parse_lines(data: bytes) -> list[p.JobSpec]:
+    """One JSON job per line, blank lines skipped; errors name the line."""
+    lines = [ln for ln in data.splitlines() if ln.strip()]
+    if not lines:
+        raise UsageError("no jobs given: expected one JSON object per line")
+    try:
+        # One decode for the whole batch; the per-line pass below only runs to find an error.
+        specs = _decode_many(b"[" + b",".join(lines) + b"]")
+        if len(specs) == len(lines):
+            if any(s.run_at is not None for s in specs):
+                specs = [s if s.run_at is None else _settle_line(s, data, n) for n, s in enumerate(specs)]
+            return specs
+    except msgspec.DecodeError:
+        pass
+    for n, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            parse_one(line, f"line {n}: ")
+    raise UsageError("the lines do not hold one JSON object each")
+
+
+def _settle_line(spec: p.JobSpec, data: bytes, index: int) -> p.JobSpec:
+    try:
+        return _settle(spec, "")
+    except UsageError:
+        return _settle(spec, f"line {_line_of(data, index)}: ")  # raises again, naming the line
+
+
+def _line_of(data: bytes, index: int) -> int:
+    """The line number of the index-th non-blank line (counted only for an error)."""
+    seen = -1
+    for n, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            seen += 1
+            if seen == index:
+                return n
+    return index + 1
+
+
+def parse_one(text: bytes | str, where: str = "") -> p.JobSpec:
+    """One job; `where` ("line 3: ") starts every error message."""
+    if isinstance(text, str):
+        try:
+            text = text.encode()
+        except UnicodeEncodeError:
+            raise UsageError(f"{where}invalid JSON: the job is not valid UTF-8") from None
+    try:
+        spec: p.JobSpec = _decode_one(text)
+    except msgspec.ValidationError as e:
+        raise UsageError(f"{where}invalid job: {friendly(str(e))}") from None
+    except msgspec.DecodeError as e:
+        raise UsageError(f"{where}invalid JSON: {e}") from None
+    return _settle(spec, where) if spec.run_at is not None else spec
+
+
+def _settle(spec: p.JobSpec, where: str) -> p.JobSpec:
+    """Check run_at against delay, and turn a time into UNIX seconds in this process's zone."""
+    if spec.delay is not None:
+        raise UsageError(f"{where}invalid job: give `run_at` or `delay`, not both")
+    try:
+        return local_seconds(spec)
+    except msgspec.ValidationError as e:
+        raise UsageError(f"{where}invalid job: {e}") from None
+
+
+def friendly(message: str) -> str:
+    """msgspec's message for a bad field, in words where it quotes a pattern or a limit."""
+    what, sep, where = message.rpartition(" - at `")
+    if not sep:
+        return message
+    path = where.rstrip("`")
+    field = path.rsplit(".", 1)[-1]
+    words = None
+    if field == "command":
+        if "length <=" in what:
+            words = f"command must be at most {p.MAX_COMMAND_BYTES:,} characters (one argument to a program)"
+        elif "regex" in what or "length >=" in what:
+            words = "command must not be blank or contain a NUL byte"
+    elif field == "cwd" and ("regex" in what or "length" in what):
+        words = _PATH_WORDS
+    elif field == "id" and ("regex" in what or "length" in what):
+        words = _ID_WORDS
+    elif field == "state" and "Invalid enum value" in what:
+        words = f'state must be "pending" {_NEW_JOB}'
+    elif field == "attempts" and ("Invalid enum value" in what or "Expected" in what):
+        words = f"attempts must be 0 {_NEW_JOB}"
+    elif field in ("next_retry_at", "error_message", "locked_by", "locked_at") and "Expected `null`" in what:
+        words = f"{field} must be null {_NEW_JOB}"
+    return f"{words} (at {path})" if words else message
+
+
+def cwd_for(specs: list[p.JobSpec]) -> str | None:
+    """The current directory, for the jobs that name none; refused when it was deleted."""
+    try:
+        return os.getcwd()
+    except OSError:
+        if all(s.cwd is not None for s in specs):
+            return None
+        raise UsageError("the current directory no longer exists: cd to one that does, "
+                         "or give the job a `cwd`") from None

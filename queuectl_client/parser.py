@@ -1,0 +1,192 @@
+"""The CLI's grammar: every subcommand, its arguments, help and examples (argparse).
+
+`cli` runs the commands, `shell` reads the same grammar line by line, and
+`completions` turns it into completion scripts; none of them import each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NoReturn
+
+from .connection import __version__
+from .wire import STATES
+
+
+class UsageError(Exception):
+    """Invalid input from the user (exit 2)."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+EXAMPLES = """\
+examples:
+  queuectl enqueue '{"command": "echo hello", "max_retries": 2}'
+  queuectl enqueue --file jobs.jsonl
+  queuectl worker start --count 4
+  queuectl list --state dead
+  queuectl logs JOB_ID --follow
+  queuectl wait
+  queuectl shell
+"""
+
+
+def _json_flag(parser: Parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _enqueue_args(e: Parser) -> None:
+    e.add_argument("job", nargs="?", help="a job as JSON, or - to read JSON lines from stdin")
+    e.add_argument("--file", "-f", help="read one JSON job per line from this file")
+    _json_flag(e)
+
+
+def _worker_args(w: Parser) -> None:
+    wsub = w.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ws = wsub.add_parser("start", help="set the pool to N workers and follow their jobs",
+                         epilog="examples:\n  queuectl worker start --count 4\n  queuectl worker start -n 2 --detach",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    ws.add_argument("--count", "-n", type=int, default=1, help="number of workers (default 1)")
+    ws.add_argument("--detach", "-d", action="store_true", help="return at once instead of following")
+    ws.add_argument("--json", action="store_true", help="print each job event as a JSON line on stdout")
+    wsub.add_parser("stop", help="start no new job; return once running jobs finished")
+
+
+def _status_args(s: Parser) -> None:
+    _json_flag(s)
+
+
+def _list_args(ls: Parser) -> None:
+    ls.add_argument("--state", choices=STATES)
+    ls.add_argument("--limit", type=int)
+    ls.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
+    _json_flag(ls)
+
+
+def _show_args(sh: Parser) -> None:
+    sh.add_argument("id")
+    _json_flag(sh)
+
+
+def _logs_args(lg: Parser) -> None:
+    lg.add_argument("id")
+    which = lg.add_mutually_exclusive_group()
+    which.add_argument("--stdout", action="store_true", help="only standard output, unlabelled")
+    which.add_argument("--stderr", action="store_true", help="only standard error, unlabelled")
+    lg.add_argument("--follow", "-f", action="store_true",
+                    help="stream the run's output as it comes, until the run ends (its stdout to stdout, "
+                         "its stderr to stderr); a job that waits is followed once it starts")
+    lg.add_argument("--tail", "-n", type=int, metavar="N", help="only the last N lines of each stream")
+    lg.add_argument("--json", action="store_true",
+                    help='print {"id", "stdout", "stderr"}; with --follow, a JSON line per chunk')
+
+
+def _delete_args(d: Parser) -> None:
+    d.add_argument("id")
+
+
+def _dlq_args(q: Parser) -> None:
+    qsub = q.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ql = qsub.add_parser("list", help="list dead jobs")
+    _json_flag(ql)
+    ql.add_argument("--limit", type=int)
+    ql.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
+    qr = qsub.add_parser("retry", help="move dead jobs back to pending, attempts reset")
+    qr.add_argument("ids", nargs="*", metavar="ID")
+    qr.add_argument("--all", action="store_true", help="every dead job")
+    _json_flag(qr)
+
+
+def _config_args(c: Parser) -> None:
+    csub = c.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cg = csub.add_parser("get", help="one setting; every setting without a KEY")
+    cg.add_argument("key", nargs="?")
+    _json_flag(cg)
+    cs = csub.add_parser("set")
+    cs.add_argument("key")
+    cs.add_argument("value")
+    cl = csub.add_parser("list")
+    _json_flag(cl)
+
+
+def _wait_args(w: Parser) -> None:
+    w.add_argument("ids", nargs="*", metavar="ID", help="the jobs to wait for (default: every job not yet final)")
+    w.add_argument("--state", choices=STATES, help="wait for the jobs that are in this state now")
+    w.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 124)")
+    _json_flag(w)
+
+
+def _top_args(t: Parser) -> None:
+    t.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="refresh period (default 1)")
+    t.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+
+
+def _completions_args(c: Parser) -> None:
+    c.add_argument("shell", choices=("bash", "zsh", "fish"))
+
+
+def _no_args(parser: Parser) -> None:
+    pass
+
+
+# name -> (help, what adds its arguments, examples)
+SUBCOMMANDS: dict[str, tuple[str, Any, str]] = {
+    "enqueue": ("add jobs", _enqueue_args,
+                """queuectl enqueue '{"command": "make test", "max_retries": 2, "timeout": 600}'
+queuectl enqueue '{"command": "./report.sh", "run_at": "2026-12-01T09:00:00"}'
+queuectl enqueue '{"id": "nightly", "command": "backup.sh", "priority": 10}'
+jq -c '.[]' jobs.json | queuectl enqueue -
+queuectl enqueue --file jobs.jsonl --json"""),
+    "worker": ("start or stop the worker pool", _worker_args,
+               """queuectl worker start --count 4       # follow the jobs; Ctrl-C stops gracefully
+queuectl worker start -n 2 --detach
+queuectl worker stop                   # returns once running jobs finished"""),
+    "status": ("counts per state, workers, daemon", _status_args, "queuectl status\nqueuectl status --json"),
+    "list": ("list jobs", _list_args, """queuectl list
+queuectl list --state failed --limit 20
+queuectl list --state dead --quiet | xargs queuectl dlq retry
+queuectl list --json"""),
+    "show": ("one job in full", _show_args, "queuectl show JOB_ID\nqueuectl show JOB_ID --json"),
+    "logs": ("a job's output from its latest run", _logs_args, """queuectl logs JOB_ID
+queuectl logs JOB_ID --follow
+queuectl logs JOB_ID --stderr --tail 20"""),
+    "delete": ("delete a job that is not running", _delete_args, "queuectl delete JOB_ID"),
+    "dlq": ("the dead-letter queue", _dlq_args, """queuectl dlq list
+queuectl dlq retry JOB_ID [JOB_ID...]
+queuectl dlq retry --all"""),
+    "config": ("get, set or list settings", _config_args, """queuectl config list
+queuectl config set max-retries 5
+queuectl config set backoff-base 3
+queuectl config get job-timeout"""),
+    "wait": ("wait until jobs are completed or dead (exit 0: all completed, 1: not all, 124: timed out)",
+             _wait_args, """queuectl wait     # every job not yet final
+queuectl wait JOB_ID --timeout 60
+queuectl wait --state pending --json"""),
+    "top": ("a live view of the queue, until Ctrl-C", _top_args, "queuectl top\nqueuectl top --interval 0.5"),
+    "shell": ("an interactive shell: every command, with completion and history", _no_args, "queuectl shell"),
+    "completions": ("print a shell completion script", _completions_args,
+                    """queuectl completions bash > ~/.local/share/bash-completion/completions/queuectl
+queuectl completions zsh > "${fpath[1]}/_queuectl"
+queuectl completions fish > ~/.config/fish/completions/queuectl.fish"""),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> Parser:
+    """The CLI's parser.  Given argv that names a subcommand, only that one is built in full:
+    building all of them costs a CLI call more than its request does."""
+    ap = Parser(prog="queuectl", description="A durable background job queue for shell commands.",
+                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"queuectl {__version__}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+    first = next((a for a in argv or () if not a.startswith("-")), None)
+    for name, (help_text, add_args, examples) in SUBCOMMANDS.items():
+        if first not in SUBCOMMANDS or name == first:
+            add_args(sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                    epilog="examples:\n" + "".join(f"  {ln}\n" for ln in examples.splitlines()),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter))
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return ap

@@ -1,0 +1,41 @@
+"""Rendering never fails on a value the wire can carry, and shows a stopping daemon."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from queuectl_client import protocol as p
+from queuectl_client import render
+
+FAR = [p.MAX_TIME, 1e12, 1e20, -1e20, float("inf"), float("-inf"), float("nan")]
+
+
+@pytest.mark.parametrize("t", FAR)
+def test_far_times_render_without_failing(t: float) -> None:
+    assert isinstance(render.iso(t), str)
+    assert isinstance(render.ago(t), str)
+    job = p.Job("far", "true", "failed", 1, 3, 0, None, t, t, t, t, t, t, None, "x", None, "/")
+    assert "far" in render.human_job(job)
+    out = io.StringIO()
+    render.print_table([job], out)
+    assert "far" in out.getvalue()
+    st = {"jobs": {}, "workers": {"configured": 0, "busy": 0}, "pid": 1, "version": "0", "started_at": t}
+    assert render.status_lines(st) and render.status_json(st)["daemon"]["started_at"]
+
+
+def test_the_last_second_iso_8601_can_write() -> None:
+    assert render.iso(p.MAX_TIME) == "9999-12-31T23:59:59.000Z"
+
+
+def test_a_stopping_daemon_shows_in_status() -> None:
+    st = {"jobs": {}, "workers": {"configured": 2, "busy": 1}, "pid": 7, "version": "0", "started_at": 0.0,
+          "stopping": True}
+    assert "stopping" in render.status_lines(st)[-1]
+    assert render.status_json(st)["daemon"]["stopping"] is True
+    st["stopping"] = False
+    assert "stopping" not in render.status_lines(st)[-1]
+    assert render.status_json(st)["daemon"]["stopping"] is False
+    del st["stopping"]
+    assert render.status_json(st)["daemon"]["stopping"] is False
