@@ -75,8 +75,12 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     attempts: Literal[0] | None = None
     created_at: str | float | None = None
     updated_at: str | float | None = None
+    started_at: None = None
+    finished_at: None = None
     next_retry_at: None = None
+    exit_code: None = None
     error_message: None = None
+    worker: None = None
     locked_by: None = None
     locked_at: None = None
 

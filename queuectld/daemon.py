@@ -216,7 +216,7 @@ class Daemon:
         log.info("stopping")
         self.systemd.notify("STOPPING=1\nSTATUS=stopping: waiting for running jobs")
         if self.handlers is not None:
-            self.handlers.stopping = True
+            self.handlers.stop()
         if self._lock_fd >= 0:
             self._say_in_lock("stopping")
         if self.pool is not None:

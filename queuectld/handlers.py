@@ -26,6 +26,9 @@ from .rules import DEAD, QueueError
 from .store import Store
 
 MAX_STAGED_JOBS = 2_000_000  # jobs in one multi-frame enqueue
+PAGE_BYTES = 4 << 20  # a page of jobs stays well under the frame limit, whatever their commands
+JOB_OVERHEAD = 512  # a job's encoded size beyond its strings, at most (UTF-8 may take 4 bytes a character:
+                    # counted below as 1, which PAGE_BYTES' margin under MAX_FRAME covers)
 
 
 class Conn(Protocol):
@@ -85,6 +88,11 @@ class Handlers:
             p.Subscribe: self.subscribe,
         }
 
+    def stop(self) -> None:
+        """The daemon begins to stop: say so to every follower, whose stream then ends."""
+        self.stopping = True
+        self.bus.publish(p.Error("stopping", f"queuectld (pid {os.getpid()}) is stopping"))
+
     async def enqueue(self, req: p.Enqueue, conn: Conn) -> p.Message | None:
         if req.more:
             if len(conn.staged) + len(req.jobs) > MAX_STAGED_JOBS:
@@ -113,13 +121,20 @@ class Handlers:
         await self._stream(DEAD, req.limit, req.page_size, conn)
 
     async def _stream(self, state: str | None, limit: int | None, page_size: int, conn: Conn) -> None:
+        # Pages hold at most `page_size` jobs and about PAGE_BYTES of them, so that a page of
+        # long commands still fits in a frame.  The last page is held back to be sent with more=False.
         node = self.node
-        views: list[p.Job] | None = None
+        views: list[p.Job] = []
+        size = 0
         async for page in self.store.pages(state, limit, page_size):
-            if views is not None:
-                await conn.send(p.JobPage(views, True))
-            views = [job.view(node) for job in page]
-        await conn.send(p.JobPage(views or [], False))
+            for job in page:
+                cost = JOB_OVERHEAD + len(job.command) + len(job.cwd or "") + len(job.error_message or "")
+                if views and (len(views) == page_size or size + cost > PAGE_BYTES):
+                    await conn.send(p.JobPage(views, True))
+                    views, size = [], 0
+                views.append(job.view(node))
+                size += cost
+        await conn.send(p.JobPage(views, False))
 
     async def show(self, req: p.Show, conn: Conn) -> p.Message:
         return p.JobReply((await self.store.get(req.id)).view(self.node))
@@ -176,15 +191,15 @@ class Handlers:
     async def _follow(self, conn: Conn, first: Awaitable[None] | None) -> None:
         """Forward job events until the pool stops (then PoolStopped) or the client hangs up."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[p.Message] = loop.create_future()
         dropped = 0
 
         def listener(msg: p.Message) -> None:
             nonlocal dropped
             if done.done():
                 return
-            if isinstance(msg, p.PoolStopped):
-                done.set_result(None)
+            if isinstance(msg, (p.PoolStopped, p.Error)):
+                done.set_result(msg)
                 return
             if dropped and conn.send_nowait(p.EventsDropped(dropped)):
                 dropped = 0
@@ -197,12 +212,13 @@ class Handlers:
             if first is not None:
                 await first
             if self.pool.stopped() and not done.done():
-                done.set_result(None)
-            await asyncio.wait([done, hangup], return_when=asyncio.FIRST_COMPLETED)
+                done.set_result(p.PoolStopped())
+            waits: list[asyncio.Future[Any]] = [done, hangup]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.bus.listeners.discard(listener)
             hangup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await hangup
         if done.done():
-            await conn.send(p.PoolStopped())
+            await conn.send(done.result())

@@ -56,12 +56,13 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
                 raise QueueError("invalid", "a job without an id needs the request's id_prefix")
             job_id = id_prefix if single else f"{id_prefix}-{i}"
         if job_id in seen:
-            raise QueueError("duplicate", f"a job with id {job_id!r} already exists")
+            raise QueueError("invalid", f"invalid job {job_id}: its id appears twice in the batch")
         seen.add(job_id)
         command = s.command
         if len(command) * 4 > MAX_COMMAND_BYTES and len(command.encode()) > MAX_COMMAND_BYTES:
-            raise QueueError("invalid", f"job {job_id}: the command is longer than one execve argument can be "
-                                        f"({MAX_COMMAND_BYTES} bytes); put it in a script file")
+            raise QueueError("invalid", f"invalid job {job_id}: the command is {len(command.encode()):,} bytes, "
+                                        f"longer than one execve argument can be ({MAX_COMMAND_BYTES:,}); "
+                                        "put it in a script file")
         run_at = s.run_at
         if run_at.__class__ is not float and run_at is not None:
             run_at = run_at.timestamp()  # type: ignore[union-attr]

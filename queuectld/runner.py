@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 
 from .capture import Capture
@@ -34,6 +35,11 @@ log = logging.getLogger("queuectld.runner")
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
 SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
+ENDED_WATCH = 1.0  # seconds an ended job's session is watched after the last of it was seen
+# Python ignores SIGPIPE and SIGXFSZ, and a spawned program inherits what is ignored: a job gets
+# every signal's default action, as under a shell or cron (`yes | head` must end by SIGPIPE).
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM,
+                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
 class Result:
@@ -93,7 +99,7 @@ class Runner:
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._env = dict(os.environ)
         self._home = os.getcwd()  # where jobs without a directory run
-        self._own_session = os.getsid(0)
+        self._ended_sessions: dict[int, float] = {}  # ended jobs' sessions -> watched until
         self._sweep_timer: asyncio.TimerHandle | None = None
         self.subreaper = become_subreaper()
 
@@ -109,7 +115,8 @@ class Runner:
             env["QUEUECTL_JOB_ID"] = job_id
             env["QUEUECTL_ATTEMPT"] = str(attempt)
             # dup2 clears close-on-exec on the targets; every other descriptor has it set.
-            pid = os.posix_spawn("/bin/sh", ["sh", "-c", command], env, setsid=True, file_actions=[
+            pid = os.posix_spawn("/bin/sh", ["sh", "-c", command], env, setsid=True, setsigmask=(),
+                                 setsigdef=DEFAULT_SIGNALS, file_actions=[
                 (os.POSIX_SPAWN_DUP2, self._devnull, 0),
                 (os.POSIX_SPAWN_DUP2, w_out, 1),
                 (os.POSIX_SPAWN_DUP2, w_err, 2),
@@ -173,6 +180,7 @@ class Runner:
             cap.read_available(max_chunks=64)
             cap.close()
         del self._leaders[run.pid]
+        self._ended_sessions[run.pid] = time.monotonic() + ENDED_WATCH  # a job's session id is its shell's pid
         self._sweep()  # what left the job's group but not its session goes now
         if run.interrupted:
             result = Result(None, None)
@@ -188,17 +196,24 @@ class Runner:
         self._signal(run, signal.SIGKILL)
 
     def _sweep(self) -> None:
-        """Kill and reap the adopted processes of jobs that have ended (see the module's doc).
+        """Kill the adopted processes of jobs that have ended, and reap what the daemon adopted.
 
-        A process adopted while its job runs is left to that job's end.  While
-        any adopted process is seen, the sweep runs again shortly: killing one
-        can orphan its children, which the kernel hands over a moment later.
+        Only a process still in an ended job's session is killed: one that
+        started a session of its own (`setsid`) was meant to outlive its job.
+        An ended job's session is watched for ENDED_WATCH s after the last of
+        it was seen (its id cannot be reused while a process is in it), and
+        the sweep runs every SWEEP_AGAIN s meanwhile: killing one process can
+        orphan its children, which the kernel hands over a moment later.
         """
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
         if not self.subreaper:
             return
+        now = time.monotonic()
+        ended = self._ended_sessions
+        for sid in [sid for sid, until in ended.items() if until < now]:
+            del ended[sid]
         adopted = False
         for pid in children():
             if pid in self._leaders:
@@ -207,14 +222,15 @@ class Runner:
             state, pgid, sid = proc_stat(pid)
             if state == "Z" or not state:
                 reap(pid)
-            elif sid not in self._leaders and sid != self._own_session:
+            elif sid in ended and sid not in self._leaders:
+                ended[sid] = now + ENDED_WATCH
                 for target, kill in ((pgid, os.killpg), (pid, os.kill)):
                     if target > 1:
                         try:
                             kill(target, signal.SIGKILL)
                         except (ProcessLookupError, PermissionError):
                             pass
-        if adopted:
+        if adopted or ended:
             self._sweep_timer = self.loop.call_later(SWEEP_AGAIN, self._sweep)
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -216,3 +217,71 @@ def test_show_and_list_name_the_worker_holding_a_running_job(env: Env) -> None:
     env.start_daemon("--workers", "0")
     job = env.show(job_id)
     assert job["locked_by"] is None and job["locked_at"] is None
+
+
+def test_a_setsid_child_outlives_its_job_and_other_jobs_ends_never_touch_it(
+    env: Env, tmp_path: os.PathLike[str]
+) -> None:
+    pidfile = os.path.join(str(tmp_path), "detached")
+    env.start_daemon("--workers", "2")
+    # The documented way to leave something running: a session of its own.
+    long = env.enqueue(command=f"(setsid sh -c 'echo $$ > {pidfile}; exec sleep 351' &); sleep 300", max_retries=0)
+    env.wait_state(long, "processing")
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the detached process")
+    with open(pidfile) as f:
+        detached = int(f.read())
+    quick = env.enqueue(command="echo quick")
+    env.wait_state(quick, "completed")
+    short = env.enqueue(command="sleep 0.2")
+    env.wait_state(short, "completed")
+    assert pid_alive(detached)  # another job's end leaves it alone
+    env.ok("delete", quick)
+    os.kill(detached, signal.SIGKILL)
+
+
+def test_jobs_get_the_default_action_of_every_signal(env: Env, tmp_path: os.PathLike[str]) -> None:
+    out = os.path.join(str(tmp_path), "sig")
+    env.start_daemon("--workers", "1")
+    job_id = env.enqueue(command=f"grep -E '^Sig(Ign|Blk)' /proc/self/status > {out}; yes | head -c 10 > /dev/null")
+    job = env.wait_state(job_id, "completed")
+    with open(out) as f:
+        masks = dict(line.split(":\t") for line in f.read().splitlines())
+    # Signals 1-31 (32 and 33 are glibc's own, which it sets up in every process).
+    assert int(masks["SigBlk"], 16) & 0x7FFFFFFF == 0 and int(masks["SigIgn"], 16) & 0x7FFFFFFF == 0, masks
+    assert env.ok("logs", job_id, "--stderr").out == ""  # `yes` ended by SIGPIPE, not by an EPIPE message
+
+
+def test_a_page_of_long_commands_still_lists(env: Env) -> None:
+    env.start_daemon("--workers", "0")
+    command = "echo " + "x" * 130_000
+    with Client(env.home, autostart=False) as c:
+        c.enqueue_many([{"command": command}] * 140)
+    assert len(env.jobs()) == 140
+    assert len(env.ok("list", "--quiet").out.split()) == 140
+
+
+def test_a_stop_ends_the_follow_streams_with_a_word_that_it_is_a_stop(env: Env) -> None:
+    env.start_daemon("--workers", "0")
+    env.enqueue(command="sleep 0.5")
+    with Client(env.home, autostart=False) as c:
+        events = c.events(start=1)
+        next(events)  # the job started: the stream is open
+        assert env.daemon is not None
+        env.daemon.send_signal(signal.SIGTERM)
+        try:
+            for _ in events:
+                pass
+            raise AssertionError("the stream ended without a word")
+        except Exception as e:  # RequestFailed, from the Error frame
+            assert getattr(e, "code", None) == "stopping" and "is stopping" in str(e), e
+    assert env.daemon.wait(10) == 0
+    env.daemon = None
+
+
+def test_a_job_object_printed_by_show_enqueues_again_under_a_new_id(env: Env) -> None:
+    env.start_daemon("--workers", "0")
+    job = env.ok("enqueue", '{"command": "echo hi", "id": "first", "delay": 3600}', "--json").json()[0]
+    job.update(id="second")
+    job.pop("run_at")
+    assert env.q("enqueue", json.dumps(job)).code == 0
+    assert env.show("second")["command"] == "echo hi"
