@@ -326,6 +326,48 @@ class Client:
             return self.stream(p.Subscribe())
         return self.stream(p.WorkerStart(start, follow=True))
 
+    def wait(self, ids: Iterable[str] = (), state: str | None = None, every: bool = False,
+             timeout: float | None = None, progress: bool = False,
+             resume: bool = False) -> Iterator[p.WaitSet | p.WaitChanges]:
+        """Follow jobs until each is completed, dead or deleted, or `timeout` s pass; yields the daemon's frames.
+
+        The set: `ids`, the jobs in `state` now, and with `every` each job not
+        final now.  First comes the set with each job's state (`WaitSet`
+        pages, the last with `more=False`), then the changes (`WaitChanges`),
+        the last with `done=True` (and `timed_out` if the time ran out).  With
+        `progress`, changes come every 0.2 s, else all in the last frame.  An
+        unknown id raises RequestFailed("not_found"), unless `resume`: then it
+        counts as deleted.  Leaving the loop early hangs up, which ends the
+        wait in the daemon too.
+        """
+        ids = builtins.list(ids)
+        if timeout is not None and not timeout <= p.MAX_TIMEOUT:
+            timeout = p.MAX_TIMEOUT  # a decade is forever here, and the daemon takes no more
+        self.connect()
+        done = False
+        try:
+            # Ids one frame cannot hold go ahead in frames of their own; the daemon answers the last.
+            # A job id is at most 64 characters, so 100,000 of them are well under MAX_FRAME.
+            per_frame = 100_000
+            cut = len(ids) - (len(ids) - 1) % per_frame - 1 if ids else 0
+            for start in range(0, cut, per_frame):
+                self._send(p.Wait(ids[start : start + per_frame], more=True))
+            self._send(p.Wait(ids[cut:], state=state, all=every, timeout=timeout,  # type: ignore[arg-type]
+                              progress=progress, resume=resume))
+            while True:
+                reply = self._read()
+                if isinstance(reply, p.Error):
+                    done = True
+                    raise RequestFailed(reply.code, reply.message)
+                assert isinstance(reply, p.WaitSet | p.WaitChanges), reply
+                yield reply
+                if isinstance(reply, p.WaitChanges) and reply.done:
+                    done = True
+                    return
+        finally:
+            if not done:
+                self.close()  # mid-wait: the daemon's next frames would answer nothing we ask next
+
     def wait_for(self, job_id: str, states: Iterable[str] = ("completed", "dead"),
                  timeout: float | None = None) -> p.Job:
         """Poll until the job is in one of `states` (by default: final); TimeoutError after `timeout` s, if given."""

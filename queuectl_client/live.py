@@ -1,8 +1,9 @@
 """Commands that watch the queue change: `logs --follow`, `wait` and `top`.
 
-They poll the daemon over the open connection, from every 10 ms backing off
-to a fixed period, so they cost the daemon a request or two per period and
-never a stream that could fall behind.
+`logs --follow` and `top` poll the daemon over the open connection, from
+every 10 ms backing off to a fixed period, so they cost the daemon a request
+or two per period and never a stream that could fall behind.  `wait` asks
+the daemon once: it follows the jobs itself and answers when they are final.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import IO, Any
 import msgspec
 
 from . import protocol as p
-from .connection import Client, RequestFailed
+from .connection import Client, ConnectionLost
 from .render import ago, iso, paint, print_table, status_json, status_lines
 
 FINAL = ("completed", "dead")
+ENDED = (*FINAL, "deleted")  # the states a wait stops following a job in
 WAITING = ("pending", "failed")  # not started, or waiting to be retried
 EXIT_TIMEOUT = 124  # as timeout(1)
 
@@ -156,71 +158,57 @@ def follow_logs(client: Client, job_id: str, streams: list[str], tail: int | Non
 
 
 def wait(client: Client, ids: list[str], state: str | None, timeout: float | None, as_json: bool) -> int:
-    """Block until the jobs are completed or dead.  0: all completed; 1: not all; 124: timed out."""
+    """Block until the jobs are completed or dead.  0: all completed; 1: not all; 124: timed out.
+
+    The daemon follows the jobs and answers when the last one is final.  If
+    the connection is lost (the daemon restarted), the jobs still open are
+    waited for again on a new one, where a job gone meanwhile counts as deleted.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
-    watch: dict[str, str] = {}  # id -> last seen state
-    for job_id in dict.fromkeys(ids):
-        watch[job_id] = client.show(job_id).state
-    if state is not None:
-        watch.update((j.id, j.state) for j in client.list(state))
-    if not ids and state is None:
-        for s in ("processing", "pending", "failed"):
-            watch.update((j.id, j.state) for j in client.list(s))
-    bar = _Progress(len(watch)) if sys.stderr.isatty() and not as_json else None
-    open_ids = {i for i, s in watch.items() if s not in FINAL}
-    # A round lists the live jobs when there are many: wait longer between rounds the more there
-    # are (0.2 s, plus a second per 100,000 open jobs), so a big wait costs the daemon little.
-    backoff = _Backoff(0.2 + len(open_ids) / 100_000)
+    tty = sys.stderr.isatty() and not as_json
+    watch: dict[str, str] = {}  # id -> last seen state, in the order the daemon gave the set
+    bar: _Progress | None = None
+    frames = client.wait(dict.fromkeys(ids), state, not ids and state is None, timeout, tty)
+    have_set = False  # the whole set has arrived, so a new connection can name what is left
     timed_out = False
+    retry = True  # a lost connection is tried again once, and again after each frame that arrives
     while True:
-        if bar is not None:
-            bar.draw(watch)
-        if not open_ids:
+        try:
+            for frame in frames:
+                retry = True
+                watch.update((j.id, j.state) for j in frame.jobs)
+                if isinstance(frame, p.WaitSet):
+                    if frame.more:
+                        continue
+                    have_set = True
+                    if tty and bar is None:
+                        bar = _Progress(len(watch))
+                elif frame.done:
+                    timed_out = frame.timed_out
+                if bar is not None:
+                    bar.draw(watch)
             break
-        if deadline is not None and time.monotonic() >= deadline:
-            timed_out = True
-            break
-        pause = backoff.next()
-        if deadline is not None:
-            pause = min(pause, max(0.0, deadline - time.monotonic()))
-        time.sleep(pause)
-        _refresh(client, watch, open_ids)
+        except ConnectionLost:
+            if not retry:
+                raise
+            retry = False
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if have_set:
+                still = [i for i, s in watch.items() if s not in ENDED]
+                frames = client.wait(still, timeout=left, progress=tty, resume=True)
+            else:
+                watch.clear()
+                frames = client.wait(dict.fromkeys(ids), state, not ids and state is None, left, tty)
     if bar is not None:
         bar.finish(watch, timed_out)
     if as_json:
         sys.stdout.buffer.write(msgspec.json.encode([{"id": i, "state": s} for i, s in watch.items()]) + b"\n")
     if timed_out:
         if not as_json:
-            print(f"queuectl: timed out with {len(open_ids)} job(s) not final", file=sys.stderr)
+            still_open = sum(1 for s in watch.values() if s not in ENDED)
+            print(f"queuectl: timed out with {still_open} job(s) not final", file=sys.stderr)
         return EXIT_TIMEOUT
     return 0 if all(s == "completed" for s in watch.values()) else 1
-
-
-def _refresh(client: Client, watch: dict[str, str], open_ids: set[str]) -> None:
-    """Update the open jobs' states: one `show` each when few, else one pass over the live states."""
-    if len(open_ids) <= 20:
-        for job_id in list(open_ids):
-            watch[job_id] = _final_state(client, job_id)
-    else:
-        live: dict[str, str] = {}
-        for s in ("processing", "pending", "failed"):
-            live.update((j.id, j.state) for j in client.list(s))
-        for job_id in open_ids:
-            if job_id in live:
-                watch[job_id] = live[job_id]
-            else:
-                watch[job_id] = _final_state(client, job_id)
-    open_ids.difference_update([i for i in open_ids if watch[i] in FINAL or watch[i] == "deleted"])
-
-
-def _final_state(client: Client, job_id: str) -> str:
-    """The job's state now, or "deleted"."""
-    try:
-        return client.show(job_id).state
-    except RequestFailed as e:
-        if e.code != "not_found":
-            raise
-        return "deleted"
 
 
 class _Progress:
@@ -236,7 +224,7 @@ class _Progress:
         counts: dict[str, int] = {}
         for s in watch.values():
             counts[s] = counts.get(s, 0) + 1
-        done = sum(counts.get(s, 0) for s in (*FINAL, "deleted"))
+        done = sum(counts.get(s, 0) for s in ENDED)
         filled = self.WIDTH * done // self.total if self.total else self.WIDTH
         parts = [paint(f"{s} {counts[s]}", s) for s in ("completed", "dead", "deleted", "processing", "failed",
                                                          "pending") if counts.get(s)]

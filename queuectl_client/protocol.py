@@ -5,8 +5,9 @@ msgpack and sent in a frame: a 4-byte big-endian length followed by the
 payload.  The receiver checks the length against MAX_FRAME before it reads
 the body.  A connection starts with `Hello` in both directions; after that
 the client sends requests and reads one reply each, except for `List`
-(a stream of `JobPage` frames, the last with `more=False`) and `Subscribe`
-(a stream of `Event` frames until the pool stops or the client hangs up).
+(a stream of `JobPage` frames, the last with `more=False`), `Subscribe`
+(a stream of `Event` frames until the pool stops or the client hangs up) and
+`Wait` (`WaitSet` frames, then `WaitChanges` frames until one is `done`).
 
 Fields are only ever added, with defaults, so older peers keep working.
 """
@@ -209,9 +210,32 @@ class Subscribe(Message, frozen=True):
     """Stream job events until the pool is stopped."""
 
 
+class Wait(Message, frozen=True):
+    """Follow a set of jobs until each is completed, dead or deleted, or `timeout` s have passed.
+
+    The set: `ids` (an unknown id is refused as not_found; with `resume`, it
+    counts as deleted), then the jobs in `state` now, then with `all` every
+    job not final now.  The reply is a stream: the set with each job's state,
+    in `WaitSet` pages, then `WaitChanges` frames, the last with `done=True`.
+    With `progress` a `WaitChanges` comes every 0.2 s; without, only the last.
+    The daemon ends the wait when the client hangs up.
+
+    Ids too many for one frame are sent in several `Wait` frames, all but the
+    last with `more=True` (and nothing else); the daemon replies to the last.
+    """
+
+    ids: list[str] = []
+    state: State | None = None
+    all: bool = False
+    timeout: Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMEOUT)] | None = None
+    progress: bool = False
+    resume: bool = False  # the client waited for these before and lost the connection
+    more: bool = False
+
+
 Request = Union[
     Hello, Enqueue, Status, List, Show, Logs, Delete, DlqList, DlqRetry,
-    ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe,
+    ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe, Wait,
 ]
 
 
@@ -298,7 +322,33 @@ class EventsDropped(Message, frozen=True):
     count: int
 
 
+class WaitedJob(msgspec.Struct, frozen=True, array_like=True):
+    """A job a wait follows, and its state: one of STATES, or "deleted"."""
+
+    id: str
+    state: str
+
+
+class WaitSet(Message, frozen=True):
+    """A page of the jobs a wait follows, with their states when it began; the last has `more=False`."""
+
+    jobs: list[WaitedJob] = []
+    more: bool = False
+
+
+class WaitChanges(Message, frozen=True):
+    """The jobs of a wait whose state changed since its last frame.
+
+    `done`: the last frame; every job is final, or with `timed_out`, the
+    timeout ran out first.
+    """
+
+    jobs: list[WaitedJob] = []
+    done: bool = False
+    timed_out: bool = False
+
+
 Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
-    ConfigReply, Retried, Event, PoolStopped, EventsDropped,
+    ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges,
 ]
