@@ -243,7 +243,7 @@ def test_jobs_get_the_default_action_of_every_signal(env: Env, tmp_path: os.Path
     out = os.path.join(str(tmp_path), "sig")
     env.start_daemon("--workers", "1")
     job_id = env.enqueue(command=f"grep -E '^Sig(Ign|Blk)' /proc/self/status > {out}; yes | head -c 10 > /dev/null")
-    job = env.wait_state(job_id, "completed")
+    env.wait_state(job_id, "completed")
     with open(out) as f:
         masks = dict(line.split(":\t") for line in f.read().splitlines())
     # Signals 1-31 (32 and 33 are glibc's own, which it sets up in every process).
