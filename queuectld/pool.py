@@ -42,7 +42,7 @@ class Pool:
         self.bus = bus
         self.loop = runner.loop
         self.slots: dict[int, Run] = {}
-        self._jobs: dict[Run, tuple[int, Job]] = {}
+        self._jobs: dict[Run, tuple[int, Job, float]] = {}  # run -> its slot, its job, when it was handed out
         self._started: list[Run] = []
         self._ended: list[tuple[Run, Result]] = []
         self.draining = False  # the daemon is stopping: start nothing new
@@ -165,7 +165,7 @@ class Pool:
         except Exception as e:  # whatever stops a job from starting is that job's failure
             return await self._cannot_start(job, now, slot, f"cannot start: {e}")
         self.slots[slot] = run
-        self._jobs[run] = (slot, job)
+        self._jobs[run] = (slot, job, now)
         self.idle.clear()
         return True
 
@@ -207,9 +207,10 @@ class Pool:
         started, self._started = self._started, []
         now = time.time()
         for run in started:
-            slot, job = self._jobs[run]
+            slot, job, handed = self._jobs[run]
             try:
-                await self.store.start(job, now, slot, run.pgid, run.pid_start)
+                # Started when the pool handed it to its worker, as the queue sees it.
+                await self.store.start(job, handed, slot, run.pgid, run.pid_start)
             except StoreError as e:
                 # Not on record, so it must not run: stop it, and give the job back once it has exited.
                 log.error("cannot record the start of job %s: %s", job.id, e)
@@ -221,7 +222,7 @@ class Pool:
             self._announce(job, slot)
         ended, self._ended = self._ended, []
         for run, result in ended:
-            slot, job = self._jobs.pop(run)
+            slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
             if run.discard:
                 await self.store.release(job)

@@ -79,11 +79,11 @@ def become_subreaper() -> bool:
         return False
 
 
-def children() -> list[int]:
-    """The daemon's child processes, from every thread's /proc children list."""
+def children(single_thread: bool = False) -> list[int]:
+    """This process's children, from every thread's /proc children list (one file when single-threaded)."""
     pids: list[int] = []
     try:
-        tasks = os.listdir("/proc/self/task")
+        tasks = [str(os.getpid())] if single_thread else os.listdir("/proc/self/task")
     except OSError:
         return pids
     for tid in tasks:

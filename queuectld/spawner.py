@@ -292,7 +292,7 @@ class Spawner:
             return
         leaders = {job.pid for job in self.jobs.values()}
         adopted = False
-        for pid in children():
+        for pid in children(single_thread=True):
             if pid in leaders:
                 continue
             adopted = True
