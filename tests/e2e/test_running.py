@@ -377,3 +377,33 @@ def test_closing_the_terminal_of_a_foreground_worker_stops_the_pool(env: Env) ->
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def test_a_spawner_that_dies_is_replaced_and_its_jobs_end_as_interrupted(
+    env: Env, tmp_path: os.PathLike[str]
+) -> None:
+    pidfile = os.path.join(str(tmp_path), "pid")
+    daemon = env.start_daemon("--workers", "1")
+    job_id = env.enqueue(command=f"sleep 300 & echo $! > {pidfile}; wait", max_retries=0)
+    env.wait_state(job_id, "processing")
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the job's pid")
+    with open(pidfile) as f:
+        grandchild = int(f.read())
+    before = _spawners_of(daemon.pid)
+    with open(f"/proc/{grandchild}/stat") as f:
+        session = int(f.read().rsplit(")", 1)[1].split()[3])
+    spawner = next(p for p in before if _parent_of(session) == p)
+    os.kill(spawner, signal.SIGKILL)
+    job = env.wait_state(job_id, "dead")
+    assert job["error_message"] == "interrupted: the job's spawner process died"
+    wait_for(lambda: not pid_alive(grandchild), 5, "the job's processes to be killed")
+    wait_for(lambda: len(_spawners_of(daemon.pid)) == len(before) and spawner not in _spawners_of(daemon.pid),
+             what="a new spawner")
+    after = env.enqueue(command="true")
+    env.wait_state(after, "completed")
+    assert "spawner process" in env.log() and "died" in env.log()
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
