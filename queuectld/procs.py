@@ -88,10 +88,15 @@ def children(single_thread: bool = False) -> list[int]:
         return pids
     for tid in tasks:
         try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as f:
-                pids += map(int, f.read().split())
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            pids += map(int, os.read(fd, 65536).split())
         except OSError:
             pass
+        finally:
+            os.close(fd)
     return pids
 
 
