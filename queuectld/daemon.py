@@ -23,6 +23,7 @@ import resource
 import signal
 import socket
 import stat
+import time
 
 from queuectl_client import paths as _paths
 from queuectl_client.wire import VERSION
@@ -39,6 +40,7 @@ log = logging.getLogger("queuectld")
 
 EXIT_LOCKED = 75  # another daemon owns this home (EX_TEMPFAIL); clients keep waiting for it
 EXIT_FATAL = 1
+LOCK_WAIT = 10.0  # seconds to wait for the spawners of a daemon that died to release its lock
 
 
 class StartupError(Exception):
@@ -85,7 +87,7 @@ class Daemon:
         self._lock()
         replayed = await self.store.open()
         self.store.on_fatal = self._fatal
-        self.runner = Runner(loop)
+        self.runner = Runner(loop, self._lock_fd)
         if not self.runner.subreaper:
             log.warning("cannot become a child subreaper: processes that leave a job's group may outlive it")
         self.pool = Pool(self.store, self.runner, self.paths, self.bus)
@@ -127,15 +129,24 @@ class Daemon:
         os.chmod(self.paths.socket_dir, 0o700)
 
     def _lock(self) -> None:
-        """Take the home's lock; the lock file says who holds it, and whether it is stopping."""
+        """Take the home's lock; the lock file says who holds it, and whether it is stopping.
+
+        A daemon's spawners hold its lock until they have killed its jobs: if the daemon named
+        in the file is gone, they are finishing that, and the lock comes free in a moment.
+        """
         fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").split()
-            os.close(fd)
-            pid = holder[0] if holder else "?"
-            raise Locked(f"another queuectld (pid {pid}) is running on {self.paths.state}") from None
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").split()
+                pid = holder[0] if holder else "?"
+                if (pid.isdigit() and _alive(int(pid))) or time.monotonic() > deadline:
+                    os.close(fd)
+                    raise Locked(f"another queuectld (pid {pid}) is running on {self.paths.state}") from None
+                time.sleep(0.01)
         self._lock_fd = fd
         self._say_in_lock("")
 
@@ -233,7 +244,7 @@ class Daemon:
             self.exit_code = EXIT_FATAL
         await self.store.close()
         if self.runner is not None:
-            self.runner.close()
+            await self.runner.close()
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.wait([self._watchdog])
@@ -245,6 +256,16 @@ class Daemon:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
         log.info("stopped")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _raise_fd_limit() -> None:

@@ -53,6 +53,9 @@ __all__ = ["DiskFull", "Journal", "JournalError", "SyncFailed"]
 
 log = logging.getLogger("queuectld.journal")
 
+LAZY_SYNC = 0.05  # seconds within which records nobody awaits (a run's start and end) reach the disk
+
+
 class Journal:
     """Owner of the journal directory: the only code that writes it."""
 
@@ -72,6 +75,7 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []
         self._retired_fds: list[int] = []  # old logs, closed after their last sync
         self._sync_scheduled = False
+        self._lazy: asyncio.TimerHandle | None = None  # the timer that syncs records nobody awaits
         self._syncing = False
         self._unsynced = False
         self._compacting = False
@@ -241,13 +245,22 @@ class Journal:
                 os.close(fd)
         self._retired_fds = []
         self.fd = -1
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         self.snapshot_source = None  # a compaction scheduled but not begun finds nothing to do
         self._executor.shutdown(wait=True)
 
     # -- appending ---------------------------------------------------------------
 
     def write(self, events: list[ev.Event]) -> None:
-        """Append records now, all or none; durable at the next commit."""
+        """Append records now, all or none; durable at the next commit, or within LAZY_SYNC s.
+
+        A write alone does not ask for an fdatasync at once: what a request
+        acknowledges is committed, and a run's records (which nobody awaits)
+        are synced with the next commit or by a timer.  A process crash loses
+        nothing written; only power loss can lose the last LAZY_SYNC s of them.
+        """
         if self._failed is not None:
             raise self._failed
         buf, seq = encode_records(events, self._seed, self.seq)
@@ -264,7 +277,7 @@ class Journal:
         self.log_bytes += len(buf)
         self._log_size += len(buf)
         self._unsynced = True
-        self._schedule_sync()
+        self._schedule_lazy_sync()
         if self.log_bytes > max(self.compact_min, self.compact_ratio * self.snapshot_bytes):
             self._maybe_compact()
 
@@ -301,10 +314,21 @@ class Journal:
             self._sync_scheduled = True
             self._get_loop().call_soon(self._start_sync)
 
+    def _schedule_lazy_sync(self) -> None:
+        if self._lazy is None and not self._sync_scheduled and not self._syncing:
+            self._lazy = self._get_loop().call_later(LAZY_SYNC, self._lazy_sync)
+
+    def _lazy_sync(self) -> None:
+        self._lazy = None
+        self._schedule_sync()
+
     def _start_sync(self) -> None:
         self._sync_scheduled = False
         if self._syncing or self._failed is not None:
             return
+        if self._lazy is not None:
+            self._lazy.cancel()
+            self._lazy = None
         self._syncing = True
         self._unsynced = False
         waiters, self._waiters = self._waiters, []
@@ -324,8 +348,10 @@ class Journal:
         for w in waiters:
             if not w.done():
                 w.set_result(None)
-        if self._waiters or self._unsynced or self._retired_fds:
+        if self._waiters or self._retired_fds:
             self._schedule_sync()
+        elif self._unsynced:
+            self._schedule_lazy_sync()
 
     def _fail(self, message: str) -> SyncFailed:
         """After a failed write or sync nothing more may be acknowledged: fail the waiters, stop the daemon."""

@@ -42,7 +42,8 @@ class Pool:
         self.bus = bus
         self.loop = runner.loop
         self.slots: dict[int, Run] = {}
-        self._jobs: dict[Run, tuple[int, Job]] = {}
+        self._jobs: dict[Run, tuple[int, Job, float]] = {}  # run -> its slot, its job, when it was handed out
+        self._started: list[Run] = []
         self._ended: list[tuple[Run, Result]] = []
         self.draining = False  # the daemon is stopping: start nothing new
         self.idle = asyncio.Event()  # set whenever no job runs
@@ -54,6 +55,8 @@ class Pool:
         self._retry: asyncio.TimerHandle | None = None
         self._stopped_told = False
         store.on_change = self._landed
+        runner.on_started = self._on_started
+        runner.on_exit = self._on_exit
 
     @property
     def busy(self) -> int:
@@ -151,38 +154,23 @@ class Pool:
         return n
 
     async def _start(self, job: Job, now: float) -> bool:
-        """Start a claimed job; False if the store refused to record it (the job went back)."""
+        """Hand a claimed job to a spawner; its start is recorded when the spawner reports it."""
         slot = self._free_slot()
         out, err = self.output_paths(job.id)
         if job.started_at is not None:
             _remove(out, err)  # the files hold the latest run only
         try:
-            run = self.runner.start(
-                job.id, job.command, job.attempts + 1, job.cwd, job.timeout, out, err,
-                self.store.config.output_limit, self._on_exit,
-            )
+            run = self.runner.start(job.id, job.command, job.attempts + 1, job.cwd, job.timeout, out, err,
+                                    self.store.config.output_limit)
         except Exception as e:  # whatever stops a job from starting is that job's failure
-            return await self._cannot_start(job, now, slot, e)
-        try:
-            await self.store.start(job, now, slot, run.pgid, run.pid_start)
-        except StoreError as e:
-            # Not on record, so it must not run: undo the start and try again later.
-            log.error("cannot record the start of job %s: %s", job.id, e)
-            run.on_exit = _discard
-            self.runner.kill(run)
-            await self._give_back(job, e)
-            return False
+            return await self._cannot_start(job, now, slot, f"cannot start: {e}")
         self.slots[slot] = run
-        self._jobs[run] = (slot, job)
+        self._jobs[run] = (slot, job, now)
         self.idle.clear()
-        self._announce(job, slot)
         return True
 
-    async def _cannot_start(self, job: Job, now: float, slot: int, e: Exception) -> bool:
-        if isinstance(e, OSError):
-            what = f"cannot start: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
-        else:
-            what = f"cannot start: {e}"
+    async def _cannot_start(self, job: Job, now: float, slot: int, what: str) -> bool:
+        """The run never began: record a start and its failure, so the attempt counts."""
         try:
             await self.store.start(job, now, slot, 0, 0)
         except StoreError as err:
@@ -193,7 +181,11 @@ class Pool:
 
     async def _give_back(self, job: Job, e: StoreError) -> None:
         await self.store.release(job)
-        if isinstance(e, Full) and self._retry is None:
+        if isinstance(e, Full):
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        if self._retry is None:
             self._retry = self.loop.call_later(RETRY_AFTER_FULL, self._retry_now)
 
     def _retry_now(self) -> None:
@@ -202,17 +194,43 @@ class Pool:
 
     # -- ends ----------------------------------------------------------------------
 
+    def _on_started(self, run: Run) -> None:
+        self._started.append(run)
+        self.wake()
+
     def _on_exit(self, run: Run, result: Result) -> None:
         self._ended.append((run, result))
         self.wake()
 
     async def _settle(self) -> None:
+        """Record the starts and ends the spawners reported, in the order they happened."""
+        started, self._started = self._started, []
+        now = time.time()
+        for run in started:
+            slot, job, handed = self._jobs[run]
+            try:
+                # Started when the pool handed it to its worker, as the queue sees it.
+                await self.store.start(job, handed, slot, run.pgid, run.pid_start)
+            except StoreError as e:
+                # Not on record, so it must not run: stop it, and give the job back once it has exited.
+                log.error("cannot record the start of job %s: %s", job.id, e)
+                run.discard = True
+                self.runner.kill(run)
+                if isinstance(e, Full):
+                    self._retry_later()
+                continue
+            self._announce(job, slot)
         ended, self._ended = self._ended, []
         for run, result in ended:
-            slot, job = self._jobs.pop(run)
+            slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
-            error = INTERRUPTED if run.interrupted else result.error
-            await self._finish(job, slot, time.time(), result.exit_code, error)
+            if run.discard:
+                await self.store.release(job)
+            elif not run.started:
+                await self._cannot_start(job, now, slot, result.error or "cannot start")
+            else:
+                error = INTERRUPTED if run.interrupted else result.error
+                await self._finish(job, slot, time.time(), result.exit_code, error)
         if not self.slots:
             self.idle.set()
 
@@ -288,10 +306,6 @@ class Pool:
         finally:
             for w in waits:
                 w.cancel()
-
-
-def _discard(run: Run, result: Result) -> None:
-    pass
 
 
 def _remove(*paths: str) -> None:

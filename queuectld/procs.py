@@ -79,19 +79,24 @@ def become_subreaper() -> bool:
         return False
 
 
-def children() -> list[int]:
-    """The daemon's child processes, from every thread's /proc children list."""
+def children(single_thread: bool = False) -> list[int]:
+    """This process's children, from every thread's /proc children list (one file when single-threaded)."""
     pids: list[int] = []
     try:
-        tasks = os.listdir("/proc/self/task")
+        tasks = [str(os.getpid())] if single_thread else os.listdir("/proc/self/task")
     except OSError:
         return pids
     for tid in tasks:
         try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as f:
-                pids += map(int, f.read().split())
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            pids += map(int, os.read(fd, 65536).split())
         except OSError:
             pass
+        finally:
+            os.close(fd)
     return pids
 
 

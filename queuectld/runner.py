@@ -1,22 +1,18 @@
-"""Running jobs: spawning, output capture, timeouts, process groups and sessions.
+"""Running jobs: the daemon's side of its spawner processes.
 
-Only this module touches job processes.  Each job runs as `/bin/sh -c
-COMMAND` in a new session and process group.  `os.posix_spawn` (glibc:
-clone with CLONE_VM|CLONE_VFORK) never copies the daemon's heap, so spawning
-costs the same at any queue depth; it encodes the environment in C, and the
-loop changes its own directory to the job's before spawning it (posix_spawn
-has no chdir), which is safe because the loop is the only spawner and the
-daemon uses absolute paths everywhere else.  Exits are seen through a pidfd
-watched by the event loop, and output through non-blocking pipes: the first
-half of the output limit goes straight to the file, the last half is kept in
-a bounded buffer and written at the end, so neither a flood nor a silent job
-can block the loop or grow the daemon.
+Only this module and `spawner` touch job processes.  `posix_spawn` holds its
+caller until the child has exec'd (about 0.6 ms here), so the event loop
+does not spawn: it hands each job to one of a few spawner processes
+(`queuectld.spawner`, one per core), least loaded first, and hears back
+when the job started and when it ended.  Messages are batched both ways: the
+spawns asked for in one loop turn go out in one write, and one read brings
+every start and exit a spawner had to report.
 
-A job's processes can leave its process group (GNU `timeout` and anything
-that calls setpgid do) but not its session, short of `setsid`.  The daemon
-is a child subreaper, so such a process is adopted by the daemon when its
-parent dies, instead of by init; a sweep after each job's end kills every
-adopted process whose session is not a running job's, and reaps them.
+A spawner that dies is noticed at once (its socket closes): its jobs end as
+interrupted, their processes (adopted by the daemon, a child subreaper, since
+their parent died) are killed and reaped, and a new spawner takes its place.
+See docs/DECISIONS.md, "Spawner processes", for why a job still never runs
+twice at once.
 """
 
 from __future__ import annotations
@@ -25,221 +21,252 @@ import asyncio
 import logging
 import os
 import signal
-import time
+import socket
+import sys
 from collections.abc import Callable
 
-from .capture import Capture
-from .procs import become_subreaper, boot_ticks, children, proc_stat, reap
+from . import spawner as sp
+from .procs import become_subreaper, children, proc_stat, reap
 
 log = logging.getLogger("queuectld.runner")
 
-KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
-SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
-ENDED_WATCH = 1.0  # seconds an ended job's session is watched after the last of it was seen
-# Python ignores SIGPIPE and SIGXFSZ, and a spawned program inherits what is ignored: a job gets
-# every signal's default action, as under a shell or cron (`yes | head` must end by SIGPIPE).
-DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM,
-                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+KILL_GRACE = sp.KILL_GRACE
+SWEEP_AGAIN = sp.SWEEP_AGAIN
+SPAWNER_EXIT_WAIT = 5.0  # seconds a spawner gets to kill its jobs and exit at shutdown
+SPAWNER_DIED = "interrupted: the job's spawner process died"
 
 
 class Result:
-    __slots__ = ("exit_code", "error")
+    __slots__ = ("error", "exit_code")
 
     def __init__(self, exit_code: int | None, error: str | None) -> None:
         self.exit_code = exit_code
         self.error = error
 
 
-def describe_status(code: int) -> str | None:
-    """The error message for an exit code from os.waitstatus_to_exitcode (negative: a signal)."""
-    if code == 0:
-        return None
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}"
-    if code == 127:
-        return "exited with status 127 (command not found)"
-    if code == 126:
-        return "exited with status 126 (command not executable)"
-    return f"exited with status {code}"
-
-
 class Run:
-    """One running job process and everything the loop watches for it."""
+    """One job handed to a spawner: its process once the spawner reports it started."""
 
-    __slots__ = (
-        "job_id", "pid", "pgid", "pid_start", "pidfd", "captures", "timeout", "timer",
-        "timed_out", "interrupted", "on_exit",
-    )
+    __slots__ = ("discard", "interrupted", "job_id", "link", "pgid", "pid_start", "started", "token")
 
-    def __init__(self, job_id: str, pid: int, captures: list[Capture],
-                 timeout: float | None, on_exit: Callable[[Run, Result], None]) -> None:
+    def __init__(self, token: int, job_id: str, link: Link) -> None:
+        self.token = token
         self.job_id = job_id
+        self.link = link
+        self.pgid = 0  # the job's process group (and session), once started
+        self.pid_start = 0
+        self.started = False  # the spawner reported the start
+        self.interrupted = False  # the daemon stopped it
+        self.discard = False  # it must not count: its start could not be recorded
+
+
+class Link:
+    """One spawner process and the socket to it."""
+
+    def __init__(self, runner: Runner, pid: int, sock: socket.socket) -> None:
+        self.runner = runner
         self.pid = pid
-        self.pgid = pid
-        self.pid_start = boot_ticks()
-        self.pidfd = os.pidfd_open(pid)
-        self.captures = captures
-        self.timeout = timeout
-        self.timer: asyncio.TimerHandle | None = None
-        self.timed_out = False
-        self.interrupted = False
-        self.on_exit = on_exit
+        self.sock = sock
+        self.runs: dict[int, Run] = {}  # token -> run
+        self.outbox: list[list] = []  # type: ignore[type-arg]
+        self.inbuf = bytearray()
+        self.pending = bytearray()  # bytes a full socket buffer did not take yet
+        self.alive = True
 
 
 class Runner:
-    """Starts job processes and reports each exit through the run's callback."""
+    """Hands jobs to spawner processes and reports their starts and exits."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, lock_fd: int, spawners: int | None = None,
+                 on_started: Callable[[Run], None] | None = None,
+                 on_exit: Callable[[Run, Result], None] | None = None) -> None:
         self.loop = loop
-        self._leaders: dict[int, Run] = {}  # pid (and session id) of each running job's shell
-        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        self._env = dict(os.environ)
-        self._home = os.getcwd()  # where jobs without a directory run
-        self._ended_sessions: dict[int, float] = {}  # ended jobs' sessions -> watched until
+        self._lock_fd = lock_fd
+        self.on_started = on_started or _ignore_start
+        self.on_exit = on_exit or _ignore_exit
+        self._token = 0
+        self._flush_scheduled = False
+        self._closing = False
         self._sweep_timer: asyncio.TimerHandle | None = None
-        self.subreaper = become_subreaper()
+        self.subreaper = become_subreaper()  # to adopt, kill and reap what a dead spawner leaves
+        self.links = [self._spawn_spawner() for _ in range(spawners or os.cpu_count() or 1)]
+
+    # -- spawners ---------------------------------------------------------------
+
+    def _spawn_spawner(self) -> Link:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        lock = os.dup(self._lock_fd)
+        try:
+            os.set_inheritable(theirs.fileno(), True)
+            os.set_inheritable(lock, True)
+            # Its own process group: a Ctrl-C meant for the daemon's terminal is not for it.
+            pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "queuectld.spawner", str(theirs.fileno()),
+                                                  str(lock)], dict(os.environ), setpgroup=0)
+        finally:
+            theirs.close()
+            os.close(lock)
+        ours.setblocking(False)
+        link = Link(self, pid, ours)
+        self.loop.add_reader(ours.fileno(), self._readable, link)
+        return link
+
+    def _readable(self, link: Link) -> None:
+        try:
+            data = link.sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._lost(link)
+            return
+        link.inbuf += data
+        for msg in sp.unframe(link.inbuf):
+            kind, token = msg[0], msg[1]
+            run = link.runs.get(token)
+            if run is None:
+                continue
+            if kind == sp.STARTED:
+                run.pgid, run.pid_start, run.started = msg[2], msg[3], True
+                self.on_started(run)
+            elif kind == sp.EXITED:
+                del link.runs[token]
+                self.on_exit(run, Result(msg[2], msg[3]))
+            elif kind == sp.FAILED:
+                del link.runs[token]
+                self.on_exit(run, Result(None, msg[2]))
+
+    def _lost(self, link: Link) -> None:
+        """A spawner died: its jobs end as interrupted, what is left of them is killed, another takes over."""
+        if not link.alive:
+            return
+        link.alive = False
+        self.loop.remove_reader(link.sock.fileno())
+        self.loop.remove_writer(link.sock.fileno())
+        link.sock.close()
+        if self._closing:
+            return
+        log.error("spawner process %d died; its %d job(s) end as interrupted, and a new one takes over",
+                  link.pid, len(link.runs))
+        self._sweep()
+        runs, link.runs = link.runs, {}
+        self.links[self.links.index(link)] = self._spawn_spawner()
+        for run in runs.values():
+            self.on_exit(run, Result(None, SPAWNER_DIED))
+
+    def _sweep(self) -> None:
+        """Kill and reap what the daemon adopted: the jobs of a spawner that died, and their children."""
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
+        spawners = {link.pid for link in self.links if link.alive}
+        own_group = os.getpgid(0)
+        adopted = False
+        for pid in children():
+            if pid in spawners:
+                continue
+            adopted = True
+            state, pgid, _ = proc_stat(pid)
+            if state == "Z" or not state:
+                reap(pid)
+                continue
+            for target, kill in ((pgid, os.killpg), (pid, os.kill)):
+                if target > 1 and target != own_group:
+                    try:
+                        kill(target, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+        if adopted:
+            self._sweep_timer = self.loop.call_later(SWEEP_AGAIN, self._sweep)
+
+    # -- jobs ------------------------------------------------------------------------
 
     def start(self, job_id: str, command: str, attempt: int, cwd: str | None, timeout: float | None,
-              out_path: str, err_path: str, limit: int, on_exit: Callable[[Run, Result], None]) -> Run:
-        """Spawn the job; raises (OSError, ValueError, ...) if it cannot be spawned, e.g. for a missing cwd."""
-        # Every time, even for the same path: the directory may have been replaced since.
-        os.chdir(cwd or self._home)
-        r_out, w_out = os.pipe2(os.O_CLOEXEC)
-        r_err, w_err = os.pipe2(os.O_CLOEXEC)
-        try:
-            env = self._env.copy()
-            env["QUEUECTL_JOB_ID"] = job_id
-            env["QUEUECTL_ATTEMPT"] = str(attempt)
-            # dup2 clears close-on-exec on the targets; every other descriptor has it set.
-            pid = os.posix_spawn("/bin/sh", ["sh", "-c", command], env, setsid=True, setsigmask=(),
-                                 setsigdef=DEFAULT_SIGNALS, file_actions=[
-                (os.POSIX_SPAWN_DUP2, self._devnull, 0),
-                (os.POSIX_SPAWN_DUP2, w_out, 1),
-                (os.POSIX_SPAWN_DUP2, w_err, 2),
-            ])
-        except BaseException:
-            os.close(r_out)
-            os.close(r_err)
-            raise
-        finally:
-            os.close(w_out)
-            os.close(w_err)
-        os.set_blocking(r_out, False)
-        os.set_blocking(r_err, False)
-        captures = [Capture(r_out, out_path, limit), Capture(r_err, err_path, limit)]
-        run = Run(job_id, pid, captures, timeout, on_exit)
-        self._leaders[pid] = run
-        loop = self.loop
-        for cap in captures:
-            loop.add_reader(cap.fd, self._on_output, run, cap)
-        loop.add_reader(run.pidfd, self._on_exit, run)
-        if timeout is not None:
-            run.timer = loop.call_later(timeout, self._on_timeout, run)
+              out_path: str, err_path: str, limit: int) -> Run:
+        """Ask the least busy spawner to start the job; its start or failure is reported later."""
+        link = min(self.links, key=lambda lk: len(lk.runs))
+        self._token += 1
+        run = Run(self._token, job_id, link)
+        link.runs[run.token] = run
+        self._send(link, [sp.SPAWN, run.token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout])
         return run
-
-    def _on_output(self, run: Run, cap: Capture) -> None:
-        if not cap.read_available():
-            self.loop.remove_reader(cap.fd)
-
-    def _on_timeout(self, run: Run) -> None:
-        run.timed_out = True
-        log.info("job %s timed out after %s s; stopping its process group", run.job_id, _secs(run.timeout))
-        self.terminate(run)
 
     def terminate(self, run: Run, interrupted: bool = False) -> None:
         """SIGTERM the run's process group, then SIGKILL it KILL_GRACE s later if it still runs."""
         run.interrupted = run.interrupted or interrupted
-        if run.timer is not None:
-            run.timer.cancel()
-        self._signal(run, signal.SIGTERM)
-        run.timer = self.loop.call_later(KILL_GRACE, self._signal, run, signal.SIGKILL)
-
-    def _signal(self, run: Run, sig: int) -> None:
-        try:
-            os.killpg(run.pgid, sig)
-        except ProcessLookupError:
-            pass
-
-    def _on_exit(self, run: Run) -> None:
-        loop = self.loop
-        loop.remove_reader(run.pidfd)
-        # The leader is a zombie until reaped, so its pgid cannot be reused yet:
-        # whatever the job left behind in its group goes with it.
-        self._signal(run, signal.SIGKILL)
-        _, status = os.waitpid(run.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        os.close(run.pidfd)
-        if run.timer is not None:
-            run.timer.cancel()
-        for cap in run.captures:
-            loop.remove_reader(cap.fd)
-            cap.read_available(max_chunks=64)
-            cap.close()
-        del self._leaders[run.pid]
-        self._ended_sessions[run.pid] = time.monotonic() + ENDED_WATCH  # a job's session id is its shell's pid
-        self._sweep()  # what left the job's group but not its session goes now
-        if run.interrupted:
-            result = Result(None, None)
-        elif run.timed_out:
-            result = Result(None if code < 0 else code, f"timed out after {_secs(run.timeout)} s")
-        else:
-            result = Result(code if code >= 0 else None, describe_status(code))
-        run.on_exit(run, result)
+        self._send(run.link, [sp.SIGNAL, run.token, sp.TERMINATE])
 
     def kill(self, run: Run, interrupted: bool = False) -> None:
         """SIGKILL the run's whole process group; its exit is reported as usual."""
         run.interrupted = run.interrupted or interrupted
-        self._signal(run, signal.SIGKILL)
+        self._send(run.link, [sp.SIGNAL, run.token, sp.KILL])
 
-    def _sweep(self) -> None:
-        """Kill the adopted processes of jobs that have ended, and reap what the daemon adopted.
+    def _send(self, link: Link, msg: list) -> None:  # type: ignore[type-arg]
+        link.outbox.append(msg)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
-        Only a process still in an ended job's session is killed: one that
-        started a session of its own (`setsid`) was meant to outlive its job.
-        An ended job's session is watched for ENDED_WATCH s after the last of
-        it was seen (its id cannot be reused while a process is in it), and
-        the sweep runs every SWEEP_AGAIN s meanwhile: killing one process can
-        orphan its children, which the kernel hands over a moment later.
-        """
-        if self._sweep_timer is not None:
-            self._sweep_timer.cancel()
-            self._sweep_timer = None
-        if not self.subreaper:
+    def _flush(self) -> None:
+        """Everything asked of the spawners this loop turn: one write per spawner."""
+        self._flush_scheduled = False
+        for link in self.links:
+            if link.outbox and link.alive:
+                link.pending += sp.frame(link.outbox)
+                link.outbox = []
+                self._write(link)
+
+    def _write(self, link: Link) -> None:
+        try:
+            sent = link.sock.send(link.pending)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._lost(link)
             return
-        now = time.monotonic()
-        ended = self._ended_sessions
-        for sid in [sid for sid, until in ended.items() if until < now]:
-            del ended[sid]
-        adopted = False
-        for pid in children():
-            if pid in self._leaders:
-                continue
-            adopted = True
-            state, pgid, sid = proc_stat(pid)
-            if state == "Z" or not state:
-                reap(pid)
-            elif sid in ended and sid not in self._leaders:
-                ended[sid] = now + ENDED_WATCH
-                for target, kill in ((pgid, os.killpg), (pid, os.kill)):
-                    if target > 1:
-                        try:
-                            kill(target, signal.SIGKILL)
-                        except (ProcessLookupError, PermissionError):
-                            pass
-        if adopted or ended:
-            self._sweep_timer = self.loop.call_later(SWEEP_AGAIN, self._sweep)
+        del link.pending[:sent]
+        fd = link.sock.fileno()
+        if link.pending:
+            self.loop.add_writer(fd, self._write, link)
+        else:
+            self.loop.remove_writer(fd)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Let the spawners go: each kills what still runs and exits; wait for them (bounded)."""
+        self._closing = True
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
-        os.close(self._devnull)
+        for link in self.links:
+            if link.alive:
+                self._lost(link)
+        loop = self.loop
+        deadline = loop.time() + SPAWNER_EXIT_WAIT
+        waiting = [link.pid for link in self.links]
+        while waiting and loop.time() < deadline:
+            waiting = [pid for pid in waiting if not _reaped(pid)]
+            if waiting:
+                await asyncio.sleep(0.01)
+        if waiting:
+            log.error("spawner process(es) %s did not exit; killing them", waiting)
+            for pid in waiting:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except (ProcessLookupError, ChildProcessError):
+                    pass
 
 
-def _secs(x: float | None) -> str:
-    if x is None:
-        return "?"
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return done != 0
+
+
+def _ignore_start(run: Run) -> None:
+    pass
+
+
+def _ignore_exit(run: Run, result: Result) -> None:
+    pass

@@ -232,16 +232,21 @@ def test_sigterm_past_the_grace_period_interrupts_jobs(env: Env, tmp_path: os.Pa
     assert job["error_message"] == "interrupted: daemon stopped while the job ran"
 
 
-@pytest.mark.parametrize("compacted", [False, True], ids=["from-the-log", "from-a-snapshot"])
-def test_kill_9_mid_job_counts_an_attempt_and_kills_the_orphan(
-    env: Env, tmp_path: os.PathLike[str], compacted: bool
+def _spawners_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(x) for x in f.read().split()]
+
+
+@pytest.mark.parametrize("case", ["from-the-log", "from-a-snapshot", "spawners-killed-too"])
+def test_kill_9_mid_job_counts_an_attempt_and_no_old_run_outlives_the_daemon(
+    env: Env, tmp_path: os.PathLike[str], case: str
 ) -> None:
     pidfile = os.path.join(str(tmp_path), "pid")
-    env.start_daemon("--workers", "1", "--compact-min", "4K")
+    daemon = env.start_daemon("--workers", "1", "--compact-min", "4K")
     job_id = env.enqueue(command=f"sleep 300 & echo $! > {pidfile}; wait", max_retries=1)
     env.wait_state(job_id, "processing")
     wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the job's pid")
-    if compacted:
+    if case == "from-a-snapshot":
         # Enough records for a compaction: the running job's process group must survive it, in the snapshot.
         journal = os.path.join(env.home, "journal")
         with Client(env.home, autostart=False) as c:
@@ -252,10 +257,21 @@ def test_kill_9_mid_job_counts_an_attempt_and_kills_the_orphan(
     with open(pidfile) as f:
         orphan = int(f.read())
     assert env.show(job_id)["worker"] == 1
-    env.stop_daemon(signal.SIGKILL)
-    assert pid_alive(orphan)
-    env.start_daemon("--workers", "0")
-    wait_for(lambda: not pid_alive(orphan), 5, "the orphaned job to be killed")
+    if case == "spawners-killed-too":
+        # Nothing is left to kill the job when the daemon dies: the next start does it, from the journal.
+        for spawner in _spawners_of(daemon.pid):
+            os.kill(spawner, signal.SIGKILL)
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+        env.daemon = None
+        assert pid_alive(orphan)
+        env.start_daemon("--workers", "0")
+        wait_for(lambda: not pid_alive(orphan), 5, "the orphaned job to be killed")
+    else:
+        env.stop_daemon(signal.SIGKILL)
+        env.start_daemon("--workers", "0")
+        # The old daemon's spawner killed its jobs before it let go of the home's lock.
+        assert not pid_alive(orphan)
     job = env.show(job_id)
     assert job["state"] == "failed" and job["attempts"] == 1
     assert job["error_message"] == "interrupted: daemon stopped while the job ran"
@@ -361,3 +377,33 @@ def test_closing_the_terminal_of_a_foreground_worker_stops_the_pool(env: Env) ->
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def test_a_spawner_that_dies_is_replaced_and_its_jobs_end_as_interrupted(
+    env: Env, tmp_path: os.PathLike[str]
+) -> None:
+    pidfile = os.path.join(str(tmp_path), "pid")
+    daemon = env.start_daemon("--workers", "1")
+    job_id = env.enqueue(command=f"sleep 300 & echo $! > {pidfile}; wait", max_retries=0)
+    env.wait_state(job_id, "processing")
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), what="the job's pid")
+    with open(pidfile) as f:
+        grandchild = int(f.read())
+    before = _spawners_of(daemon.pid)
+    with open(f"/proc/{grandchild}/stat") as f:
+        session = int(f.read().rsplit(")", 1)[1].split()[3])
+    spawner = next(p for p in before if _parent_of(session) == p)
+    os.kill(spawner, signal.SIGKILL)
+    job = env.wait_state(job_id, "dead")
+    assert job["error_message"] == "interrupted: the job's spawner process died"
+    wait_for(lambda: not pid_alive(grandchild), 5, "the job's processes to be killed")
+    wait_for(lambda: len(_spawners_of(daemon.pid)) == len(before) and spawner not in _spawners_of(daemon.pid),
+             what="a new spawner")
+    after = env.enqueue(command="true")
+    env.wait_state(after, "completed")
+    assert "spawner process" in env.log() and "died" in env.log()
+
+
+def _parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])

@@ -1,0 +1,383 @@
+"""A spawner: a small process that starts, watches and reaps the daemon's jobs.
+
+The daemon starts a few of these (`python -m queuectld.spawner SOCK LOCK`)
+before it serves, and hands each job to one of them, so that `posix_spawn`,
+which holds its caller until the child has exec'd, never holds the event
+loop.  Each spawner talks to the daemon over a socket pair, in frames of
+many messages each way (see `wire_*` below): a batch of spawns in one write,
+a batch of starts and exits in one read.
+
+Each job runs as `/bin/sh -c COMMAND` in a new session, with its output read
+through pipes into its files (head and tail within the output limit, by
+`Capture`), its timeout kept here (SIGTERM, then SIGKILL `KILL_GRACE` s
+later), and everything it leaves behind killed at its end: its process
+group, and what left the group but not the session (the spawner is a child
+subreaper, so such a process is adopted by it when its parent dies).
+
+A spawner's jobs never outlive the daemon: when the daemon's end of the
+socket closes (it exited, or was killed), the spawner kills every job's
+session and exits.  It holds the daemon's lock file open (the same open file
+description, so the same lock) until then, so no new daemon can start on this
+home while a job of the old one may still run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import sys
+import time
+
+import msgspec
+
+from .capture import Capture
+from .procs import become_subreaper, boot_ticks, children, proc_stat, reap
+
+KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
+SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
+ENDED_WATCH = 1.0  # seconds an ended job's session is watched after the last of it was seen
+# Python ignores SIGPIPE and SIGXFSZ (and a spawner ignores SIGINT and SIGHUP), and a spawned program
+# inherits what is ignored: a job gets every signal's default action, as under a shell or cron.
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM,
+                   signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+HEADER = 4
+
+# Messages, each a list whose first item says what it is.
+# daemon -> spawner
+SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout]
+SIGNAL = "k"  # [SIGNAL, token, TERMINATE or KILL]
+TERMINATE, KILL = 1, 0
+# spawner -> daemon
+STARTED = "S"  # [STARTED, token, pid, pid_start]
+FAILED = "F"  # [FAILED, token, error]: the job could not be started
+EXITED = "X"  # [EXITED, token, exit_code, error]
+
+encode = msgspec.msgpack.Encoder().encode
+decode = msgspec.msgpack.Decoder(list[list]).decode  # type: ignore[type-arg]
+
+
+def frame(messages: list[list]) -> bytes:  # type: ignore[type-arg]
+    body = encode(messages)
+    return len(body).to_bytes(HEADER, "big") + body
+
+
+def unframe(buf: bytearray) -> list[list]:  # type: ignore[type-arg]
+    """Take every whole frame off the front of `buf`; their messages, in order."""
+    out: list[list] = []  # type: ignore[type-arg]
+    while len(buf) >= HEADER:
+        n = int.from_bytes(buf[:HEADER], "big")
+        if len(buf) < HEADER + n:
+            break
+        out += decode(bytes(buf[HEADER : HEADER + n]))
+        del buf[: HEADER + n]
+    return out
+
+
+def describe_status(code: int) -> str | None:
+    """The error message for an exit code from os.waitstatus_to_exitcode (negative: a signal)."""
+    if code == 0:
+        return None
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    if code == 127:
+        return "exited with status 127 (command not found)"
+    if code == 126:
+        return "exited with status 126 (command not executable)"
+    return f"exited with status {code}"
+
+
+def cannot_start(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        return f"cannot start: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
+    return f"cannot start: {e}"
+
+
+def secs(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+class Job:
+    __slots__ = ("captures", "deadline", "killing", "pid", "pidfd", "timed_out", "timeout", "token")
+
+    def __init__(self, token: int, pid: int, pidfd: int, captures: list[Capture], timeout: float | None) -> None:
+        self.token = token
+        self.pid = pid
+        self.pidfd = pidfd
+        self.captures = captures
+        self.timeout = timeout
+        # Its timeout, or once it was sent SIGTERM (`killing`), when it gets SIGKILL.
+        self.deadline = time.monotonic() + timeout if timeout is not None else None
+        self.killing = False
+        self.timed_out = False
+
+
+class Spawner:
+    def __init__(self, sock: int) -> None:
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.outbox: list[list] = []  # type: ignore[type-arg]
+        self.jobs: dict[int, Job] = {}  # token -> job
+        self.by_fd: dict[int, tuple[Job, Capture | None]] = {}  # pidfd or pipe -> its job (and capture)
+        self.poll = select.poll()
+        self.poll.register(sock, select.POLLIN)
+        self.env = dict(os.environ)
+        self.home = os.getcwd()
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.sweep_at: float | None = None
+        self.ended_sessions: dict[int, float] = {}  # ended jobs' sessions -> watched until
+        self.subreaper = become_subreaper()
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> None:
+        while True:
+            for fd, _ in self.poll.poll(self._wait_ms()):
+                if fd == self.sock:
+                    if not self._read():
+                        return
+                else:
+                    entry = self.by_fd.get(fd)
+                    if entry is None:  # its job ended earlier in this batch
+                        continue
+                    job, cap = entry
+                    if cap is None:
+                        self._exited(job)
+                    elif not cap.read_available():
+                        self._unwatch(cap.fd)
+            self._deadlines()
+            self._flush()
+
+    def _wait_ms(self) -> int:
+        times = [j.deadline for j in self.jobs.values() if j.deadline is not None]
+        if self.sweep_at is not None:
+            times.append(self.sweep_at)
+        if not times:
+            return -1
+        return max(0, int((min(times) - time.monotonic()) * 1000) + 1)
+
+    def _read(self) -> bool:
+        try:
+            data = os.read(self.sock, 1 << 20)
+        except InterruptedError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            return False  # the daemon is gone
+        self.inbuf += data
+        for msg in unframe(self.inbuf):
+            if msg[0] == SPAWN:
+                self._spawn(*msg[1:])
+            elif msg[0] == SIGNAL:
+                job = self.jobs.get(msg[1])
+                if job is not None:
+                    self._stop(job, msg[2])
+        return True
+
+    def _flush(self) -> None:
+        if self.outbox:
+            data = memoryview(frame(self.outbox))
+            self.outbox = []
+            while data:
+                try:
+                    data = data[os.write(self.sock, data) :]
+                except InterruptedError:
+                    continue
+                except BlockingIOError:
+                    select.select([], [self.sock], [])
+                except OSError:
+                    return  # the daemon is gone; the next read says so
+
+    # -- jobs -------------------------------------------------------------------
+
+    def _spawn(self, token: int, job_id: str, command: str, attempt: int, cwd: str | None, out_path: str,
+               err_path: str, limit: int, timeout: float | None) -> None:
+        pipes: list[int] = []
+        try:
+            # Every time, even for the same path: the directory may have been replaced since.
+            os.chdir(cwd or self.home)
+            r_out, w_out = os.pipe2(os.O_CLOEXEC)
+            pipes += (r_out, w_out)
+            r_err, w_err = os.pipe2(os.O_CLOEXEC)
+            pipes += (r_err, w_err)
+            env = self.env.copy()
+            env["QUEUECTL_JOB_ID"] = job_id
+            env["QUEUECTL_ATTEMPT"] = str(attempt)
+            # dup2 clears close-on-exec on the targets; every other descriptor has it set.
+            pid = os.posix_spawn("/bin/sh", ["sh", "-c", command], env, setsid=True, setsigmask=(),
+                                 setsigdef=DEFAULT_SIGNALS, file_actions=[
+                (os.POSIX_SPAWN_DUP2, self.devnull, 0),
+                (os.POSIX_SPAWN_DUP2, w_out, 1),
+                (os.POSIX_SPAWN_DUP2, w_err, 2),
+            ])
+        except Exception as e:  # whatever stops a job from starting is that job's failure
+            for fd in pipes:
+                os.close(fd)
+            self.outbox.append([FAILED, token, cannot_start(e)])
+            return
+        pid_start = boot_ticks()
+        os.close(w_out)
+        os.close(w_err)
+        os.set_blocking(r_out, False)
+        os.set_blocking(r_err, False)
+        pidfd = os.pidfd_open(pid)
+        job = Job(token, pid, pidfd, [Capture(r_out, out_path, limit), Capture(r_err, err_path, limit)], timeout)
+        self.jobs[token] = job
+        self.by_fd[pidfd] = (job, None)
+        self.poll.register(pidfd, select.POLLIN)
+        for cap in job.captures:
+            self.by_fd[cap.fd] = (job, cap)
+            self.poll.register(cap.fd, select.POLLIN)
+        self.outbox.append([STARTED, token, pid, pid_start])
+
+    def _stop(self, job: Job, how: int) -> None:
+        if how == TERMINATE:
+            if not job.killing:
+                _killpg(job.pid, signal.SIGTERM)
+                job.killing = True
+                job.deadline = time.monotonic() + KILL_GRACE
+        else:
+            _killpg(job.pid, signal.SIGKILL)
+
+    def _deadlines(self) -> None:
+        now = time.monotonic()
+        for job in self.jobs.values():
+            if job.deadline is not None and job.deadline <= now:
+                if job.killing:
+                    job.deadline = None
+                    _killpg(job.pid, signal.SIGKILL)
+                else:  # its own timeout: SIGTERM first
+                    job.timed_out = True
+                    self._stop(job, TERMINATE)
+        if self.sweep_at is not None and self.sweep_at <= now:
+            self._sweep()
+
+    def _exited(self, job: Job) -> None:
+        # The leader is a zombie until reaped, so its group id cannot be reused yet:
+        # whatever the job left behind in its group goes with it.
+        _killpg(job.pid, signal.SIGKILL)
+        _, status = os.waitpid(job.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        self._unwatch(job.pidfd)
+        os.close(job.pidfd)
+        for cap in job.captures:
+            if cap.fd in self.by_fd:
+                self._unwatch(cap.fd)
+            cap.read_available(max_chunks=64)
+            cap.close()
+        del self.jobs[job.token]
+        self.ended_sessions[job.pid] = time.monotonic() + ENDED_WATCH  # a job's session id is its shell's pid
+        self._sweep()  # what left the job's group but not its session goes now
+        if job.timed_out:
+            error: str | None = f"timed out after {secs(job.timeout)} s"
+            exit_code = None if code < 0 else code
+        else:
+            error = describe_status(code)
+            exit_code = code if code >= 0 else None
+        self.outbox.append([EXITED, job.token, exit_code, error])
+
+    def _unwatch(self, fd: int) -> None:
+        self.poll.unregister(fd)
+        del self.by_fd[fd]
+
+    def _sweep(self) -> bool:
+        """Kill the adopted processes of jobs that have ended, and reap every dead child; True if any was seen.
+
+        Only a process still in an ended job's session is killed: one that
+        started a session of its own (`setsid`) was meant to outlive its job.
+        An ended job's session is watched for ENDED_WATCH s after the last of
+        it was seen (its id cannot be reused while a process is in it), with a
+        sweep every SWEEP_AGAIN s meanwhile: killing one process can orphan its
+        children, which the kernel hands over a moment later.
+        """
+        self.sweep_at = None
+        if not self.subreaper:
+            return False
+        now = time.monotonic()
+        ended = self.ended_sessions
+        for sid in [sid for sid, until in ended.items() if until < now]:
+            del ended[sid]
+        leaders = {job.pid for job in self.jobs.values()}
+        adopted = False
+        for pid in children(single_thread=True):
+            if pid in leaders:
+                continue
+            adopted = True
+            state, pgid, sid = proc_stat(pid)
+            if state == "Z" or not state:
+                reap(pid)
+            elif sid in ended and sid not in leaders:
+                ended[sid] = now + ENDED_WATCH
+                if pgid > 1:
+                    _killpg(pgid, signal.SIGKILL)
+                _kill(pid, signal.SIGKILL)
+        if adopted or ended:
+            self.sweep_at = now + SWEEP_AGAIN
+        return adopted
+
+    def shutdown(self) -> None:
+        """The daemon is gone: kill every job's session, reap them all, then exit."""
+        for job in self.jobs.values():
+            _killpg(job.pid, signal.SIGKILL)
+        for job in list(self.jobs.values()):
+            os.waitpid(job.pid, 0)
+            del self.jobs[job.token]
+            self.ended_sessions[job.pid] = time.monotonic() + ENDED_WATCH
+        # Until a sweep finds nothing adopted: what a killed process leaves is handed over a moment later.
+        deadline = time.monotonic() + 2.0
+        while self._sweep() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    sock, lock = int(argv[0]), int(argv[1])
+    # Neither descriptor may reach a job: a job holding the lock would keep the next daemon out.
+    os.set_inheritable(sock, False)
+    os.set_inheritable(lock, False)
+    # The daemon decides when jobs stop; a signal meant for it (Ctrl-C in its terminal) is not ours.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminated)
+    spawner = Spawner(sock)
+    try:
+        spawner.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        spawner.shutdown()
+    return 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except OSError as e:
+        if e.errno != errno.EBADF:
+            raise
+        sys.exit(1)
