@@ -21,6 +21,7 @@ import sys
 
 from . import wire
 from .paths import resolve
+from .text import not_utf8
 
 TYPE_CHECKING = False  # typing costs a CLI call ~5 ms; it is for the type checker only
 if TYPE_CHECKING:
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 
 def entry() -> None:
     argv = sys.argv[1:]
+    problem = not_utf8(argv)
+    if problem is not None:
+        print(f"queuectl: {problem}", file=sys.stderr)
+        sys.exit(2)
     code = quick(argv)
     if code is None:
         from .cli import main

@@ -26,6 +26,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from . import completions
 from .connection import Client, DaemonUnavailable, RequestFailed
 from .parser import SUBCOMMANDS
+from .text import not_utf8
 
 # Runs one command line's words on the shell's connection and returns its exit status (`cli.run_line`).
 RunLine = Callable[[Client, list[str]], int]
@@ -87,6 +88,10 @@ def execute(client: Client, line: str, run_line: RunLine) -> int | None:
         return 2
     if not argv:
         return 0
+    problem = not_utf8(argv)
+    if problem is not None:  # piped bytes that are not UTF-8
+        print(f"queuectl: {problem}", file=sys.stderr)
+        return 2
     if argv[0] in ("exit", "quit"):
         return None
     if argv[0] == "clear":
