@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .paths import SOCKET_NAME, Paths
+from .text import shown_bytes, utf8
 
 AUTOSTART_TIMEOUT = 10.0
 EXIT_LOCKED = 75  # queuectld: another daemon owns this home
@@ -37,6 +38,10 @@ def start(paths: Paths, connect: Callable[[], bool], home_given: bool) -> None:
     `home_given`: the home was named (QUEUECTL_HOME or the API's `home`), so it is passed to the daemon as
     an absolute --home and set in its environment, where its jobs see the same path.
     """
+    for where in (paths.state, paths.socket):
+        if not utf8(where):
+            raise StartFailed(f"cannot start queuectld: the path {shown_bytes(where, 4096)} is not UTF-8, "
+                              "and its home and socket need paths that are")
     try:
         os.makedirs(paths.state, mode=0o700, exist_ok=True)
         log = open(paths.daemon_log, "ab")

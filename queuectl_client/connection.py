@@ -27,6 +27,7 @@ from .errors import DaemonStopping as DaemonStopping
 from .errors import DaemonUnavailable as DaemonUnavailable
 from .errors import RequestFailed as RequestFailed
 from .errors import TooLarge as TooLarge
+from .text import shown_bytes
 from .wire import VERSION, new_id_prefix
 
 __version__ = VERSION
@@ -90,7 +91,7 @@ class Client:
             return
         except (OSError, ConnectionLost) as e:
             if not self.autostart or not _not_answering(e):
-                raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
+                raise self._cannot_connect(e) from None
 
         def attempt() -> bool:
             try:
@@ -99,7 +100,7 @@ class Client:
             except (OSError, ConnectionLost) as e:
                 if _not_answering(e):
                     return False
-                raise DaemonUnavailable(f"cannot connect to {self.paths.socket}: {_reason(e)}") from None
+                raise self._cannot_connect(e) from None
 
         try:
             autostart.start(self.paths, attempt, self.home_given)
@@ -107,6 +108,9 @@ class Client:
             raise DaemonStopping(str(e)) from None
         except autostart.StartFailed as e:
             raise CannotStart(str(e)) from None
+
+    def _cannot_connect(self, e: BaseException) -> DaemonUnavailable:
+        return DaemonUnavailable(f"cannot connect to {shown_bytes(self.paths.socket, 4096)}: {_reason(e)}")
 
     def _connect_once(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

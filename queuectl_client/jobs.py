@@ -17,6 +17,7 @@ import msgspec
 from . import protocol as p
 from .batches import local_seconds
 from .parser import UsageError
+from .text import utf8
 
 _decode_one = msgspec.json.Decoder(p.JobSpec).decode
 _decode_many = msgspec.json.Decoder(list[p.JobSpec]).decode
@@ -128,11 +129,16 @@ def friendly(message: str) -> str:
 
 
 def cwd_for(specs: list[p.JobSpec]) -> str | None:
-    """The current directory, for the jobs that name none; refused when it was deleted."""
+    """The current directory, for the jobs that name none; refused when it was deleted or its name is not UTF-8."""
     try:
-        return os.getcwd()
+        cwd = os.getcwd()
     except OSError:
         if all(s.cwd is not None for s in specs):
             return None
         raise UsageError("the current directory no longer exists: cd to one that does, "
                          "or give the job a `cwd`") from None
+    if not utf8(cwd):  # bytes that are not UTF-8, which no request can carry
+        if all(s.cwd is not None for s in specs):
+            return None
+        raise UsageError("the current directory's name is not UTF-8; give the job a cwd") from None
+    return cwd

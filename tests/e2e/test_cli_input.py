@@ -3,6 +3,7 @@ numbers out of bounds; and input it takes as meant: a byte-order mark before a J
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -64,3 +65,33 @@ def test_a_shell_line_that_is_not_utf8_is_refused_and_the_shell_goes_on(d: Env) 
     code, out, err = _run(d, b"shell", input=b"show \xff\nconfig get max-retries\n")
     assert err == "queuectl: argument 2 is not valid UTF-8: \\xff\n", err
     assert out == "3\n" and code == 0
+
+
+# --- a current directory or a home that is not UTF-8 ------------------------------------------
+
+
+def test_a_current_directory_whose_name_is_not_utf8_is_refused_unless_the_job_names_one(
+    d: Env, tmp_path: os.PathLike[str]
+) -> None:
+    where = os.path.join(os.fsencode(str(tmp_path)), b"bad\xffdir")
+    os.mkdir(where)
+    job = b'{"command": "pwd"}'
+    for args, stdin in (([b"enqueue", job], None), ([b"enqueue", b"-"], job + b"\n")):
+        code, _, err = _run(d, *args, cwd=where, input=stdin)
+        assert code == 2 and err == "queuectl: the current directory's name is not UTF-8; give the job a cwd\n", err
+    assert d.jobs() == []
+    code, _, _ = _run(d, b"enqueue", b'{"command": "pwd", "cwd": "/"}', cwd=where)
+    assert code == 0 and [j["cwd"] for j in d.jobs()] == ["/"]
+
+
+@pytest.mark.parametrize("autostart", [b"0", b"1"])
+def test_a_home_whose_path_is_not_utf8_exits_3_naming_it(env: Env, autostart: bytes) -> None:
+    home = os.fsencode(env.home) + b"/u\xff"
+    code, _, err = _run(env, b"status", QUEUECTL_HOME=home, QUEUECTL_NO_AUTOSTART=autostart)
+    shown = env.home + "/u\\xff"
+    assert code == 3 and err.count("\n") == 1 and shown in err, err
+    assert "UnicodeEncodeError" not in err and "\\udc" not in err
+    if autostart == b"0":
+        assert err == f"queuectl: cannot start queuectld: the path {shown} is not UTF-8, " \
+                      "and its home and socket need paths that are\n"
+        assert not os.path.exists(home)
