@@ -56,8 +56,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    limit = _limit(args.limit)
-    jobs = client.list(args.state, limit) if args.cmd == "list" else client.dlq_list(limit)
+    jobs = client.list(args.state, args.limit) if args.cmd == "list" else client.dlq_list(args.limit)
     if args.json:
         json_array(jobs)
     elif args.quiet:
@@ -67,12 +66,6 @@ def cmd_list(client: Client, args: argparse.Namespace) -> int:
     else:
         print_table(jobs, sys.stdout)
     return EXIT_OK
-
-
-def _limit(n: int | None) -> int | None:
-    if n is not None and n < 0:
-        raise UsageError("--limit must not be negative")
-    return n
 
 
 def cmd_show(client: Client, args: argparse.Namespace) -> int:
@@ -87,8 +80,6 @@ def cmd_show(client: Client, args: argparse.Namespace) -> int:
 def cmd_logs(client: Client, args: argparse.Namespace) -> int:
     from . import live
 
-    if args.tail is not None and args.tail < 0:
-        raise UsageError("--tail must not be negative")
     streams = ["stdout"] if args.stdout else ["stderr"] if args.stderr else ["stdout", "stderr"]
     if args.follow:
         return live.follow_logs(client, args.id, streams, args.tail, args.json)
@@ -155,16 +146,12 @@ def cmd_config(client: Client, args: argparse.Namespace) -> int:
 def cmd_wait(client: Client, args: argparse.Namespace) -> int:
     from .live import wait
 
-    if args.timeout is not None and args.timeout < 0:
-        raise UsageError("--timeout must not be negative")
     return wait(client, args.ids, args.state, args.timeout, args.json)
 
 
 def cmd_top(client: Client, args: argparse.Namespace) -> int:
     from .live import top
 
-    if args.interval <= 0:
-        raise UsageError("--interval must be positive")
     return top(client, args.interval, args.json)
 
 

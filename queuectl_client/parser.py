@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any, NoReturn
 
 from .connection import __version__
@@ -15,6 +16,46 @@ from .wire import STATES
 
 class UsageError(Exception):
     """Invalid input from the user (exit 2)."""
+
+
+# The bounds of the numeric options, as --help states them.
+INT32 = 2**31 - 1  # the protocol's limit for a count of jobs
+MIN_INTERVAL, MAX_INTERVAL = 0.05, 86_400.0  # top's refresh: 50 ms to a day
+MAX_WAIT = 100 * 365.25 * 86_400  # wait --timeout: a century (the daemon treats a decade as forever)
+
+
+def whole(lo: int, hi: int) -> Any:
+    """An argparse type: a whole number from `lo` to `hi`."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, not {_quoted(text)}")
+        return n
+
+    return parse
+
+
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:39] + "…")
+
+
+def seconds(lo: float, hi: float, what: str) -> Any:
+    """An argparse type: a number of seconds from `lo` to `hi` (`what` says the bounds in words)."""
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        if not lo <= x <= hi:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"expected a number of seconds from {what}, not {_quoted(text)}")
+        return x
+
+    return parse
 
 
 class Parser(argparse.ArgumentParser):
@@ -49,7 +90,7 @@ def _worker_args(w: Parser) -> None:
     ws = wsub.add_parser("start", help="set the pool to N workers and follow their jobs",
                          epilog="examples:\n  queuectl worker start --count 4\n  queuectl worker start -n 2 --detach",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    ws.add_argument("--count", "-n", type=int, default=1, help="number of workers (default 1)")
+    ws.add_argument("--count", "-n", type=int, default=1, metavar="N", help="number of workers, 1 to 1024 (default 1)")
     ws.add_argument("--detach", "-d", action="store_true", help="return at once instead of following")
     ws.add_argument("--json", action="store_true", help="print each job event as a JSON line on stdout")
     wsub.add_parser("stop", help="start no new job; return once running jobs finished")
@@ -61,7 +102,7 @@ def _status_args(s: Parser) -> None:
 
 def _list_args(ls: Parser) -> None:
     ls.add_argument("--state", choices=STATES)
-    ls.add_argument("--limit", type=int)
+    ls.add_argument("--limit", type=whole(0, INT32), metavar="N", help=f"at most N jobs (0 to {INT32})")
     ls.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
     _json_flag(ls)
 
@@ -79,7 +120,8 @@ def _logs_args(lg: Parser) -> None:
     lg.add_argument("--follow", "-f", action="store_true",
                     help="stream the run's output as it comes, until the run ends (its stdout to stdout, "
                          "its stderr to stderr); a job that waits is followed once it starts")
-    lg.add_argument("--tail", "-n", type=int, metavar="N", help="only the last N lines of each stream")
+    lg.add_argument("--tail", "-n", type=whole(0, INT32), metavar="N",
+                    help=f"only the last N lines of each stream (0 to {INT32})")
     lg.add_argument("--json", action="store_true",
                     help='print {"id", "stdout", "stderr"}; with --follow, a JSON line per chunk')
 
@@ -92,7 +134,7 @@ def _dlq_args(q: Parser) -> None:
     qsub = q.add_subparsers(dest="action", metavar="ACTION", required=True)
     ql = qsub.add_parser("list", help="list dead jobs")
     _json_flag(ql)
-    ql.add_argument("--limit", type=int)
+    ql.add_argument("--limit", type=whole(0, INT32), metavar="N", help=f"at most N jobs (0 to {INT32})")
     ql.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
     qr = qsub.add_parser("retry", help="move dead jobs back to pending, attempts reset")
     qr.add_argument("ids", nargs="*", metavar="ID")
@@ -115,12 +157,14 @@ def _config_args(c: Parser) -> None:
 def _wait_args(w: Parser) -> None:
     w.add_argument("ids", nargs="*", metavar="ID", help="the jobs to wait for (default: every job not yet final)")
     w.add_argument("--state", choices=STATES, help="wait for the jobs that are in this state now")
-    w.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 124)")
+    w.add_argument("--timeout", type=seconds(0, MAX_WAIT, "0 to a century (3155760000)"), metavar="SECONDS",
+                   help="give up after this long (exit 124); 0 to 3155760000, a century")
     _json_flag(w)
 
 
 def _top_args(t: Parser) -> None:
-    t.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help="refresh period (default 1)")
+    t.add_argument("--interval", type=seconds(MIN_INTERVAL, MAX_INTERVAL, "0.05 to 86400 (a day)"), default=1.0,
+                   metavar="SECONDS", help="refresh period, 0.05 to 86400, a day (default 1)")
     t.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
 
 

@@ -95,3 +95,50 @@ def test_a_home_whose_path_is_not_utf8_exits_3_naming_it(env: Env, autostart: by
         assert err == f"queuectl: cannot start queuectld: the path {shown} is not UTF-8, " \
                       "and its home and socket need paths that are\n"
         assert not os.path.exists(home)
+
+
+# --- numbers out of bounds --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["list", "--limit", "99999999999999999999"], "--limit: expected a whole number from 0 to 2147483647"),
+    (["list", "--limit", "-1"], "--limit: expected a whole number from 0 to 2147483647"),
+    (["list", "--limit", "1e3"], "--limit: expected a whole number"),
+    (["dlq", "list", "--limit", "99999999999999999999"], "--limit: expected a whole number"),
+    (["logs", "x", "--tail", "99999999999999999999"], "--tail/-n: expected a whole number from 0 to 2147483647"),
+    (["logs", "x", "-n", "-3"], "--tail/-n: expected a whole number"),
+    (["top", "--interval", "1e300"], "--interval: expected a number of seconds from 0.05 to 86400"),
+    (["top", "--interval", "1e-9"], "--interval: expected a number of seconds from 0.05 to 86400"),
+    (["top", "--interval", "nan"], "--interval: expected a number of seconds"),
+    (["top", "--interval", "inf"], "--interval: expected a number of seconds"),
+    (["top", "--interval", "0"], "--interval: expected a number of seconds"),
+    (["wait", "--timeout", "nan"], "--timeout: expected a number of seconds from 0 to a century"),
+    (["wait", "--timeout", "inf"], "--timeout: expected a number of seconds"),
+    (["wait", "--timeout", "-1"], "--timeout: expected a number of seconds"),
+    (["wait", "--timeout", "1e300"], "--timeout: expected a number of seconds"),
+    (["worker", "start", "--count", "99999999999999999999"], "--count must be between 1 and 1024"),
+    (["worker", "start", "--count", "-1", "--detach"], "--count must be between 1 and 1024"),
+])
+def test_a_number_out_of_bounds_is_refused_in_one_line(d: Env, args: list[str], words: str) -> None:
+    r = d.q(*args, timeout=10)
+    assert r.code == 2 and words in r.err and r.err.count("\n") == 1, r
+    assert "internal error" not in r.err and r.out == ""
+
+
+def test_the_bounds_are_in_the_help(env: Env) -> None:
+    assert "0 to 2147483647" in env.ok("list", "--help").out
+    assert "0 to 2147483647" in env.ok("dlq", "list", "--help").out
+    assert "0 to 2147483647" in env.ok("logs", "--help").out
+    assert "0.05 to 86400" in " ".join(env.ok("top", "--help").out.split())
+    assert "0 to 3155760000" in " ".join(env.ok("wait", "--help").out.split())
+    assert "1 to 1024" in env.ok("worker", "start", "--help").out
+
+
+def test_numbers_at_the_bounds_are_taken(d: Env) -> None:
+    d.enqueue(command="true", id="one", delay=3600)
+    assert d.ok("list", "--limit", "2147483647", "--quiet").out == "one\n"
+    assert d.ok("list", "--limit", "0", "--quiet").out == ""
+    assert d.ok("dlq", "list", "--limit", "2147483647", "--quiet").out == ""
+    assert d.ok("logs", "one", "--tail", "2147483647").out.startswith("==> stdout <==")
+    assert d.q("wait", "one", "--timeout", "0").code == 124
+    assert d.ok("top", "--interval", "0.05").out and d.ok("top", "--interval", "86400").out
