@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import msgspec
@@ -20,13 +21,27 @@ def local_seconds(spec: p.JobSpec) -> p.JobSpec:
     """
     if not isinstance(spec.run_at, datetime):
         return spec
-    try:
-        t = spec.run_at.timestamp()
-    except (OverflowError, OSError, ValueError):
-        t = -1.0
+    t = unix_seconds(spec.run_at)
     if not 0 <= t <= p.MAX_TIME:
         raise msgspec.ValidationError("run_at must be a time from 1970 to 9999 (at $.run_at)")
     return msgspec.structs.replace(spec, run_at=t)
+
+
+def unix_seconds(when: datetime) -> float:
+    """`when` as UNIX seconds, a time without a zone taken as local time here; -1.0 if it has none.
+
+    `datetime.timestamp()` of a naive time near the year 9999 overflows (it
+    looks at the times a day around it); the C library's mktime does not.
+    """
+    try:
+        return when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        if when.tzinfo is not None and when.utcoffset() is not None:
+            return -1.0
+    try:
+        return time.mktime(when.timetuple()) + when.microsecond / 1e6
+    except (OverflowError, OSError, ValueError):
+        return -1.0
 
 
 def enqueue_frames(specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int,

@@ -10,6 +10,7 @@ import re
 import select
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -57,6 +58,32 @@ def test_a_run_at_without_a_zone_is_the_callers_local_time(env: Env) -> None:
         assert abs(run_at - soon.replace(microsecond=0).timestamp()) < 1, (local, env.show(r.out.strip()))
     table = env.ok("list").out
     assert "runs in 1m" in table or "runs in 59s" in table or "runs in 60s" in table, table
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process in Asia/Tokyo (UTC+9), as the CLI is with TZ set."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_run_at_without_a_zone_in_the_last_hours_of_9999_is_taken(d: Env, tokyo: None) -> None:
+    last = "9999-12-31T23:59:59"  # 9999-12-31T14:59:59Z: east of UTC, a naive time's timestamp() overflows
+    for r in (d.q("enqueue", json.dumps({"command": "x", "run_at": last, "id": "arg"}), TZ="Asia/Tokyo"),
+              d.q("enqueue", "-", input=json.dumps({"command": "x", "run_at": last, "id": "line"}) + "\n",
+                  TZ="Asia/Tokyo")):
+        assert r.code == 0, r
+    with Client(d.home, autostart=False) as c:
+        c.enqueue("x", id="api", run_at=datetime(9999, 12, 31, 23, 59, 59, 500_000))
+        c.enqueue_many([{"command": "x", "id": "api-dict", "run_at": datetime(9999, 12, 31, 23, 59, 59)}])
+    for job_id in ("arg", "line", "api", "api-dict"):
+        assert d.show(job_id)["run_at"].startswith("9999-12-31T14:59:59."), d.show(job_id)
+    # Past the year 9999 in UTC is still refused, in words.
+    r = d.q("enqueue", json.dumps({"command": "x", "run_at": last}), TZ="America/New_York")
+    assert r.code == 2 and "run_at must be a time from 1970 to 9999" in r.err, r
 
 
 def test_wait_for_waits_without_a_limit_by_default() -> None:
