@@ -27,6 +27,7 @@ from .errors import DaemonStopping as DaemonStopping
 from .errors import DaemonUnavailable as DaemonUnavailable
 from .errors import RequestFailed as RequestFailed
 from .errors import TooLarge as TooLarge
+from .fields import friendly
 from .text import shown_bytes
 from .wire import VERSION, new_id_prefix
 
@@ -209,18 +210,14 @@ class Client:
         """Add jobs all or nothing and return their ids once they are on disk.
 
         Each job is a JobSpec or a dict of its JSON fields (`command`, `id`,
-        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`).  A
-        `run_at` datetime without a zone is local time in this process.
-        Raises msgspec.ValidationError naming a bad field, and TooLarge for a
-        job that does not fit in a frame.
+        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`); a
+        field that is None is not given.  A `run_at` datetime without a zone
+        is local time in this process.  Raises msgspec.ValidationError (a
+        ValueError) naming a bad field in words, as the CLI does
+        ("command must not be blank or contain a NUL byte (at $[0].command)"),
+        and TooLarge for a job that does not fit in a frame.
         """
-        items = builtins.list(jobs)
-        if all(isinstance(j, p.JobSpec) for j in items):
-            specs: list[p.JobSpec] = items  # type: ignore[assignment]
-        else:
-            specs = msgspec.convert([j if isinstance(j, dict) else msgspec.structs.asdict(j) for j in items],
-                                    builtins.list[p.JobSpec])
-        return self.enqueue_specs(specs, cwd, batch)
+        return self.enqueue_specs(checked(jobs), cwd, batch)
 
     def enqueue_specs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> list[str]:
         """Add checked jobs; those without an id are named from a random prefix made here.
@@ -386,6 +383,15 @@ class Client:
                 raise TimeoutError(f"job {job_id} is {job.state}, not {'/'.join(sorted(wanted))}, after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+def checked(jobs: Iterable[dict[str, Any] | p.JobSpec]) -> list[p.JobSpec]:
+    """Jobs as checked JobSpecs; msgspec.ValidationError names the first bad field in words."""
+    items = [j if isinstance(j, dict) else msgspec.structs.asdict(j) for j in jobs]
+    try:
+        return msgspec.convert(items, builtins.list[p.JobSpec])
+    except msgspec.ValidationError as e:
+        raise msgspec.ValidationError(friendly(str(e))) from None
 
 
 def _not_answering(e: BaseException) -> bool:

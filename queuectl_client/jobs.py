@@ -1,10 +1,8 @@
 """Jobs as people write them: JSON text to checked `JobSpec`s, errors that name the field.
 
-The protocol's bounds are written as msgspec patterns and limits, whose own
-messages quote a regular expression; the ones a person meets are put in
-words here, keeping the field's path.  A `run_at` without a zone is the
-caller's local time, so it becomes UNIX seconds here, in the caller's zone,
-before it is sent.
+A bad field is named in words (`fields.friendly`), keeping its path.  A
+`run_at` without a zone is the caller's local time, so it becomes UNIX
+seconds here, in the caller's zone, before it is sent.
 """
 
 from __future__ import annotations
@@ -16,15 +14,12 @@ import msgspec
 
 from . import protocol as p
 from .batches import local_seconds
+from .fields import friendly
 from .parser import UsageError
 from .text import utf8
 
 _decode_one = msgspec.json.Decoder(p.JobSpec).decode
 _decode_many = msgspec.json.Decoder(list[p.JobSpec]).decode
-
-_ID_WORDS = "id must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
-_PATH_WORDS = "cwd must be an absolute path (starting with /) of at most 4,095 characters, without a NUL byte"
-_NEW_JOB = "(a new job's value) or left out"
 
 
 def read(path: str | None) -> bytes:
@@ -100,32 +95,6 @@ def _settle(spec: p.JobSpec, where: str) -> p.JobSpec:
         return local_seconds(spec)
     except msgspec.ValidationError as e:
         raise UsageError(f"{where}invalid job: {e}") from None
-
-
-def friendly(message: str) -> str:
-    """msgspec's message for a bad field, in words where it quotes a pattern or a limit."""
-    what, sep, where = message.rpartition(" - at `")
-    if not sep:
-        return message
-    path = where.rstrip("`")
-    field = path.rsplit(".", 1)[-1]
-    words = None
-    if field == "command":
-        if "length <=" in what:
-            words = f"command must be at most {p.MAX_COMMAND_BYTES:,} characters (one argument to a program)"
-        elif "regex" in what or "length >=" in what:
-            words = "command must not be blank or contain a NUL byte"
-    elif field == "cwd" and ("regex" in what or "length" in what):
-        words = _PATH_WORDS
-    elif field == "id" and ("regex" in what or "length" in what):
-        words = _ID_WORDS
-    elif field == "state" and "Invalid enum value" in what:
-        words = f'state must be "pending" {_NEW_JOB}'
-    elif field == "attempts" and ("Invalid enum value" in what or "Expected" in what):
-        words = f"attempts must be 0 {_NEW_JOB}"
-    elif field in ("next_retry_at", "error_message", "locked_by", "locked_at") and "Expected `null`" in what:
-        words = f"{field} must be null {_NEW_JOB}"
-    return f"{words} (at {path})" if words else message
 
 
 def cwd_for(specs: list[p.JobSpec]) -> str | None:

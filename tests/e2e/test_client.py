@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -138,18 +139,24 @@ def test_a_job_that_is_not_utf8_is_refused_with_one_line(d: Env) -> None:
     assert d.jobs() == []
 
 
-@pytest.mark.parametrize(("job", "words"), [
+FIELD_ERRORS = [
     ({"command": "a\u0000b"}, "command must not be blank or contain a NUL byte (at $.command)"),
     ({"command": "   "}, "command must not be blank or contain a NUL byte (at $.command)"),
     ({"command": "x", "cwd": "/tmp/a\u0000"}, "cwd must be an absolute path"),
     ({"command": "x" * (128 * 1024 + 1)}, "command must be at most 131,071 characters"),
     ({"command": "x", "id": "-x"}, "id must be 1 to 64 letters, digits"),
-    ({"command": "x", "priority": 2**40}, "$.priority"),
-    ({"command": "x", "delay": 1e18}, "$.delay"),
+    ({"command": "x", "priority": 2**40}, "priority must be at most 2,147,483,647 (at $.priority)"),
+    ({"command": "x", "priority": -(2**40)}, "priority must be at least -2,147,483,647 (at $.priority)"),
+    ({"command": "x", "delay": 1e18}, "delay must be at most 3,155,760,000 (at $.delay)"),
+    ({"command": "x", "timeout": 0}, "timeout must be greater than 0 (at $.timeout)"),
     ({"command": "x", "max_retries": 1e30}, "$.max_retries"),
     ({"command": "x", "state": "completed"}, 'state must be "pending"'),
     ({"command": "x", "attempts": 1}, "attempts must be 0"),
-])
+    ({"command": "x", "worker": 2}, "worker must be null (a new job's value) or left out (at $.worker)"),
+]
+
+
+@pytest.mark.parametrize(("job", "words"), FIELD_ERRORS)
 def test_invalid_fields_are_named_in_plain_words(d: Env, job: dict[str, object], words: str) -> None:
     text = json.dumps(job)
     # As an argument (the quick path, which leaves the message to the full one) when it fits in one.
@@ -160,6 +167,33 @@ def test_invalid_fields_are_named_in_plain_words(d: Env, job: dict[str, object],
         field = re.search(r"\$\.(\w+)", words)
         assert field is None or f"$.{field.group(1)}" in r.err
     assert d.jobs() == []
+
+
+@pytest.mark.parametrize(("job", "words"), FIELD_ERRORS)
+def test_the_python_api_names_invalid_fields_in_the_same_words(d: Env, job: dict[str, Any], words: str) -> None:
+    import msgspec
+
+    at = words.replace("$.", "$[1].")  # the API names the job by its place in the batch
+    with Client(d.home, autostart=False) as c:
+        for call in (lambda: c.enqueue_many([{"command": "true"}, job]),
+                     lambda: c.enqueue_many([p.JobSpec(command="true"), p.JobSpec(**job)])):
+            with pytest.raises(msgspec.ValidationError) as e:
+                call()
+            assert isinstance(e.value, ValueError)
+            assert at in str(e.value) and "regex" not in str(e.value) and "(?=" not in str(e.value), e.value
+        fields = {k: v for k, v in job.items() if k != "command"}
+        with pytest.raises(msgspec.ValidationError) as e:
+            c.enqueue(job["command"], **fields)
+        assert words.replace("$.", "$[0].") in str(e.value), e.value
+    assert d.jobs() == []
+
+
+def test_a_null_field_in_the_python_api_is_not_given(d: Env) -> None:
+    d.ok("config", "set", "job-timeout", "90")
+    with Client(d.home, autostart=False) as c:
+        job_id = c.enqueue("true", timeout=None, max_retries=None, run_at=None, delay=None, cwd=None)
+    job = d.show(job_id)
+    assert job["timeout"] == 90 and job["max_retries"] == 3
 
 
 def test_a_job_object_of_the_job_model_enqueues_as_it_is(d: Env) -> None:
@@ -279,6 +313,7 @@ def test_control_characters_in_a_command_reach_a_terminal_escaped(d: Env) -> Non
     # Piped and as JSON, the command is as given.
     assert command in d.ok("list").out and command in d.ok("show", "esc").out
     assert d.show("esc")["command"] == command
+
 
 
 # --- top --json ---------------------------------------------------------------------

@@ -1,0 +1,49 @@
+"""A job's field errors in words, for the CLI and the Python API alike.
+
+The protocol's bounds are written as msgspec patterns and limits, whose own
+messages quote a regular expression; the ones a person meets are put in
+words here, keeping the field's path (`$.command`, `$[3].id`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from . import protocol as p
+
+_ID_WORDS = "id must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+_PATH_WORDS = "cwd must be an absolute path (starting with /) of at most 4,095 characters, without a NUL byte"
+_NEW_JOB = "(a new job's value) or left out"
+# The job model's fields a new job holds as null (JobSpec declares them `None`).
+_BOUND = re.compile(r"Expected `(?:int|float)` (<=|>=|<|>) (-?[0-9.]+)$")
+_BOUND_WORDS = {"<=": "at most", ">=": "at least", "<": "less than", ">": "greater than"}
+_NULL_ONLY = frozenset(name for name, kind in p.JobSpec.__annotations__.items() if kind in ("None", None))
+
+
+def friendly(message: str) -> str:
+    """msgspec's message for a bad field, in words where it quotes a pattern or a limit."""
+    what, sep, where = message.rpartition(" - at `")
+    if not sep:
+        return message
+    path = where.rstrip("`")
+    field = path.rsplit(".", 1)[-1]
+    words = None
+    if field == "command":
+        if "length <=" in what:
+            words = f"command must be at most {p.MAX_COMMAND_BYTES:,} characters (one argument to a program)"
+        elif "regex" in what or "length >=" in what:
+            words = "command must not be blank or contain a NUL byte"
+    elif field == "cwd" and ("regex" in what or "length" in what):
+        words = _PATH_WORDS
+    elif field == "id" and ("regex" in what or "length" in what):
+        words = _ID_WORDS
+    elif field == "state" and "Invalid enum value" in what:
+        words = f'state must be "pending" {_NEW_JOB}'
+    elif field == "attempts" and ("Invalid enum value" in what or "Expected" in what):
+        words = f"attempts must be 0 {_NEW_JOB}"
+    elif field in _NULL_ONLY and "Expected `null`" in what:
+        words = f"{field} must be null {_NEW_JOB}"
+    elif m := _BOUND.match(what):
+        x = float(m.group(2))
+        words = f"{field} must be {_BOUND_WORDS[m.group(1)]} {int(x) if x.is_integer() else x:,}"
+    return f"{words} (at {path})" if words else message
