@@ -44,10 +44,10 @@ def commands_file(commands: list[str]) -> str:
 
 
 def xargs_wall(path: str, workers: int = 4) -> float:
-    """Seconds for `xargs -P 4 -n 1 sh -c` to run every line of `path`."""
+    """Seconds for `xargs -P 4 -n 1 sh -c` to run every line of `path` (a line is one argument)."""
     with open(path, "rb") as f:
         t = time.perf_counter()
-        subprocess.run(["xargs", "-P", str(workers), "-n", "1", "sh", "-c"], stdin=f,
+        subprocess.run(["xargs", "-d", "\\n", "-P", str(workers), "-n", "1", "sh", "-c"], stdin=f,
                        stdout=subprocess.DEVNULL, check=True)
         return time.perf_counter() - t
 
