@@ -1,7 +1,8 @@
-"""The tools users would otherwise pick, on the same workload: task-spooler and huey (SQLite).
+"""The tools users would otherwise pick, on the same workload: task-spooler and huey (SQLite),
+and the baselines that are not queues at all: `xargs -P 4` and GNU `parallel -j 4`.
 
-Each peer is installed if it can be (task-spooler from Debian's packages, huey
-from PyPI) and skipped with a clear message otherwise.
+Each peer is installed if it can be (task-spooler and GNU parallel from Debian's
+packages, huey from PyPI) and skipped with a clear message otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,56 @@ def measure(n: int, reps: int, say: Say) -> dict[str, Any]:
     return {"task-spooler (tsp)": _tsp(n, reps, say), "huey (SqliteHuey)": _huey(n, reps, say)}
 
 
+def _apt_install(package: str, say: Say) -> None:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    say(f"installing {package} from Debian's packages")
+    subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], capture_output=True)
+
+
+# --- xargs -P and GNU parallel: no queue, no journal -------------------------------------
+
+
+def commands_file(commands: list[str]) -> str:
+    """The commands one a line, in a temporary file for xargs and parallel to read."""
+    fd, path = tempfile.mkstemp(prefix="qc-bench-cmds-", dir="/tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(c + "\n" for c in commands))
+    return path
+
+
+def xargs_wall(path: str, workers: int = 4) -> float:
+    """Seconds for `xargs -P 4 -n 1 sh -c` to run every line of `path` (a line is one argument)."""
+    with open(path, "rb") as f:
+        t = time.perf_counter()
+        subprocess.run(["xargs", "-d", "\\n", "-P", str(workers), "-n", "1", "sh", "-c"], stdin=f,
+                       stdout=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - t
+
+
+def ensure_parallel(say: Say) -> str | None:
+    """GNU parallel's path, installed from Debian's packages if it can be; None if it cannot."""
+    found = shutil.which("parallel")
+    if found is None:
+        _apt_install("parallel", say)
+        found = shutil.which("parallel")
+    if found is None:
+        return None
+    # moreutils ships another `parallel`, which takes no commands on stdin.
+    out = subprocess.run([found, "--version"], capture_output=True, text=True)
+    return found if "GNU parallel" in out.stdout else None
+
+
+def parallel_wall(parallel: str, path: str, workers: int = 4) -> float:
+    """Seconds for `parallel -j 4 sh -c` to run every line of `path` (each as `sh -c LINE`, as xargs)."""
+    with open(path, "rb") as f:
+        t = time.perf_counter()
+        subprocess.run([parallel, "--will-cite", "-j", str(workers), "sh", "-c"], stdin=f,
+                       stdout=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - t
+
+
 # --- task-spooler ---------------------------------------------------------------------
 
 
@@ -30,11 +81,7 @@ def _ensure_tsp(say: Say) -> str | None:
     found = shutil.which("tsp") or shutil.which("ts")
     if found:
         return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None
-    say("installing task-spooler from Debian's packages")
-    subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "task-spooler"], capture_output=True)
+    _apt_install("task-spooler", say)
     return shutil.which("tsp")
 
 

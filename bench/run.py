@@ -2,11 +2,12 @@
 
 Every figure is the median of repeated runs, and each is printed next to the
 baseline measured in the same run on the same machine (the raw spawn rate of
-`sh -c true`, a bare interpreter start) and next to the peers (task-spooler,
-huey with SQLite).  It writes bench/results/results.json and a chart of
-throughput against queue depth, bench/results/throughput.png.
+`sh -c true`, `xargs -P 4`, a bare interpreter start, the empty queue) and next
+to the peers (task-spooler, huey with SQLite, GNU parallel).  It writes
+bench/results/results.json and a chart of throughput against queue depth and
+of the drain rates side by side, bench/results/throughput.png.
 
-    .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000]
+    .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000] [--stall-only]
 
 Nothing here is a pass/fail test: it reports.
 """
@@ -23,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import peers
 from queuectl_client import Client
+from queuectl_client.protocol import JobSpec
 
 BIN = os.path.dirname(sys.executable)
 QUEUECTL = os.path.join(BIN, "queuectl")
@@ -137,17 +140,83 @@ def fill(client: Client, n: int, batch: int = 50_000) -> None:
                              for i in range(count)), batch=batch)
 
 
-def drain_rate(client: Client, n: int, workers: int = 4) -> float:
-    """Run n `true` jobs on `workers` workers; jobs per second from the start to the last exit."""
+def drain_rate(client: Client, n: int, workers: int = 4, command: str = "true", priority: int = 0) -> float:
+    """Run n jobs of `command` on `workers` workers; jobs per second from the start to the last exit."""
+    client.enqueue_specs([JobSpec(command=command, priority=priority)] * n)
+    return n / run_until_completed(client, n, workers)
+
+
+def run_until_completed(client: Client, n: int, workers: int = 4) -> float:
+    """Start `workers` workers; seconds until n more jobs have completed (then the pool stops)."""
     before = client.status().jobs["completed"]
-    client.enqueue_many([{"command": "true"} for _ in range(n)])
     t = time.perf_counter()
     client.worker_start(workers)
     while client.status().jobs["completed"] < before + n:
         time.sleep(0.005)
     elapsed = time.perf_counter() - t
     client.worker_stop()
-    return n / elapsed
+    return elapsed
+
+
+class Probe:
+    """`status` every `period` s over a connection of its own, from a thread: the longest reply wait.
+
+    The thread only sends, waits and sleeps, so the bench's own GIL costs it
+    little; what it sees is how long the daemon's loop left the request alone.
+    """
+
+    def __init__(self, home: str, period: float = 0.005) -> None:
+        self.client = Client(home, autostart=False)
+        self.period = period
+        self.waits: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-probe", daemon=True)
+
+    def __enter__(self) -> Probe:
+        self.client.status()  # connected before the clock starts
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.client.close()
+
+    def _run(self) -> None:
+        status, clock = self.client.status, time.perf_counter
+        while not self._stop.is_set():
+            t = clock()
+            status()
+            wait = clock() - t
+            self.waits.append(wait)
+            self._stop.wait(max(0.0, self.period - wait))
+
+    @property
+    def worst_ms(self) -> float:
+        return max(self.waits, default=0.0) * 1000
+
+
+def stall_at_depth(depth: int, n: int, reps: int) -> dict[str, Any]:
+    """The drain of n higher-priority jobs right after a batch enqueue of `depth` due jobs, beside
+    the same drain on the empty queue of the same daemon just before; a `status` probe every 5 ms
+    during each.  The `depth` jobs go in as a user would send them: batches of 100,000 `true`."""
+    empty, deep, ratios, worst_empty, worst_deep = [], [], [], [], []
+    for _ in range(reps):
+        with daemon() as (home, _, c):
+            c.enqueue_specs([JobSpec(command="true", priority=1)] * n)
+            with Probe(home) as probe:
+                empty.append(n / run_until_completed(c, n))
+            worst_empty.append(probe.worst_ms)
+            for start in range(0, depth, 100_000):
+                c.enqueue_specs([JobSpec(command="true")] * min(100_000, depth - start), batch=100_000)
+            c.enqueue_specs([JobSpec(command="true", priority=1)] * n)
+            with Probe(home) as probe:
+                deep.append(n / run_until_completed(c, n))
+            worst_deep.append(probe.worst_ms)
+            ratios.append(deep[-1] / empty[-1])
+    return {"empty": median(empty), "deep": median(deep), "ratio": median(ratios), "ratios": ratios,
+            "worst_empty_ms": median(worst_empty), "worst_deep_ms": median(worst_deep),
+            "worst_deep_each_ms": worst_deep, "depth": depth, "jobs": n}
 
 
 # --- the measurements ---------------------------------------------------------------
@@ -161,19 +230,64 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     say(f"throughput: {n_jobs} trivial jobs on 4 workers, empty queue, each run beside a raw spawn run")
     # The spawn cost on a shared VM drifts by several times over seconds, so each queuectl run is
     # paired with a raw spawn run just before it, and the target is judged on the pairs' ratios.
+    # xargs -P 4 and GNU parallel -j 4 run the same commands just before, paired the same way
+    # (parallel, at a few hundred jobs a second, in the first `reps` rounds only).
     cores = os.cpu_count() or 1
-    raw_1, raw_all, rates, ratios = [], [], [], []
-    for _ in range(max(reps, 5) if not args.quick else 1):
+    cmds = peers.commands_file(["true"] * n_jobs)
+    parallel = None if args.no_peers else peers.ensure_parallel(say)
+    raw_1: list[float] = []
+    raw_all: list[float] = []
+    rates: list[float] = []
+    ratios: list[float] = []
+    xargs: list[float] = []
+    x_ratios: list[float] = []
+    par: list[float] = []
+    p_ratios: list[float] = []
+    for i in range(max(reps, 5) if not args.quick else 1):
+        xargs.append(n_jobs / peers.xargs_wall(cmds))
+        if parallel is not None and i < reps:
+            par.append(n_jobs / peers.parallel_wall(parallel, cmds))
         raw_1.append(raw_spawn_rate(1, 2000))
         raw_all.append(raw_spawn_rate(cores, 2000))
         with daemon() as (_, _, c):
             rates.append(drain_rate(c, n_jobs))
         ratios.append(rates[-1] / raw_all[-1])
+        x_ratios.append(rates[-1] / xargs[-1])
+        if len(par) > len(p_ratios):
+            p_ratios.append(rates[-1] / par[-1])
+    os.unlink(cmds)
     r["raw_spawn_1"] = median(raw_1)
     r["raw_spawn_all"] = median(raw_all)
     r["throughput_empty"] = median(rates)
     r["throughput_ratio"] = median(ratios)
     r["throughput_ratios"] = ratios
+    r["xargs"] = {"drain": median(xargs), "ratio": median(x_ratios), "ratios": x_ratios}
+    if par:
+        r["parallel"] = {"drain": median(par), "ratio": median(p_ratios), "ratios": p_ratios}
+    elif args.no_peers:
+        r["parallel"] = {"skipped": "--no-peers"}
+    else:
+        r["parallel"] = {"skipped": "GNU parallel is not installed and cannot be (Debian package `parallel`, "
+                                    "needs root and apt-get)"}
+
+    n_sleep = 400 if args.quick else 2000
+    say(f"overhead: {n_sleep} jobs of `sleep 0.01` on 4 workers, beside xargs -P 4 on the same")
+    # (wall - ideal) / jobs, with ideal = jobs x 10 ms / 4; each queuectl run paired with an xargs run.
+    ideal = n_sleep * 0.010 / 4
+    cmds = peers.commands_file(["sleep 0.01"] * n_sleep)
+    ours, theirs = [], []
+    for _ in range(reps):
+        theirs.append((peers.xargs_wall(cmds) - ideal) / n_sleep * 1e6)
+        with daemon() as (_, _, c):
+            ours.append((n_sleep / drain_rate(c, n_sleep, command="sleep 0.01") - ideal) / n_sleep * 1e6)
+    os.unlink(cmds)
+    r["overhead_10ms_us"] = median(ours)
+    r["overhead_10ms_xargs_us"] = median(theirs)
+
+    n_hi = 1000 if args.quick else 3000
+    say(f"stall at depth: {n_hi} higher-priority jobs right after a batch enqueue of {args.depth} due jobs, "
+        "a status probe every 5 ms")
+    r["stall"] = stall_at_depth(args.depth, n_hi, reps)
 
     say(f"batch enqueue: {args.depth} JSON lines through `queuectl enqueue -`")
     lines_path = os.path.join(tempfile.gettempdir(), f"qc-bench-{args.depth}.jsonl")
@@ -259,7 +373,8 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def report(r: dict[str, Any], depth: int) -> str:
     raw = r["raw_spawn_all"]
-    rows = [
+    xargs, par, stall = r["xargs"], r["parallel"], r["stall"]
+    rows: list[tuple[str, str, str, float, float | None]] = [
         ("1 throughput, empty queue", f"{r['throughput_empty']:,.0f} jobs/s",
          f">= 85% of raw spawn {raw:,.0f}/s", r["throughput_ratio"], 0.85),
         ("1   median of paired ratios", f"{r['throughput_ratio']:.0%}", "each run / the raw run before it",
@@ -279,12 +394,25 @@ def report(r: dict[str, Any], depth: int) -> str:
          r["status_empty_ms"] * 3 / r["status_deep_ms"], 1.0),
         ("8 list --limit 10, empty vs deep", f"{r['list10_empty_ms']:.2f} / {r['list10_deep_ms']:.2f} ms",
          "O(limit)", r["list10_empty_ms"] * 3 / r["list10_deep_ms"], 1.0),
+        ("9 throughput against xargs -P 4", f"{xargs['ratio']:.0%}",
+         f">= 90% of xargs {xargs['drain']:,.0f}/s (paired)", xargs["ratio"], 0.9),
+        ("9 throughput against parallel -j 4",
+         f"{par['ratio']:.0%}" if "ratio" in par else "skipped",
+         f"parallel {par['drain']:,.0f}/s (paired)" if "drain" in par else par["skipped"][:30], 0.0, None),
+        ("10 overhead per 10 ms job", f"{r['overhead_10ms_us']:,.0f} us",
+         f"xargs -P 4: {r['overhead_10ms_xargs_us']:,.0f} us", 0.0, None),
+        (f"11 drain after {stall['depth']:,} enqueued", f"{stall['deep']:,.0f} jobs/s",
+         f">= 90% of empty {stall['empty']:,.0f}/s", stall["ratio"], 0.9),
+        ("11   median of paired ratios", f"{stall['ratio']:.0%}", "each deep drain / its empty one",
+         stall["ratio"], 0.9),
+        ("11 worst status wait in it", f"{stall['worst_deep_ms']:,.1f} ms",
+         f"<= 50 ms (empty: {stall['worst_empty_ms']:.1f} ms)", 50 / max(stall["worst_deep_ms"], 1e-9), 1.0),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
            f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core", ""]
     out.append(f"{'target':34} {'measured':>22}  {'bar':30} {'':6}")
     for name, value, bar, score, need in rows:
-        verdict = "meets" if score >= need else "MISSES"
+        verdict = "" if need is None else "meets" if score >= need else "MISSES"
         out.append(f"{name:34} {value:>22}  {bar:30} {verdict}")
     peer = r.get("peers")
     if peer:
@@ -297,7 +425,34 @@ def report(r: dict[str, Any], depth: int) -> str:
                 out.append(f"{name:24} skipped: {v['skipped']}")
             else:
                 out.append(f"{name:24} {v['drain']:>14,.0f} {v['enqueue']:>16,.0f}   ({v['note']})")
+    out.append(f"{'xargs -P 4 -n 1 sh -c':24} {xargs['drain']:>14,.0f} {'-':>16}   (C, no queue, nothing kept)")
+    if "drain" in par:
+        out.append(f"{'GNU parallel -j 4':24} {par['drain']:>14,.0f} {'-':>16}   (Perl, no queue, nothing kept)")
+    else:
+        out.append(f"{'GNU parallel -j 4':24} skipped: {par['skipped']}")
     return "\n".join(out)
+
+
+def stall_report(s: dict[str, Any]) -> str:
+    each = ", ".join(f"{x:.0%}" for x in s["ratios"])
+    worst = ", ".join(f"{x:,.1f}" for x in s["worst_deep_each_ms"])
+    return (f"drain of {s['jobs']:,} higher-priority jobs right after a batch enqueue of {s['depth']:,}: "
+            f"{s['deep']:,.0f} jobs/s against {s['empty']:,.0f}/s on the empty queue "
+            f"(median of paired ratios {s['ratio']:.0%}: {each})\n"
+            f"worst status wait during it: {s['worst_deep_ms']:,.1f} ms (each run: {worst} ms); "
+            f"on the empty queue: {s['worst_empty_ms']:.1f} ms")
+
+
+def drain_rates(r: dict[str, Any]) -> dict[str, float]:
+    """Trivial jobs per second on 4 workers or slots, empty queue: queuectl and every baseline run."""
+    rates = {"queuectl": r["throughput_empty"]}
+    for name, v in (r.get("peers") or {}).items():
+        if "drain" in v:
+            rates[name.split(" (")[0]] = v["drain"]
+    rates["xargs -P 4"] = r["xargs"]["drain"]
+    if "drain" in r["parallel"]:
+        rates["parallel -j 4"] = r["parallel"]["drain"]
+    return rates
 
 
 def chart(r: dict[str, Any], path: str) -> str | None:
@@ -308,7 +463,7 @@ def chart(r: dict[str, Any], path: str) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed: no chart (pip install matplotlib)"
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     depths = sorted(int(d) for d in r["throughput_by_depth"])
     ax.plot([max(d, 1) for d in depths], [r["throughput_by_depth"][d] for d in depths], "o-", label="queuectl")
     for name, v in (r.get("peers") or {}).items():
@@ -322,6 +477,12 @@ def chart(r: dict[str, Any], path: str) -> str | None:
     ax.set_ylim(bottom=0)
     ax.set_title("Throughput against queue depth, 4 workers")
     ax.legend()
+    rates = drain_rates(r)
+    bars.bar(list(rates), list(rates.values()), color=["C0"] + ["C7"] * (len(rates) - 1))
+    bars.axhline(r["raw_spawn_all"], color="grey", linestyle=":")
+    bars.set_ylabel("trivial jobs run per second")
+    bars.set_title("Drain rate, empty queue, 4 workers or slots")
+    bars.tick_params(axis="x", labelrotation=20)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return None
@@ -330,9 +491,14 @@ def chart(r: dict[str, Any], path: str) -> str | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description="queuectl benchmarks")
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller runs")
-    ap.add_argument("--no-peers", action="store_true", help="skip task-spooler and huey")
+    ap.add_argument("--no-peers", action="store_true", help="skip task-spooler, huey and GNU parallel")
     ap.add_argument("--depth", type=int, default=1_000_000, help="jobs waiting for the depth figures")
+    ap.add_argument("--stall-only", action="store_true",
+                    help="only the drain right after a batch enqueue of --depth jobs, and the status probe")
     args = ap.parse_args()
+    if args.stall_only:
+        print(stall_report(stall_at_depth(args.depth, 1000 if args.quick else 3000, 1 if args.quick else 3)))
+        return
     r = measure(args)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "results.json"), "w") as f:

@@ -7,9 +7,17 @@ same events, so the queue after a restart is the queue before it.
 Ordering: a job is *due* at its run_at, its next_retry_at, or when it was
 enqueued or revived.  Due jobs start highest priority first, then earliest
 due, then in the order they were scheduled (for new jobs, enqueue order).
-Jobs not yet due wait in a heap keyed by due time.  Each scheduling draws a
-new ticket, stored in the job and in its heap entry; an entry whose ticket is
-no longer the job's is stale, and both heaps drop stale entries lazily.
+Each scheduling draws a new ticket, stored in the job and in its heap entry;
+an entry whose ticket is no longer the job's is stale, and is dropped lazily.
+
+The jobs that wait to start are kept in one *lane* per priority: a heap by
+(due, ticket), so a lane's due jobs are the first ones of its order, and no
+job ever moves from a waiting structure to a ready one.  A lane is *awake*
+while its first job is due (a heap of awake priorities gives the best one),
+and *asleep* otherwise, with its first due time in a heap of wake-up times.
+`take` wakes the lanes whose time has come, which costs one step per lane,
+not per job: a million jobs due at once cost what one does.  A job due when
+it is scheduled wakes its lane at once.  See docs/DECISIONS.md.
 
 Memory: each job is in exactly one per-state dict, and nowhere else but a
 heap entry while it waits; there is no table of all jobs (a million jobs
@@ -22,6 +30,7 @@ import heapq
 import sys
 from collections.abc import Iterable
 from itertools import chain, islice
+from math import inf
 
 from queuectl_client.protocol import STATES
 
@@ -31,6 +40,37 @@ from .model import Job, NewJob
 from .rules import COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
 
 GONE = "gone"  # a deleted job's state, so stale heap entries see it
+_WAITS = (PENDING, FAILED)  # the states in which a heap entry can be live
+
+Entry = tuple[float, int, Job]  # (due, ticket, job)
+
+
+class _Lane:
+    """The jobs of one priority that wait to start: a heap by (due, ticket), and its place in the queue."""
+
+    __slots__ = ("heap", "last", "awake", "wake", "unsorted")  # no __dict__: one per priority, but tidy
+
+    def __init__(self) -> None:
+        self.heap: list[Entry] = []
+        # The highest (due, ticket) ever added: entries above it, in order, extend the heap as it is.
+        self.last: tuple[float, int] = (-inf, 0)
+        self.awake = False  # its first job was due when last seen: take looks here
+        self.wake: float | None = None  # while asleep, the time it is registered to wake at
+        self.unsorted = False  # entries were appended out of order: heapify before use
+
+    def first(self) -> Entry | None:
+        """The first live entry, stale ones dropped; None if the lane holds no live job."""
+        heap = self.heap
+        if self.unsorted:
+            heapq.heapify(heap)  # O(n), once, instead of a push per entry of a large batch or a snapshot
+            self.unsorted = False
+        while heap:
+            entry = heap[0]
+            job = entry[2]
+            if job.ticket == entry[1] and job.state in _WAITS:
+                return entry
+            heapq.heappop(heap)
+        return None
 
 
 class Queue:
@@ -40,10 +80,10 @@ class Queue:
         self._states = tuple(self.by_state[s] for s in (PENDING, PROCESSING, FAILED, COMPLETED, DEAD))
         # The process group of each running job's run, to kill it if the daemon dies.
         self.running: dict[str, tuple[int, int]] = {}  # id -> (pgid, start time of its leader)
-        self._ready: list[tuple[int, float, int, Job]] = []  # (-priority, due, ticket, job)
-        self._waiting: list[tuple[float, int, Job]] = []  # (due, ticket, job)
+        self._lanes: dict[int, _Lane] = {}  # priority -> its lane, while it holds entries
+        self._awake: list[int] = []  # -priority of each awake lane, a heap: the best lane first
+        self._sleeping: list[tuple[float, int]] = []  # (wake time, priority), a heap; stale if not lane.wake
         self._ticket = 0
-        self._heapify = False
         self.config = Config()
         self.pool_size = 0
 
@@ -79,45 +119,129 @@ class Queue:
     # -- dispatch ---------------------------------------------------------
 
     def take(self, now: float) -> Job | None:
-        """The next due job, removed from the heaps; the caller starts it or puts it back."""
-        if self._heapify:
-            self._fix_heap()
-        waiting, ready = self._waiting, self._ready
-        while waiting and waiting[0][0] <= now:
-            due, ticket, job = heapq.heappop(waiting)
-            if job.ticket == ticket and job.state in (PENDING, FAILED):
-                heapq.heappush(ready, (-job.priority, due, ticket, job))
-        while ready:
-            _, _, ticket, job = heapq.heappop(ready)
-            if job.ticket == ticket and job.state in (PENDING, FAILED):
-                return job  # its only live entry is gone; put_back draws a new ticket
+        """The next due job, removed from its lane; the caller starts it or puts it back.
+
+        Bounded work: a step per lane whose wake-up time has passed, then a pop
+        from the best awake lane, plus the stale entries met on the way.
+        """
+        sleeping, lanes = self._sleeping, self._lanes
+        while sleeping and sleeping[0][0] <= now:
+            wake, priority = heapq.heappop(sleeping)
+            lane = lanes.get(priority)
+            if lane is not None and lane.wake == wake:
+                self._rouse(lane, priority)
+        awake = self._awake
+        while awake:
+            priority = -awake[0]
+            lane = lanes.get(priority)
+            if lane is None or not lane.awake:
+                heapq.heappop(awake)  # stale: the lane fell asleep when a job was scheduled
+                continue
+            entry = lane.first()
+            if entry is not None and entry[0] <= now:
+                heapq.heappop(lane.heap)  # the job's only live entry: put_back makes it another
+                self._look(lane, priority, now)
+                return entry[2]
+            self._look(lane, priority, now)
         return None
 
     def put_back(self, job: Job) -> None:
-        self._schedule(job)
+        """Return a taken job, unstarted, to its place: same due time, same ticket, due at once."""
+        self._place(job.priority, [(job.due, job.ticket, job)], job.due, True)
 
     def next_due(self) -> float | None:
-        """When the earliest waiting job becomes due, or None."""
-        if self._heapify:
-            self._fix_heap()
-        waiting = self._waiting
-        while waiting:
-            due, ticket, job = waiting[0]
-            if job.ticket == ticket and job.state in (PENDING, FAILED):
-                return due
-            heapq.heappop(waiting)
+        """When the next job that is not due yet becomes due, or None.
+
+        Exact once a `take` has found nothing due (which is when the pool asks);
+        a lane whose first job is due holds no timer for the jobs behind it.
+        """
+        sleeping, lanes = self._sleeping, self._lanes
+        while sleeping:
+            wake, priority = sleeping[0]
+            lane = lanes.get(priority)
+            if lane is not None and lane.wake == wake:
+                entry = lane.first()
+                if entry is not None and entry[0] == wake:
+                    return wake
+                # Its first job went (deleted): register the lane again at the next one's time.
+                heapq.heappop(sleeping)
+                lane.wake = None
+                if entry is None:
+                    del lanes[priority]
+                else:
+                    self._doze(lane, priority, entry[0])
+            else:
+                heapq.heappop(sleeping)
         return None
 
-    def _fix_heap(self) -> None:
-        heapq.heapify(self._waiting)  # O(n) once after a snapshot, instead of a push per job
-        self._heapify = False
+    # -- lanes --------------------------------------------------------------
 
-    def _schedule(self, job: Job) -> None:
-        if self._heapify:
-            self._fix_heap()
+    def _rouse(self, lane: _Lane, priority: int) -> None:
+        """The lane's first job is due: take looks at it, by priority."""
+        if not lane.awake:
+            lane.awake = True
+            lane.wake = None  # its registrations in the sleeping heap are stale now
+            heapq.heappush(self._awake, -priority)
+
+    def _doze(self, lane: _Lane, priority: int, wake: float) -> None:
+        """The lane (asleep) holds a job due at `wake`: register it, unless it wakes earlier already."""
+        if lane.wake is None or wake < lane.wake:
+            lane.wake = wake
+            heapq.heappush(self._sleeping, (wake, priority))
+
+    def _look(self, lane: _Lane, priority: int, now: float) -> None:
+        """After a pop from the best awake lane: it stays awake, falls asleep, or goes if empty."""
+        entry = lane.first()
+        if entry is not None and entry[0] <= now:
+            return
+        heapq.heappop(self._awake)  # it is the top: take only pops the best lane
+        lane.awake = False
+        if entry is None:
+            del self._lanes[priority]
+        else:
+            self._doze(lane, priority, entry[0])
+
+    def _place(self, priority: int, entries: list[Entry], at: float, ordered: bool) -> None:
+        """Add entries of one priority, scheduled at `at`, to its lane; `ordered`: by (due, ticket)."""
+        lane = self._lanes.get(priority)
+        if lane is None:
+            lane = self._lanes[priority] = _Lane()
+        heap = lane.heap
+        first, top = entries[0], entries[-1]
+        if ordered and (first[0], first[1]) > lane.last:
+            heap.extend(entries)  # all above the lane's keys, in order: the heap stays a heap, O(k)
+            lane.last = (top[0], top[1])
+        else:
+            if len(entries) * 8 > len(heap) or lane.unsorted:
+                heap.extend(entries)  # cheaper to heapify with the rest, once, when next used
+                lane.unsorted = True
+            else:
+                push = heapq.heappush
+                for entry in entries:
+                    push(heap, entry)
+            if not ordered:
+                top = max(entries)
+            lane.last = max(lane.last, (top[0], top[1]))
+        soonest = first[0] if ordered else min(entry[0] for entry in entries)
+        if soonest <= at:
+            self._rouse(lane, priority)  # due when scheduled: no timer, no move later
+        elif not lane.awake:
+            self._doze(lane, priority, soonest)
+        else:
+            # Awake, perhaps only on the strength of jobs gone since (taken elsewhere, deleted, or
+            # never looked at after a replay): if nothing in it is due, it sleeps, so that
+            # next_due names this entry's time.
+            head = lane.first()
+            assert head is not None
+            if head[0] > at:
+                lane.awake = False  # its entry in the awake heap is stale from now
+                self._doze(lane, priority, head[0])
+
+    def _schedule(self, job: Job, at: float) -> None:
+        """(Re)schedule a job at `at` with a new ticket; its old entry, if any, is stale from now."""
         self._ticket += 1
         job.ticket = self._ticket
-        heapq.heappush(self._waiting, (job.due, self._ticket, job))
+        self._place(job.priority, [(job.due, self._ticket, job)], at, True)
 
     # -- planning: validate a request and return the event to journal -----
 
@@ -184,7 +308,10 @@ class Queue:
 
     def _added(self, at: float, jobs: list[Job]) -> None:
         """New jobs, with only their NewJob fields set yet: the rest are set here."""
+        if not jobs:
+            return
         intern, ticket = sys.intern, self._ticket
+        ordered, one_priority, priority, last = True, True, jobs[0].priority, -inf
         for job in jobs:
             ticket += 1
             job.command = intern(job.command)
@@ -192,19 +319,17 @@ class Queue:
                 job.cwd = intern(job.cwd)
             job.created_at = job.updated_at = at
             run_at = job.run_at
-            job.due = run_at if run_at is not None and run_at > at else at
+            due = job.due = run_at if run_at is not None and run_at > at else at
             job.ticket = ticket
+            if due < last:
+                ordered = False
+            last = due
+            if job.priority != priority:
+                one_priority = False
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
-        entries = [(job.due, job.ticket, job) for job in jobs]
-        waiting = self._waiting
-        if self._heapify or len(entries) * 8 > len(waiting):
-            waiting.extend(entries)  # a batch this size is cheaper to heapify with the rest, once
-            self._heapify = True
-        else:
-            push = heapq.heappush
-            for entry in entries:
-                push(waiting, entry)
+        for p, group in ({priority: jobs} if one_priority else _by_priority(jobs)).items():
+            self._place(p, [(job.due, job.ticket, job) for job in group], at, ordered)
 
     def _started(self, e: ev.Started) -> None:
         job = self.by_state[PENDING].get(e.id) or self.by_state[FAILED][e.id]
@@ -227,7 +352,7 @@ class Queue:
         if e.state == FAILED:
             assert e.next_retry_at is not None
             job.due = e.next_retry_at
-            self._schedule(job)
+            self._schedule(job, e.at)
 
     def _restored(self, e: ev.Restored) -> None:
         chunk = e.jobs
@@ -245,8 +370,22 @@ class Queue:
         else:
             for s, jobs in self.by_state.items():
                 jobs.update({job.id: job for job in chunk if job.state == s})
-        self._waiting.extend([(job.due, job.ticket, job) for job in chunk if job.state in (PENDING, FAILED)])
-        self._heapify = True  # once, when the heap is next used
+        waits = [job for job in chunk if job.state in _WAITS]
+        if not waits:
+            return
+        priority = waits[0].priority
+        one = all(job.priority == priority for job in waits)
+        for p, group in ({priority: waits} if one else _by_priority(waits)).items():
+            lane = self._lanes.get(p)
+            if lane is None:
+                lane = self._lanes[p] = _Lane()
+            entries = [(job.due, job.ticket, job) for job in group]
+            lane.heap.extend(entries)
+            lane.unsorted = True  # heapified once, when first used
+            top = max(entries)
+            lane.last = max(lane.last, (top[0], top[1]))
+            # Whether its first job is due is not known without a clock: take looks, and sleeps it if not.
+            self._rouse(lane, p)
 
     # -- snapshots ------------------------------------------------------------
 
@@ -278,4 +417,11 @@ class Queue:
             job.attempts = 0
             job.error_message = job.next_retry_at = job.exit_code = None
             job.updated_at = job.due = e.at
-            self._schedule(job)
+            self._schedule(job, e.at)
+
+
+def _by_priority(jobs: list[Job]) -> dict[int, list[Job]]:
+    groups: dict[int, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.priority, []).append(job)
+    return groups

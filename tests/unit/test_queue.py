@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable, Iterator
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
+from queuectld.model import Job
 from queuectld.queue import Queue
 from queuectld.rules import INTERRUPTED, QueueError
 from tests.unit.plans import plan_add, plan_end, plan_start
@@ -94,7 +102,7 @@ def test_order_priority_then_due_then_fifo() -> None:
 def test_run_at_in_the_future_waits() -> None:
     q = Queue()
     add(q, 0.0, spec("later", run_at=50.0), spec("now"))
-    assert q.next_due() == 0.0
+    assert q.next_due() is None  # "now" is due, and "later" waits behind it: no timer is needed yet
     assert run(q, 1.0) == "now"
     assert q.next_due() == 50.0
     assert run(q, 49.9) is None
@@ -201,3 +209,184 @@ def test_a_snapshot_rebuilds_order_running_groups_and_tickets() -> None:
     while (job := twin.take(10.0)) is not None:
         order.append(job.id)
     assert order == ["c", "d", "e", "f", "a", "g"]  # a: retry due at 2 + 2**1 = 4, scheduled before g
+
+
+# -- the lanes: jobs due when scheduled, jobs that become due later, bounded work per take -----------
+
+
+@pytest.fixture
+def heap_ops(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Counts the queue's heap operations: pushes and pops, and the entries each heapify covers."""
+    ops: Counter[str] = Counter()
+
+    def counted(name: str, fn: Callable[..., object]) -> Callable[..., object]:
+        def call(heap: list[object], *args: object) -> object:
+            ops[name] += len(heap) if name == "heapify" else 1
+            return fn(heap, *args)
+        return call
+
+    for name in ("heappush", "heappop", "heapify"):
+        monkeypatch.setattr(heapq, name, counted(name, getattr(heapq, name)))
+    yield ops
+
+
+def batch(q: Queue, at: float, n: int, prefix: str, **kw: object) -> None:
+    q.apply(plan_add(q, [spec(f"{prefix}{i}", **kw) for i in range(n)], at))
+
+
+def test_a_take_after_a_large_immediate_batch_does_bounded_work(heap_ops: Counter[str]) -> None:
+    q = Queue()
+    batch(q, 1.0, 100_000, "a")
+    batch(q, 2.0, 100_000, "b")  # above the first batch in its lane: appended, no heapify
+    assert sum(heap_ops.values()) <= 2  # waking the lane: a push onto the heap of awake priorities
+    assert q._sleeping == [] and list(q._lanes) == [0] and len(q._lanes[0].heap) == 200_000
+    heap_ops.clear()
+    assert run(q, 3.0) == "a0"
+    assert sum(heap_ops.values()) <= 2 and heap_ops["heapify"] == 0
+    heap_ops.clear()
+    batch(q, 4.0, 3, "hi", priority=1)  # a new lane of higher priority goes first, at once
+    assert [run(q, 5.0) for _ in range(4)] == ["hi0", "hi1", "hi2", "a1"]
+    assert sum(heap_ops.values()) <= 20 and heap_ops["heapify"] == 0
+
+
+def test_a_large_batch_that_becomes_due_at_once_costs_what_one_job_does(heap_ops: Counter[str]) -> None:
+    q = Queue()
+    batch(q, 0.0, 100_000, "later", run_at=50.0)
+    assert q.next_due() == 50.0 and len(q._sleeping) == 1
+    heap_ops.clear()
+    assert run(q, 49.0) is None
+    assert run(q, 50.0) == "later0"  # one lane wakes: no job moves anywhere
+    assert sum(heap_ops.values()) <= 4 and heap_ops["heapify"] == 0
+    assert len(q._lanes[0].heap) == 99_999
+
+
+def test_a_batch_out_of_order_is_heapified_once_not_pushed_job_by_job(heap_ops: Counter[str]) -> None:
+    q = Queue()
+    times = [float(t) for t in range(1000)]
+    random.Random(7).shuffle(times)
+    q.apply(plan_add(q, [spec(f"j{int(t)}", run_at=t) for t in times], 0.5))
+    assert heap_ops["heappush"] <= 2 and heap_ops["heapify"] == 0  # appended as they came
+    heap_ops.clear()
+    assert run(q, 0.5) == "j0"
+    assert heap_ops["heapify"] == 1000  # one O(n) heapify, when first used
+    heap_ops.clear()
+    assert [run(q, 999.0) for _ in range(3)] == ["j1", "j2", "j3"]
+    assert heap_ops["heapify"] == 0
+
+
+def test_jobs_due_when_scheduled_and_jobs_that_became_due_keep_one_order() -> None:
+    q = Queue()
+    add(q, 0.0, spec("retry", max_retries=3))
+    assert run(q, 0.0) == "retry"
+    end(q, "retry", 1.0, 1, "x")  # due again at 3.0: asleep in its lane until then
+    add(q, 2.0, spec("p0-at-2"))  # due when scheduled, behind nothing
+    add(q, 2.5, spec("p5-at-10", priority=5, run_at=10.0), spec("p0-at-2.5"))
+    add(q, 4.0, spec("p0-at-4"), spec("p9-at-4", priority=9))
+    # At 12 everything is due: priority first, then due time (the retry's 3.0 before the 4.0 of a job
+    # that was due when scheduled), then scheduling order.
+    got = [run(q, 12.0, w) for w in range(7)]
+    assert got == ["p9-at-4", "p5-at-10", "p0-at-2", "p0-at-2.5", "retry", "p0-at-4", None]
+
+
+def test_a_put_back_job_keeps_its_place() -> None:
+    q = Queue()
+    add(q, 0.0, spec("a"), spec("b"), spec("c"))
+    first, second = q.take(1.0), q.take(1.0)
+    assert first is not None and second is not None and (first.id, second.id) == ("a", "b")
+    q.put_back(second)
+    q.put_back(first)
+    assert [run(q, 1.0, w) for w in range(4)] == ["a", "b", "c", None]
+
+
+def test_stale_entries_are_dropped_not_returned() -> None:
+    q = Queue()
+    batch(q, 0.0, 10, "x")
+    for i in range(0, 10, 2):
+        q.apply(q.plan_delete(f"x{i}", 1.0))
+    add(q, 1.0, spec("later", run_at=20.0))
+    assert [run(q, 2.0, w) for w in range(6)] == ["x1", "x3", "x5", "x7", "x9", None]
+    assert len(q._lanes[0].heap) == 1  # only "later" is left: every stale entry met was dropped
+    assert q.next_due() == 20.0
+    add(q, 3.0, spec("later still", run_at=30.0))
+    q.apply(q.plan_delete("later", 3.0))
+    assert q.next_due() == 30.0  # the timer follows the job that is left
+    q.apply(q.plan_delete("later still", 3.0))
+    assert q.next_due() is None and q._lanes == {}
+
+
+# A model of the contract: among jobs pending or failed, not held by a caller and due at `now`,
+# take returns the highest priority, then the earliest due, then the lowest ticket.
+
+
+def expected(q: Queue, held: set[str], now: float) -> Job | None:
+    due = [j for s in ("pending", "failed") for j in q.by_state[s].values() if j.id not in held and j.due <= now]
+    return min(due, key=lambda j: (-j.priority, j.due, j.ticket), default=None)
+
+
+op = st.one_of(
+    st.tuples(st.just("add"), st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, -1.0, 0.0, 1.0, 4.0])),
+                                       min_size=1, max_size=6)),
+    st.tuples(st.just("tick"), st.sampled_from([0.0, 0.5, 1.0, 3.0])),
+    st.tuples(st.just("take"), st.sampled_from(["start", "hold", "put_back"])),
+    st.tuples(st.just("end"), st.sampled_from([0, 1])),
+    st.tuples(st.just("delete"), st.integers(0, 50)),
+    st.tuples(st.just("revive"), st.just(0)),
+    st.tuples(st.just("release"), st.just(0)),
+    st.tuples(st.just("snapshot"), st.just(0)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(op, max_size=60))
+def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[str, object]]) -> None:
+    q = Queue()
+    now, n = 100.0, 0
+    held: list[Job] = []
+    for name, arg in ops:
+        if name == "add":
+            specs = []
+            for priority, offset in arg:  # type: ignore[attr-defined]
+                n += 1
+                specs.append(spec(f"j{n}", priority=priority, run_at=None if offset is None else now + offset))
+            add(q, now, *specs)
+        elif name == "tick":
+            now += arg  # type: ignore[operator]
+        elif name == "take":
+            want = expected(q, {j.id for j in held}, now)
+            job = q.take(now)
+            assert job is want
+            if job is None:
+                # Once nothing is due, next_due is exact: the earliest job that waits, or None.
+                later = [j.due for s in ("pending", "failed") for j in q.by_state[s].values()
+                         if j not in held]
+                assert q.next_due() == min(later, default=None)
+            elif arg == "start":
+                q.apply(plan_start(job, now, 1, 0, 0))
+            elif arg == "hold":
+                held.append(job)
+            else:
+                q.put_back(job)
+        elif name == "end" and q.by_state["processing"]:
+            job = next(iter(q.by_state["processing"].values()))
+            end(q, job.id, now, arg, None if arg == 0 else "x")  # type: ignore[arg-type]
+        elif name == "delete":
+            waiting = [j for j in q.iter_jobs("pending") + q.iter_jobs("failed") if j not in held]
+            if waiting:
+                q.apply(q.plan_delete(waiting[arg % len(waiting)].id, now))  # type: ignore[operator]
+        elif name == "revive":
+            q.apply(q.plan_revive([], True, now))
+        elif name == "release":
+            while held:
+                q.put_back(held.pop())
+        elif name == "snapshot" and not held:
+            twin = Queue()
+            for e in q.snapshot(chunk=3):
+                twin.apply(ev.decoder.decode(ev.encoder.encode(e)))
+            q = twin
+    while held:
+        q.put_back(held.pop())
+    taken: set[str] = set()
+    while (want := expected(q, taken, now + 1000)) is not None:
+        assert q.take(now + 1000) is want
+        taken.add(want.id)
+    assert q.take(now + 1000) is None and q.next_due() is None
