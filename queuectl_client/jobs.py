@@ -33,8 +33,17 @@ def read(path: str | None) -> bytes:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
 
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which some editors write at the start of a file
+
+
+def _without_bom(line: bytes) -> bytes:
+    return line[len(BOM) :] if line.startswith(BOM) else line
+
+
 def parse_lines(data: bytes) -> list[p.JobSpec]:
-    """One JSON job per line, blank lines skipped; errors name the line."""
+    """One JSON job per line, blank lines skipped, a byte-order mark starting a line ignored; errors name the line."""
+    if BOM in data:
+        data = b"\n".join(_without_bom(ln) for ln in data.splitlines())
     lines = [ln for ln in data.splitlines() if ln.strip()]
     if not lines:
         raise UsageError("no jobs given: expected one JSON object per line")
@@ -78,6 +87,7 @@ def parse_one(text: bytes | str, where: str = "") -> p.JobSpec:
             text = text.encode()
         except UnicodeEncodeError:
             raise UsageError(f"{where}invalid JSON: the job is not valid UTF-8") from None
+    text = _without_bom(text)
     try:
         spec: p.JobSpec = _decode_one(text)
     except msgspec.ValidationError as e:

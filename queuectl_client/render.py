@@ -23,8 +23,11 @@ _color = False
 _escape = False
 
 # C0 and C1 control characters (but newline and tab) as \xNN: a command or a message holding an escape
-# sequence must not drive the terminal that shows it.
+# sequence must not drive the terminal that shows it.  The format characters that reorder text (the bidi
+# marks, embeddings, overrides and isolates) as \uNNNN: they must not make a line read other than it is.
+_BIDI = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0))}
+_CONTROLS.update({c: f"\\u{c:04x}" for c in _BIDI})
 
 
 def set_color(enabled: bool) -> None:

@@ -315,6 +315,17 @@ def test_control_characters_in_a_command_reach_a_terminal_escaped(d: Env) -> Non
     assert d.show("esc")["command"] == command
 
 
+def test_bidi_controls_in_a_command_reach_a_terminal_escaped(d: Env) -> None:
+    command = "echo safe #\u202e\u2066 ;hs.kcatta\u2069\u202c"
+    d.enqueue(command=command, id="bidi", delay=3600)
+    d.enqueue(command="true", id="other", delay=3600, cwd="/tmp/\u202edir")
+    for args in (["list"], ["show", "bidi"], ["show", "other"]):
+        screen = _on_a_terminal(d, *args).decode()
+        assert not any(c in screen for c in "\u202e\u2066\u2069\u202c"), (args, screen)
+    assert "#\\u202e\\u2066 ;hs.kcatta\\u2069\\u202c" in _on_a_terminal(d, "list").decode()
+    assert "/tmp/\\u202edir" in _on_a_terminal(d, "show", "other").decode()
+    assert command in d.ok("list").out and d.show("bidi")["command"] == command
+
 
 # --- top --json ---------------------------------------------------------------------
 

@@ -39,3 +39,22 @@ def test_a_stopping_daemon_shows_in_status() -> None:
     assert render.status_json(st)["daemon"]["stopping"] is False
     del st["stopping"]
     assert render.status_json(st)["daemon"]["stopping"] is False
+
+
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_format_characters_that_reorder_text_are_escaped_on_a_terminal() -> None:
+    shown = render.escaped(f"rm -rf /tmp/x #{BIDI}end")
+    assert not any(c in shown for c in BIDI), shown
+    assert shown == ("rm -rf /tmp/x #\\u061c\\u200e\\u200f\\u202a\\u202b\\u202c\\u202d\\u202e"
+                     "\\u2066\\u2067\\u2068\\u2069end")
+    # Text that only joins or spaces (emoji sequences, scripts) is left as it is.
+    for kept in ("👩\u200d💻", "a\u00a0b", "ä", "日本語", "שלום", "\ufeff"):
+        assert render.escaped(kept) == kept
+    render.set_escape(True)
+    try:
+        assert render.shown("a\u202eb") == "a\\u202eb"
+    finally:
+        render.set_escape(False)
+    assert render.shown("a\u202eb") == "a\u202eb"  # piped: as it is
