@@ -130,7 +130,9 @@ class Pool:
                     return
 
     async def _arm_timer(self) -> None:
-        due = await self.store.next_due() if self.store.pool_size else None
+        # No timer while every worker is busy: the next exit wakes the pool anyway.
+        free = self.store.pool_size > len(self.slots)
+        due = await self.store.next_due() if free else None
         if due == self._timer_at:
             return
         if self._timer is not None:
