@@ -71,7 +71,7 @@ def start(paths: Paths, connect: Callable[[], bool], home_given: bool) -> None:
         else:
             if holder is None:
                 holder, _ = read_lock(paths.lock)  # a daemon empties the file before it writes its pid
-            gone = not _alive(holder) if holder is not None else time.monotonic() > deadline - 5 and blind == 0
+            gone = not alive(holder) if holder is not None else time.monotonic() > deadline - 5 and blind == 0
             if gone:  # the daemon that held the lock is gone: spawn one more
                 blind += holder is None
                 holder = None
@@ -104,7 +104,8 @@ def read_lock(path: str) -> tuple[int | None, bool]:
     return pid, "stopping" in words[1:]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of that pid runs (a zombie does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

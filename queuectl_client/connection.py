@@ -186,9 +186,12 @@ class Client:
         return self._reply(msg)
 
     def stream(self, msg: p.Message) -> Iterator[p.Message]:
-        """Send one request and yield its replies until the daemon says it is done."""
+        """Send one request now, and return its replies, until the daemon says it is done, as an iterator."""
         self.connect()
         self._send(msg)
+        return self._replies()
+
+    def _replies(self) -> Iterator[p.Message]:
         while True:
             reply = self._read()
             if isinstance(reply, p.Error):
@@ -322,7 +325,11 @@ class Client:
         self.request(p.WorkerStop())
 
     def events(self, start: int | None = None) -> Iterator[p.Message]:
-        """Job events until the pool is stopped; `start` sets the pool size first."""
+        """Job events until the pool is stopped; `start` sets the pool size first.
+
+        The request is sent before this returns.  A daemon that begins to stop
+        ends the stream with RequestFailed("stopping").
+        """
         if start is None:
             return self.stream(p.Subscribe())
         return self.stream(p.WorkerStart(start, follow=True))

@@ -1,10 +1,13 @@
 """`queuectl worker start|stop`: size the pool, and in the foreground follow its job events.
 
 A foreground `worker start` is the pool's keeper for as long as it runs: if
-the daemon dies, it connects again (starting the daemon as any command
+the daemon crashes, it connects again (starting the daemon as any command
 does), sets the pool to its size again and goes on following.  It leaves
 when the pool is stopped (from anywhere), or after Ctrl-C, SIGTERM or SIGHUP
-(its terminal closed), each of which stops the pool gracefully first.
+(its terminal closed), each of which stops the pool gracefully first: one
+attempt, then it leaves, 0 if the pool stopped and 3 if no daemon answered.
+A daemon stopped on purpose (it says so on the stream, in its greeting, or
+in its lock file) is left stopped: the follower says so and exits 3.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from typing import IO, Any
 import msgspec
 
 from . import protocol as p
-from .connection import CannotStart, Client, ConnectionLost, DaemonUnavailable, RequestFailed
+from .autostart import alive, read_lock
+from .connection import CannotStart, Client, ConnectionLost, DaemonStopping, DaemonUnavailable, RequestFailed
 from .parser import UsageError
 from .render import clock, escaped, iso, paint
 
@@ -68,7 +72,7 @@ class _Out:
 
 
 class Follower:
-    """Prints the pool's job events, through daemon restarts, until the pool stops."""
+    """Prints the pool's job events, through daemon crashes, until the pool stops or the daemon is stopped."""
 
     def __init__(self, client: Client, count: int, as_json: bool) -> None:
         self.client = client
@@ -77,7 +81,10 @@ class Follower:
         self.err = _Out(sys.stderr)
         self.out = _Out(sys.stdout.buffer)
         self.tty = sys.stderr.isatty()
-        self.stopping = False
+        self.stopping = False  # Ctrl-C, SIGTERM or SIGHUP came: stop the pool once, never reconnect
+        self.following = False  # a follow stream is open, so the stop is asked on a connection of its own
+        self.stopper: threading.Thread | None = None
+        self.stop_code: int | None = None  # how the attempt to stop the pool went: an exit code
 
     def say(self, line: str) -> None:
         self.err.write(line + "\n")
@@ -87,45 +94,99 @@ class Follower:
             raise KeyboardInterrupt
         self.stopping = True
         self.say("stopping: no new job starts; waiting for running jobs to finish (Ctrl-C again to leave)")
-        threading.Thread(target=_stop_pool, args=(self.client.paths.state, self.say), daemon=True).start()
+        if self.following:  # the stream goes on showing the running jobs end, until PoolStopped
+            self.stopper = threading.Thread(target=self._stop_pool, daemon=True)
+            self.stopper.start()
+        # Otherwise the main loop, between connections, makes the one attempt itself.
 
     def run(self) -> int:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self.stop)
         lost = False
         backoff = 0.05
-        while True:
+        while not self.stopping:
             try:
-                if self.stopping and lost:
-                    # Stopped while the daemon was away: stop the pool of the daemon that is back, then leave.
-                    self.client.worker_stop()
-                    break
-                self._follow(lost)
-                break  # the pool stopped
+                if self._follow(lost):
+                    self.say("workers stopped")
+                    return 0
             except (ConnectionLost, DaemonUnavailable) as e:
                 if isinstance(e, CannotStart):
                     raise  # it could not be started, or it is being stopped: say so and leave
                 self.client.close()
+                if self.stopping:
+                    break
+                self._unless_stopped_on_purpose()
                 if not lost:
                     self.say(f"lost queuectld ({e}); reconnecting")
                 lost = True
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
-        self.say("workers stopped")
-        return 0
+        return self._leave()
 
-    def _follow(self, again: bool) -> None:
+    def _follow(self, again: bool) -> bool:
+        """Follow the pool until it stops (True); False if a stop was asked before the stream opened."""
         self.client.connect()  # starting the daemon if need be
         server = self.client.server
         if server is not None and server.stopping:
-            raise CannotStart(f"queuectld (pid {server.pid}) is stopping")
-        if again:
-            pid = server.pid if server is not None else "?"
-            self.say(f"reconnected to queuectld (pid {pid}); {self.count} worker(s) set again")
+            raise DaemonStopping(f"queuectld (pid {server.pid}) is stopping")
+        # Decide and send with the stop signals held: a stop asked from here on sees the stream open.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            if self.stopping:
+                return False
+            events = self.client.events(start=self.count)
+            self.following = True
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        try:
+            if again:
+                pid = server.pid if server is not None else "?"
+                self.say(f"reconnected to queuectld (pid {pid}); {self.count} worker(s) set again")
+            else:
+                self.say(f"{self.count} worker(s) started; Ctrl-C stops them once running jobs finish")
+            for msg in events:
+                self._show(msg)
+        finally:
+            self.following = False
+        return True
+
+    def _unless_stopped_on_purpose(self) -> None:
+        """After a lost connection: DaemonStopping if the home's lock says its daemon was being stopped.
+
+        A daemon that crashed (kill -9) leaves its lock saying only its pid, and
+        is started again; one stopped on purpose (SIGTERM, `systemctl stop`)
+        wrote "PID stopping" first, and is left stopped.
+        """
+        pid, stopping = read_lock(self.client.paths.lock)
+        if stopping:
+            raise DaemonStopping(f"queuectld (pid {pid}) is stopping" if pid is not None and alive(pid)
+                                 else f"queuectld (pid {pid}) was stopped")
+
+    def _stop_pool(self) -> None:
+        """The one attempt to stop the pool: on a connection of its own, starting no daemon."""
+        stopper = Client(autostart=False)
+        stopper.paths = self.client.paths  # the same socket, wherever the home put it
+        try:
+            with stopper:
+                stopper.request(p.WorkerStop(), retry=False)
+            self.stop_code = 0
+        except DaemonUnavailable as e:
+            self.say(f"queuectl: could not stop the pool: {e}; it keeps {self.count} worker(s) for the next "
+                     "daemon (`queuectl worker stop` then)")
+            self.stop_code = 3
+        except RequestFailed as e:
+            self.say(f"queuectl: could not stop the pool: {e.message}")
+            self.stop_code = e.exit_code
+
+    def _leave(self) -> int:
+        """A stop was asked while no stream was open: stop the pool once, or hear how the attempt went."""
+        if self.stopper is not None:
+            self.stopper.join()
         else:
-            self.say(f"{self.count} worker(s) started; Ctrl-C stops them once running jobs finish")
-        for msg in self.client.events(start=self.count):
-            self._show(msg)
+            self._stop_pool()
+        if self.stop_code == 0:
+            self.say("workers stopped")
+        return self.stop_code if self.stop_code is not None else 3
 
     def _show(self, msg: p.Message) -> None:
         if self.as_json:
@@ -140,14 +201,6 @@ class Follower:
             self.say(event_line(msg, escaped if self.tty else str))
         elif isinstance(msg, p.EventsDropped):
             self.say(f"({msg.count} events not shown: this terminal fell behind)")
-
-
-def _stop_pool(home: str, say: Any) -> None:
-    try:
-        with Client(home, autostart=False) as c:
-            c.worker_stop()
-    except (DaemonUnavailable, RequestFailed) as e:
-        say(f"queuectl: {e}")
 
 
 def event_line(e: p.Event, shown: Callable[[str], str] = str) -> str:
