@@ -7,7 +7,6 @@ a CLI call stays cheap.
 from __future__ import annotations
 
 import builtins
-import errno
 import os
 import socket
 import time
@@ -27,7 +26,8 @@ from .errors import DaemonStopping as DaemonStopping
 from .errors import DaemonUnavailable as DaemonUnavailable
 from .errors import RequestFailed as RequestFailed
 from .errors import TooLarge as TooLarge
-from .fields import friendly
+from .errors import not_answering, reason
+from .fields import checked
 from .text import shown_bytes
 from .wire import VERSION, new_id_prefix
 
@@ -91,7 +91,7 @@ class Client:
             self._connect_once()
             return
         except (OSError, ConnectionLost) as e:
-            if not self.autostart or not _not_answering(e):
+            if not self.autostart or not not_answering(e):
                 raise self._cannot_connect(e) from None
 
         def attempt() -> bool:
@@ -99,7 +99,7 @@ class Client:
                 self._connect_once()
                 return True
             except (OSError, ConnectionLost) as e:
-                if _not_answering(e):
+                if not_answering(e):
                     return False
                 raise self._cannot_connect(e) from None
 
@@ -111,7 +111,7 @@ class Client:
             raise CannotStart(str(e)) from None
 
     def _cannot_connect(self, e: BaseException) -> DaemonUnavailable:
-        return DaemonUnavailable(f"cannot connect to {shown_bytes(self.paths.socket, 4096)}: {_reason(e)}")
+        return DaemonUnavailable(f"cannot connect to {shown_bytes(self.paths.socket, 4096)}: {reason(e)}")
 
     def _connect_once(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -213,12 +213,11 @@ class Client:
         """Add jobs all or nothing and return their ids once they are on disk.
 
         Each job is a JobSpec or a dict of its JSON fields (`command`, `id`,
-        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`); a
-        field that is None is not given.  A `run_at` datetime without a zone
-        is local time in this process.  Raises msgspec.ValidationError (a
-        ValueError) naming a bad field in words, as the CLI does
-        ("command must not be blank or contain a NUL byte (at $[0].command)"),
-        and TooLarge for a job that does not fit in a frame.
+        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`); a field
+        that is None is not given.  A `run_at` datetime without a zone is local
+        time in this process.  Raises msgspec.ValidationError (a ValueError)
+        naming a bad field in the CLI's words, and TooLarge for a job that does
+        not fit in a frame.
         """
         return self.enqueue_specs(checked(jobs), cwd, batch)
 
@@ -325,11 +324,7 @@ class Client:
         self.request(p.WorkerStop())
 
     def events(self, start: int | None = None) -> Iterator[p.Message]:
-        """Job events until the pool is stopped; `start` sets the pool size first.
-
-        The request is sent before this returns.  A daemon that begins to stop
-        ends the stream with RequestFailed("stopping").
-        """
+        """Job events until the pool stops; `start` sets its size first.  Sent at once; a daemon stop: RequestFailed."""
         if start is None:
             return self.stream(p.Subscribe())
         return self.stream(p.WorkerStart(start, follow=True))
@@ -390,26 +385,3 @@ class Client:
                 raise TimeoutError(f"job {job_id} is {job.state}, not {'/'.join(sorted(wanted))}, after {timeout} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
-
-
-def checked(jobs: Iterable[dict[str, Any] | p.JobSpec]) -> list[p.JobSpec]:
-    """Jobs as checked JobSpecs; msgspec.ValidationError names the first bad field in words."""
-    items = [j if isinstance(j, dict) else msgspec.structs.asdict(j) for j in jobs]
-    try:
-        return msgspec.convert(items, builtins.list[p.JobSpec])
-    except msgspec.ValidationError as e:
-        raise msgspec.ValidationError(friendly(str(e))) from None
-
-
-def _not_answering(e: BaseException) -> bool:
-    """No daemon, a stale socket, or a daemon that died during the greeting: one may be started."""
-    if isinstance(e, ConnectionLost):
-        return True
-    return isinstance(e, OSError) and e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET)
-
-
-def _reason(e: BaseException) -> str:
-    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-
-
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from . import wire
 
 
@@ -39,3 +41,15 @@ class TooLarge(RequestFailed):
 
     def __init__(self, message: str) -> None:
         super().__init__("invalid", message)
+
+
+def not_answering(e: BaseException) -> bool:
+    """No daemon, a stale socket, or a daemon that died during the greeting: one may be started."""
+    if isinstance(e, ConnectionLost):
+        return True
+    return isinstance(e, OSError) and e.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET)
+
+
+def reason(e: BaseException) -> str:
+    """What went wrong, in words: an OSError's strerror, else the message."""
+    return e.strerror if isinstance(e, OSError) and e.strerror else str(e)

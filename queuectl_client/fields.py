@@ -1,4 +1,4 @@
-"""A job's field errors in words, for the CLI and the Python API alike.
+"""Jobs checked, and their field errors in words, for the CLI and the Python API alike.
 
 The protocol's bounds are written as msgspec patterns and limits, whose own
 messages quote a regular expression; the ones a person meets are put in
@@ -8,6 +8,10 @@ words here, keeping the field's path (`$.command`, `$[3].id`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
 
 from . import protocol as p
 
@@ -47,3 +51,13 @@ def friendly(message: str) -> str:
         x = float(m.group(2))
         words = f"{field} must be {_BOUND_WORDS[m.group(1)]} {int(x) if x.is_integer() else x:,}"
     return f"{words} (at {path})" if words else message
+
+
+def checked(jobs: Iterable[dict[str, Any] | p.JobSpec]) -> list[p.JobSpec]:
+    """Jobs (dicts of their JSON fields, or JobSpecs) as checked JobSpecs; a bad field raises
+    msgspec.ValidationError, naming the first one in words."""
+    items = [j if isinstance(j, dict) else msgspec.structs.asdict(j) for j in jobs]
+    try:
+        return msgspec.convert(items, list[p.JobSpec])
+    except msgspec.ValidationError as e:
+        raise msgspec.ValidationError(friendly(str(e))) from None
