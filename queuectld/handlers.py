@@ -58,6 +58,8 @@ class PoolControl(Protocol):
 
     def wake(self) -> None: ...
 
+    def resized(self) -> None: ...
+
     def forget(self, job_id: str) -> None: ...
 
     def output_paths(self, job_id: str) -> tuple[str, str]: ...
@@ -187,7 +189,7 @@ class Handlers:
 
     async def _resize(self, count: int) -> None:
         await self.store.resize(count)
-        self.pool.wake()
+        self.pool.resized()
 
     async def worker_stop(self, req: p.WorkerStop, conn: Conn) -> p.Message:
         await self._resize(0)

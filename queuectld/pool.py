@@ -70,6 +70,11 @@ class Pool:
         """Something may let a job start or end: run the pool's pass soon (once per loop turn)."""
         self._wakeup.set()
 
+    def resized(self) -> None:
+        """The pool's size was set: followers hear that it stopped even if it was stopped before."""
+        self._stopped_told = False
+        self.wake()
+
     def output_paths(self, job_id: str) -> tuple[str, str]:
         """Where the job's latest run's stdout and stderr are (a missing file: no output)."""
         return self.paths.output_file(job_id, "out"), self.paths.output_file(job_id, "err")

@@ -230,3 +230,28 @@ async def test_a_connection_that_says_hello_in_json_is_answered_in_json(daemon: 
     # A msgpack client on another connection is served as before.
     with Client(home, autostart=False) as c:
         assert (await asyncio.to_thread(c.show, "j1")).run_at == 4102444800.0
+
+
+async def test_a_stop_right_after_a_start_still_tells_the_followers(daemon: Daemon) -> None:
+    # The pool is stopped (size 0, nothing running) and has told so; a resize to 1 and back to 0
+    # within one loop turn, before the pool's pass runs, must still tell the followers it stopped.
+    assert daemon.pool is not None
+    told: list[str] = []
+    daemon.bus.listeners.add(lambda msg: told.append(type(msg).__name__))
+
+    async def told_stopped() -> None:
+        for _ in range(500):
+            if "PoolStopped" in told:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the followers were not told the pool stopped: {told}")
+
+    await daemon.store.resize(0)
+    daemon.pool.resized()
+    await told_stopped()
+    told.clear()
+    for count in (1, 0):
+        await daemon.store.resize(count)
+        daemon.pool.resized()
+    await told_stopped()
+    assert told == ["PoolStopped"]
