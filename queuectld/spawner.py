@@ -274,8 +274,12 @@ class Spawner:
             cap.read_available(max_chunks=64)
             cap.close()
         del self.jobs[job.token]
-        self.ended_sessions[job.pid] = time.monotonic() + ENDED_WATCH  # a job's session id is its shell's pid
-        self._sweep()  # what left the job's group but not its session goes now
+        # What left the job's group but not its session goes at the next sweep: now, or within
+        # SWEEP_AGAIN s when sweeps are already running (a busy spawner sweeps 20 times a second,
+        # not once per job).  A job's session id is its shell's pid.
+        self.ended_sessions[job.pid] = time.monotonic() + ENDED_WATCH
+        if self.sweep_at is None:
+            self._sweep()
         if job.timed_out:
             error: str | None = f"timed out after {secs(job.timeout)} s"
             exit_code = None if code < 0 else code
@@ -303,7 +307,10 @@ class Spawner:
             return False
         now = time.monotonic()
         ended = self.ended_sessions
-        for sid in [sid for sid, until in ended.items() if until < now]:
+        while ended:  # oldest first: O(expired), stopping at the first still watched
+            sid, until = next(iter(ended.items()))
+            if until >= now:
+                break
             del ended[sid]
         leaders = {job.pid for job in self.jobs.values()}
         adopted = False
@@ -315,7 +322,8 @@ class Spawner:
             if state == "Z" or not state:
                 reap(pid)
             elif sid in ended and sid not in leaders:
-                ended[sid] = now + ENDED_WATCH
+                del ended[sid]
+                ended[sid] = now + ENDED_WATCH  # watched longer, and moved to the end: the dict stays in expiry order
                 if pgid > 1:
                     _killpg(pgid, signal.SIGKILL)
                 _kill(pid, signal.SIGKILL)
