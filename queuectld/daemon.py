@@ -31,6 +31,7 @@ from queuectl_client.wire import VERSION
 from .bus import Bus
 from .handlers import Handlers
 from .pool import Pool
+from .procs import pid_alive
 from .runner import Runner
 from .server import Server
 from .store import Store, StoreError
@@ -143,7 +144,7 @@ class Daemon:
             except BlockingIOError:
                 holder = os.pread(fd, 64, 0).decode(errors="replace").split()
                 pid = holder[0] if holder else "?"
-                if (pid.isdigit() and _alive(int(pid))) or time.monotonic() > deadline:
+                if (pid.isdigit() and pid_alive(int(pid))) or time.monotonic() > deadline:
                     os.close(fd)
                     raise Locked(f"another queuectld (pid {pid}) is running on {self.paths.state}") from None
                 time.sleep(0.01)
@@ -256,16 +257,6 @@ class Daemon:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
         log.info("stopped")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _raise_fd_limit() -> None:

@@ -19,17 +19,34 @@ def boot_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
 
 
-def process_start_time(pid: int) -> int:
-    """The process's start time in clock ticks since boot (0 if unknown); tells a pid's reuse apart."""
+def _stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first); [] if it is gone."""
     try:
         fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
         try:
             stat = os.read(fd, 4096)
         finally:
             os.close(fd)
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0
+        return stat[stat.rindex(b")") + 2 :].split()
+    except (OSError, ValueError):
+        return []
+
+
+def process_start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (0 if unknown); tells a pid's reuse apart."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if len(fields) > 19 else 0
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that pid exists (one of another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def kill_orphan_group(pgid: int, pid_start: int) -> bool:
@@ -102,16 +119,10 @@ def children(single_thread: bool = False) -> list[int]:
 
 def proc_stat(pid: int) -> tuple[str, int, int]:
     """(state, process group, session) of a process; ("", 0, 0) if it is gone."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        return fields[0].decode(), int(fields[2]), int(fields[3])
-    except (OSError, ValueError, IndexError):
+    fields = _stat_fields(pid)
+    if len(fields) < 4:
         return "", 0, 0
+    return fields[0].decode(), int(fields[2]), int(fields[3])
 
 
 def reap(pid: int) -> None:
