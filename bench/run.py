@@ -357,9 +357,26 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         r["dispatch_p50_ms"] = median(lat)
         r["dispatch_p99_ms"] = lat[int(len(lat) * 0.99) - 1]
 
+    say("wait at depth: `queuectl wait` on the first 1,000 of 10,000 queued jobs, 4 workers")
+    r["wait_lag_s"] = median([wait_lag(10_000 if not args.quick else 4000, 1000) for _ in range(reps)])
+
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
     return r
+
+
+def wait_lag(queued: int, watched: int) -> float:
+    """Seconds from the last of `watched` jobs ending to `queuectl wait` on them returning."""
+    with daemon() as (home, _, c):
+        env = dict(os.environ, QUEUECTL_HOME=home, QUEUECTL_NO_AUTOSTART="1")
+        ids = c.enqueue_many([{"command": "true"}] * queued)
+        waiter = subprocess.Popen([QUEUECTL, "wait", *ids[:watched]], env=env, stdout=subprocess.DEVNULL)
+        time.sleep(0.5)  # the wait has read its set before the first job starts (a bench, not a test)
+        c.worker_start(4)
+        waiter.wait()
+        returned = time.time()
+        last_end = max(c.show(job_id).finished_at or 0.0 for job_id in ids[:watched])
+        return returned - last_end
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -407,6 +424,8 @@ def report(r: dict[str, Any], depth: int) -> str:
          stall["ratio"], 0.9),
         ("11 worst status wait in it", f"{stall['worst_deep_ms']:,.1f} ms",
          f"<= 50 ms (empty: {stall['worst_empty_ms']:.1f} ms)", 50 / max(stall["worst_deep_ms"], 1e-9), 1.0),
+        ("12 wait on 1,000 of 10,000 queued", f"{r['wait_lag_s']:.3f} s",
+         "<= 0.5 s after its last job ended", 0.5 / max(r["wait_lag_s"], 1e-9), 1.0),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
            f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core", ""]
