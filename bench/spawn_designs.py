@@ -4,7 +4,7 @@ Each design runs N `sh -c true` jobs with 4 in flight, capturing stdout and
 stderr through pipes and killing each job's process group at its exit, as
 queuectld does, but without the journal or the queue:
 
-- loop:      posix_spawn on the event loop thread, pidfd per job (queuectld today);
+- loop:      posix_spawn on the event loop thread, pidfd per job (queuectld before its spawner processes);
 - spawners:  K small processes forked before the loop starts, each spawning,
              watching and reaping its jobs with poll(); the loop hands out job
              numbers and reads exits over socketpairs.
