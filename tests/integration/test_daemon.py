@@ -6,25 +6,13 @@ import asyncio
 import os
 import socket
 import threading
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 
 from queuectl_client import Client, RequestFailed
 from queuectl_client import protocol as p
-from queuectl_client.paths import resolve
 from queuectld.daemon import Daemon
-from queuectld.journal_store import JournalStore
-
-
-@pytest.fixture
-async def daemon(home: str) -> AsyncIterator[Daemon]:
-    paths = resolve(home)
-    d = Daemon(paths, JournalStore(paths.journal), workers=0, grace=1.0)
-    await d.start()
-    yield d
-    await d.shutdown()
 
 
 def _raw(home: str) -> socket.socket:

@@ -6,7 +6,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -14,20 +14,9 @@ import pytest
 
 from queuectl_client import Client, RequestFailed
 from queuectl_client import protocol as p
-from queuectl_client.paths import resolve
 from queuectld.daemon import Daemon
-from queuectld.journal_store import JournalStore
 
 Frame = p.WaitSet | p.WaitChanges
-
-
-@pytest.fixture
-async def daemon(home: str) -> AsyncIterator[Daemon]:
-    paths = resolve(home)
-    d = Daemon(paths, JournalStore(paths.journal), workers=0, grace=1.0)
-    await d.start()
-    yield d
-    await d.shutdown()
 
 
 async def until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
