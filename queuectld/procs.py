@@ -49,6 +49,25 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def signal_group(pgid: int, sig: int) -> bool:
+    """Signal a process group; False if it is gone (or not ours)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def kill_with_group(pid: int, pgid: int) -> None:
+    """SIGKILL a process and the group it is in (never the caller's own group)."""
+    if pgid > 1 and pgid != os.getpgid(0):
+        signal_group(pgid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def kill_orphan_group(pgid: int, pid_start: int) -> bool:
     """After a crash: kill the session of a run that may still be going (its group, and what left it).
 
@@ -62,23 +81,13 @@ def kill_orphan_group(pgid: int, pid_start: int) -> bool:
     start = process_start_time(pgid)
     if start and pid_start and abs(start - pid_start) > START_SLACK:
         return False
-    killed = False
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-        killed = True
-    except (ProcessLookupError, PermissionError):
-        pass
+    killed = signal_group(pgid, signal.SIGKILL)
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) != pgid:
             state, group, sid = proc_stat(int(name))
             if sid == pgid and state not in ("", "Z"):
-                try:
-                    if group > 1:
-                        os.killpg(group, signal.SIGKILL)
-                    os.kill(int(name), signal.SIGKILL)
-                    killed = True
-                except (ProcessLookupError, PermissionError):
-                    pass
+                kill_with_group(int(name), group)
+                killed = True
     return killed
 
 

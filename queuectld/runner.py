@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable
 
 from . import spawner as sp
-from .procs import become_subreaper, children, proc_stat, reap
+from .procs import become_subreaper, children, kill_with_group, proc_stat, reap
 
 log = logging.getLogger("queuectld.runner")
 
@@ -160,7 +160,6 @@ class Runner:
             self._sweep_timer.cancel()
             self._sweep_timer = None
         spawners = {link.pid for link in self.links if link.alive}
-        own_group = os.getpgid(0)
         adopted = False
         for pid in children():
             if pid in spawners:
@@ -170,12 +169,7 @@ class Runner:
             if state == "Z" or not state:
                 reap(pid)
                 continue
-            for target, kill in ((pgid, os.killpg), (pid, os.kill)):
-                if target > 1 and target != own_group:
-                    try:
-                        kill(target, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+            kill_with_group(pid, pgid)
         if adopted:
             self._sweep_timer = self.loop.call_later(SWEEP_AGAIN, self._sweep)
 

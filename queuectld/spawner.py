@@ -33,7 +33,7 @@ import time
 import msgspec
 
 from .capture import Capture
-from .procs import become_subreaper, boot_ticks, children, proc_stat, reap
+from .procs import become_subreaper, boot_ticks, children, kill_with_group, proc_stat, reap, signal_group
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
 SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
@@ -241,11 +241,11 @@ class Spawner:
     def _stop(self, job: Job, how: int) -> None:
         if how == TERMINATE:
             if not job.killing:
-                _killpg(job.pid, signal.SIGTERM)
+                signal_group(job.pid, signal.SIGTERM)
                 job.killing = True
                 job.deadline = time.monotonic() + KILL_GRACE
         else:
-            _killpg(job.pid, signal.SIGKILL)
+            signal_group(job.pid, signal.SIGKILL)
 
     def _deadlines(self) -> None:
         now = time.monotonic()
@@ -253,7 +253,7 @@ class Spawner:
             if job.deadline is not None and job.deadline <= now:
                 if job.killing:
                     job.deadline = None
-                    _killpg(job.pid, signal.SIGKILL)
+                    signal_group(job.pid, signal.SIGKILL)
                 else:  # its own timeout: SIGTERM first
                     job.timed_out = True
                     self._stop(job, TERMINATE)
@@ -263,7 +263,7 @@ class Spawner:
     def _exited(self, job: Job) -> None:
         # The leader is a zombie until reaped, so its group id cannot be reused yet:
         # whatever the job left behind in its group goes with it.
-        _killpg(job.pid, signal.SIGKILL)
+        signal_group(job.pid, signal.SIGKILL)
         _, status = os.waitpid(job.pid, 0)
         code = os.waitstatus_to_exitcode(status)
         self._unwatch(job.pidfd)
@@ -324,9 +324,7 @@ class Spawner:
             elif sid in ended and sid not in leaders:
                 del ended[sid]
                 ended[sid] = now + ENDED_WATCH  # watched longer, and moved to the end: the dict stays in expiry order
-                if pgid > 1:
-                    _killpg(pgid, signal.SIGKILL)
-                _kill(pid, signal.SIGKILL)
+                kill_with_group(pid, pgid)
         if adopted or ended:
             self.sweep_at = now + SWEEP_AGAIN
         return adopted
@@ -334,7 +332,7 @@ class Spawner:
     def shutdown(self) -> None:
         """The daemon is gone: kill every job's session, reap them all, then exit."""
         for job in self.jobs.values():
-            _killpg(job.pid, signal.SIGKILL)
+            signal_group(job.pid, signal.SIGKILL)
         for job in list(self.jobs.values()):
             os.waitpid(job.pid, 0)
             del self.jobs[job.token]
@@ -343,20 +341,6 @@ class Spawner:
         deadline = time.monotonic() + 2.0
         while self._sweep() and time.monotonic() < deadline:
             time.sleep(0.01)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def main(argv: list[str]) -> int:

@@ -13,7 +13,8 @@ hands to `finish` (as Oban's engines are handed the backoff).
 
 A method that changes the queue returns once the change is durable, except
 `start`, `finish` and `release`, which the pool calls per run: those are
-durable at the next commit, and `sync()` waits for it.
+durable at the next commit or within moments (the journal store: 50 ms),
+and `sync()` waits for it.
 """
 
 from __future__ import annotations
