@@ -171,17 +171,22 @@ def _foreground(env: Env, count: int) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigterm_to_foreground_worker_finishes_the_running_job(env: Env) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_to_a_foreground_worker_stops_the_pool_once_the_running_job_finishes(
+    env: Env, sig: signal.Signals
+) -> None:
+    # SIGHUP is a closed terminal: it stops the pool as Ctrl-C and SIGTERM do.
     env.start_daemon()
     running = env.enqueue(command="sleep 1; echo done")
     queued = env.enqueue(command="true", delay=0.5)
     fg = _foreground(env, 1)
     env.wait_state(running, "processing")
-    fg.send_signal(signal.SIGTERM)
+    fg.send_signal(sig)
     out, err = fg.communicate(timeout=15)
     assert fg.returncode == 0, err
     assert env.show(running)["state"] == "completed"
     assert env.show(queued)["state"] == "pending"
+    assert env.ok("status", "--json").json()["workers"]["configured"] == 0
     assert re.search(rf"{running} +started", err) and re.search(rf"{running} +completed", err), err
     assert out == ""
 
@@ -340,20 +345,6 @@ def test_a_foreground_worker_outlives_a_killed_daemon_and_its_jobs_still_run(env
         if fg.poll() is None:
             fg.kill()
             fg.wait()
-
-
-def test_sighup_to_a_foreground_worker_stops_the_pool_as_ctrl_c_does(env: Env) -> None:
-    env.start_daemon()
-    running = env.enqueue(command="sleep 1; echo done")
-    queued = env.enqueue(command="true", delay=0.5)
-    fg = _foreground(env, 1)
-    env.wait_state(running, "processing")
-    fg.send_signal(signal.SIGHUP)
-    _, err = fg.communicate(timeout=15)
-    assert fg.returncode == 0, err
-    assert env.show(running)["state"] == "completed"
-    assert env.show(queued)["state"] == "pending"
-    assert env.ok("status", "--json").json()["workers"]["configured"] == 0
 
 
 def test_closing_the_terminal_of_a_foreground_worker_stops_the_pool(env: Env) -> None:
