@@ -6,109 +6,27 @@ payload.  The receiver checks the length against MAX_FRAME before it reads
 the body.  A connection starts with `Hello` in both directions; after that
 the client sends requests and reads one reply each, except for `List`
 (a stream of `JobPage` frames, the last with `more=False`), `Subscribe`
-(a stream of `Event` frames until the pool stops or the client hangs up) and
-`Wait` (`WaitSet` frames, then `WaitChanges` frames until one is `done`).
+(a stream of `Event` frames until the pool stops or the client hangs up),
+`Wait` (`WaitSet` frames, then `WaitChanges` frames until one is `done`)
+and the commands that change many jobs at once (`Changed` frames, the last
+with `more=False`).
 
 Fields are only ever added, with defaults, so older peers keep working.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal, Union
 
 import msgspec
 
 # The constants and framing live in `wire` (no msgspec, for the CLI's quick path); re-exported here.
 from .wire import ERROR_CODES, HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, STATES, ProtocolError, frame, frame_length  # noqa: F401
-
-State = Literal["pending", "processing", "completed", "failed", "dead"]
-
-# Every value a job holds must be storable and must never break a read command, so the
-# boundary refuses what could not run or be shown: NUL bytes (no `execve` argument or path
-# can hold one), integers past 32 bits, and times past the year 9999.
-INT32 = 2**31 - 1
-MAX_TIME = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last second ISO 8601 can write
-MAX_DELAY = 100 * 365.25 * 86400  # a century
-MAX_TIMEOUT = 10 * 365.25 * 86400  # a decade
-MAX_COMMAND_BYTES = 128 * 1024 - 1  # one `execve` argument (MAX_ARG_STRLEN, with its NUL)
-
-# Ids name files under the state dir, so they are restricted to a safe alphabet.
-JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-Command = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_COMMAND_BYTES, pattern=r"^(?=[\s\S]*\S)[^\x00]*$")]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0, le=INT32)]
-Priority = Annotated[int, msgspec.Meta(ge=-INT32, le=INT32)]
-Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
-Timestamp = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIME)]
-Timeout = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT)]
-# The daemon changes directory to spawn: no relative paths.
-AbsPath = Annotated[str, msgspec.Meta(max_length=4095, pattern=r"^/[^\x00]*$")]
-
-
-class Message(msgspec.Struct, frozen=True, tag=True, forbid_unknown_fields=False):
-    """Base of every wire message; the tag is the class name."""
-
-
-class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """A job as the user writes it in JSON, and as it crosses the wire.
-
-    `run_at` is an ISO 8601 time (without a zone: local time) or UNIX seconds;
-    `delay` is seconds from the enqueue, instead of `run_at`.  `max_retries`
-    and `timeout` left out take the daemon's config defaults at enqueue time.
-    A job without an id gets one from the request's `id_prefix`.
-
-    The job model's other fields are accepted when they hold a new job's
-    values (`state` pending, `attempts` 0, the rest null), so a job object
-    written for that model enqueues as it is; `created_at` and `updated_at`
-    are ignored, since the daemon stamps its own.
-    """
-
-    command: Command
-    id: JobId | None = None
-    max_retries: NonNegInt | None = None
-    priority: Priority = 0
-    run_at: datetime | Timestamp | None = None
-    delay: Delay | None = None
-    timeout: Timeout | None = None
-    cwd: AbsPath | None = None  # the directory the job runs in; None: the request's
-    # A new job's values of the job model's other fields: anything else is refused.
-    state: Literal["pending"] | None = None
-    attempts: Literal[0] | None = None
-    created_at: str | float | None = None
-    updated_at: str | float | None = None
-    started_at: None = None
-    finished_at: None = None
-    next_retry_at: None = None
-    exit_code: None = None
-    error_message: None = None
-    worker: None = None
-    locked_by: None = None
-    locked_at: None = None
-
-
-class Job(msgspec.Struct, frozen=True):
-    """A job as the daemon reports it.  Times are UNIX seconds or None."""
-
-    id: str
-    command: str
-    state: State
-    attempts: int
-    max_retries: int
-    priority: int
-    timeout: float | None
-    run_at: float | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    next_retry_at: float | None
-    exit_code: int | None
-    error_message: str | None
-    worker: int | None
-    cwd: str | None = None
-    locked_by: str | None = None  # "node/worker" while the job runs
-    locked_at: float | None = None  # when that worker took it
-
+from .schema import (  # noqa: F401
+    DEFAULT_GROUP, INT32, MAX_COMMAND_BYTES, MAX_DELAY, MAX_TIME, MAX_TIMEOUT, AbsPath, Age, Command, Delay,
+    GroupInfo, GroupName, Grace, Job, JobId, JobSpec, Message, NonNegInt, Parallel, Priority, Retention,
+    Selector, Signal, State, Timeout, Timestamp, WaitedJob,
+)
 
 # --- requests -------------------------------------------------------------
 
@@ -145,11 +63,12 @@ class Status(Message, frozen=True):
 
 
 class List(Message, frozen=True):
-    """Stream jobs as `JobPage` frames, filtered by state."""
+    """Stream jobs as `JobPage` frames, filtered by state and group."""
 
     state: State | None = None
     limit: NonNegInt | None = None
     page_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    group: GroupName | None = None
 
 
 class Show(Message, frozen=True):
@@ -163,7 +82,11 @@ class Logs(Message, frozen=True):
 
 
 class Delete(Message, frozen=True):
-    id: str
+    """Delete a job that is not running (`id`); or with `ids` or `select`, many at once, replied to with `Changed`."""
+
+    id: str = ""
+    ids: list[str] = []
+    select: Selector | None = None
 
 
 class DlqList(Message, frozen=True):
@@ -189,6 +112,81 @@ class ConfigSet(Message, frozen=True):
 
 class ConfigList(Message, frozen=True):
     pass
+
+
+class GroupAdd(Message, frozen=True):
+    name: GroupName
+    parallel: Parallel = 0
+
+
+class GroupSet(Message, frozen=True):
+    name: str
+    parallel: Parallel
+
+
+class GroupRemove(Message, frozen=True):
+    """Refused while the group holds a job that is not completed or dead, and for `default`."""
+
+    name: str
+
+
+class GroupList(Message, frozen=True):
+    pass
+
+
+class Pause(Message, frozen=True):
+    """Pause (or with `resume`, resume) the named groups; every group if none is named."""
+
+    groups: list[str] = []
+    resume: bool = False
+
+
+class Cancel(Message, frozen=True):
+    """Pending and failed jobs become dead ("cancelled"); running ones get `signal`, SIGKILL `grace` s later,
+    and end dead.  By `ids` (all or nothing) or by `select`.  Replied to with `Changed`."""
+
+    ids: list[str] = []
+    select: Selector | None = None
+    signal: Signal = 15
+    grace: Grace = 3.0
+
+
+class Retry(Message, frozen=True):
+    """Failed jobs become due now; dead ones go back to pending, attempts reset.  Replied to with `Changed`."""
+
+    ids: list[str] = []
+    select: Selector | None = None
+
+
+class Rerun(Message, frozen=True):
+    """Enqueue a copy of a job under a new id; replied to with `Enqueued`."""
+
+    id: str
+    new_id: JobId | None = None
+
+
+class Edit(Message, frozen=True):
+    """Change a job that is not running; fields left unset keep their value.  Replied to with `JobReply`.
+
+    `timeout` null clears the timeout; `run_at` null makes the job due now.
+    """
+
+    id: str
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    run_at: Timestamp | None | msgspec.UnsetType = msgspec.UNSET
+    delay: Delay | msgspec.UnsetType = msgspec.UNSET
+    group: GroupName | msgspec.UnsetType = msgspec.UNSET
+    max_retries: NonNegInt | msgspec.UnsetType = msgspec.UNSET
+    timeout: Timeout | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class Prune(Message, frozen=True):
+    """Remove final jobs and their output: of `state` (default completed and dead) finished more than
+    `older_than` s ago, or by default past the keep-completed and keep-dead settings.  Replied to with `Changed`."""
+
+    state: Literal["completed", "dead"] | None = None
+    older_than: Age | None = None
+    dry_run: bool = False
 
 
 class WorkerStart(Message, frozen=True):
@@ -236,6 +234,7 @@ class Wait(Message, frozen=True):
 Request = Union[
     Hello, Enqueue, Status, List, Show, Logs, Delete, DlqList, DlqRetry,
     ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe, Wait,
+    GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune,
 ]
 
 
@@ -270,6 +269,8 @@ class StatusReply(Message, frozen=True):
     version: str
     started_at: float
     stopping: bool = False
+    groups: list[GroupInfo] = []
+    retention: Retention | None = None
 
 
 class JobPage(Message, frozen=True):
@@ -297,6 +298,19 @@ class Retried(Message, frozen=True):
     ids: list[str]
 
 
+class Changed(Message, frozen=True):
+    """The jobs a command changed (or with dry_run, would change): `count` of them, their ids in pages,
+    all but the last with `more=True`."""
+
+    count: int
+    ids: list[str] = []
+    more: bool = False
+
+
+class GroupsReply(Message, frozen=True):
+    groups: list[GroupInfo]
+
+
 class Event(Message, frozen=True):
     """A job changed state (for `worker start` in the foreground)."""
 
@@ -322,13 +336,6 @@ class EventsDropped(Message, frozen=True):
     count: int
 
 
-class WaitedJob(msgspec.Struct, frozen=True, array_like=True):
-    """A job a wait follows, and its state: one of STATES, or "deleted"."""
-
-    id: str
-    state: str
-
-
 class WaitSet(Message, frozen=True):
     """A page of the jobs a wait follows, with their states when it began; the last has `more=False`."""
 
@@ -350,5 +357,5 @@ class WaitChanges(Message, frozen=True):
 
 Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
-    ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges,
+    ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply,
 ]
