@@ -197,7 +197,7 @@ class Client:
             if isinstance(reply, p.Error):
                 raise RequestFailed(reply.code, reply.message)
             yield reply
-            if isinstance(reply, p.JobPage) and not reply.more:
+            if isinstance(reply, p.JobPage | p.Changed) and not reply.more:
                 return
             if isinstance(reply, p.PoolStopped):
                 return
@@ -284,8 +284,8 @@ class Client:
         reply: p.StatusReply = self.request(p.Status())
         return reply
 
-    def list(self, state: str | None = None, limit: int | None = None) -> Iterator[p.Job]:
-        for page in self.stream(p.List(state=state, limit=limit)):  # type: ignore[arg-type]
+    def list(self, state: str | None = None, limit: int | None = None, group: str | None = None) -> Iterator[p.Job]:
+        for page in self.stream(p.List(state=state, limit=limit, group=group)):  # type: ignore[arg-type]
             assert isinstance(page, p.JobPage)
             yield from page.jobs
 
