@@ -6,6 +6,8 @@ import time
 
 from .wire import STATES
 
+DEFAULT_GROUP = "default"  # as the protocol names it (this module does not import the protocol)
+
 # This module also serves the quick path, which imports neither msgspec nor typing.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,23 +123,28 @@ def _when(job: p.Job, now: float) -> str:
 
 
 def print_table(jobs: Iterable[p.Job], out: IO[str], page: int = 1000) -> None:
-    """An aligned table, streamed: column widths are set by the first `page` rows."""
-    header = ("ID", "STATE", "TRIES", "PRIO", "WHEN", "COMMAND")
+    """An aligned table, streamed: the first `page` rows set the column widths, and whether there is a
+    GROUP column (when one of them is outside the default group)."""
+    header = ("ID", "STATE", "TRIES", "PRIO", "GROUP", "WHEN", "COMMAND")
     rows: list[tuple[str, ...]] = []
     widths: list[int] | None = None
+    keep = list(range(len(header)))  # the columns shown
     now = time.time()
 
     def flush() -> None:
         nonlocal widths, rows
         if widths is None:
-            widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-            out.write(_row(header, widths))
-        out.write("".join(_row(r, widths) for r in rows))
+            if all(r[4] == DEFAULT_GROUP for r in rows):
+                keep.remove(4)
+            widths = [max(len(r[i]) for r in [header, *rows]) for i in keep[:-1]]
+            out.write(_row(tuple(header[i] for i in keep), widths))
+        out.write("".join(_row(tuple(r[i] for i in keep), widths) for r in rows))
         rows = []
 
     for job in jobs:
         tries = f"{job.attempts}/{job.max_retries + 1}"
-        rows.append((job.id, job.state, tries, str(job.priority), _when(job, now), _clip(shown(job.command), 60)))
+        rows.append((job.id, job.state, tries, str(job.priority), shown(job.group), _when(job, now),
+                     _clip(shown(job.command), 60)))
         if len(rows) >= page:
             flush()
     if widths is None and not rows:
@@ -160,6 +167,7 @@ def human_job(job: p.Job) -> str:
         ("state", paint(job.state, job.state)),
         ("attempts", f"{job.attempts} of at most {job.max_retries + 1}"),
         ("priority", str(job.priority)),
+        *([("group", shown(job.group))] if job.group != DEFAULT_GROUP else []),
         ("timeout", "none" if job.timeout is None else f"{job.timeout:g} s"),
         ("directory", shown(job.cwd or "-")),
     ]
@@ -187,18 +195,55 @@ def status_lines(st: dict[str, Any]) -> list[str]:
     counts = "  ".join(paint(f"{s} {st['jobs'].get(s, 0)}", s) for s in STATES)
     workers = st["workers"]
     stopping = ", stopping: it starts no new job" if st.get("stopping") else ""
-    return [
-        f"jobs     {counts}",
-        f"workers  {workers['busy']} busy of {workers['configured']}",
-        f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}",
-    ]
+    lines = [f"jobs     {counts}", f"workers  {workers['busy']} busy of {workers['configured']}"]
+    groups = st.get("groups") or []
+    if len(groups) > 1 or any(g["paused"] for g in groups):
+        lines += _group_lines(groups)
+    lines.append(f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}")
+    if st.get("retention") is not None:
+        lines.append(retention_line(st["retention"]))
+    return lines
+
+
+def _group_lines(groups: list[dict[str, Any]]) -> list[str]:
+    """`groups   NAME  running R[ of P]  pending N[  paused]`, aligned, one line per group."""
+    cells = [(g["name"], f"running {g['running']}" + (f" of {g['parallel']}" if g["parallel"] else ""),
+              f"pending {g['jobs'].get('pending', 0)}", "paused" if g["paused"] else "") for g in groups]
+    widths = [max(len(c[i]) for c in cells) for i in range(3)]
+    return [(f"{'groups' if n == 0 else '':<9}" + "  ".join(x.ljust(w) for x, w in zip(c, widths)) + "  " + c[3])
+            .rstrip() for n, c in enumerate(cells)]
+
+
+def retention_line(r: dict[str, Any]) -> str:
+    """When the background removal of finished jobs last ran, and what it removed."""
+    if r.get("last_at") is None:
+        return "retention: not run yet"
+    last = ", ".join(f"{n} {state}" for state, n in r.get("last_removed", {}).items() if n) or "nothing"
+    total = sum(r.get("total_removed", {}).values())
+    return f"retention: last ran {clock(r['last_at'])} ({ago(r['last_at'])}), removed {last} (since start: {total})"
+
+
+def group_table(groups: list[dict[str, Any]]) -> str:
+    """`group list`: NAME, PARALLEL, PAUSED, a column per state, RUNNING."""
+    header = ("NAME", "PARALLEL", "PAUSED", *(s.upper() for s in STATES), "RUNNING")
+    rows = [(shown(g["name"]), str(g["parallel"]) if g["parallel"] else "-", "yes" if g["paused"] else "no",
+             *(str(g["jobs"].get(s, 0)) for s in STATES), str(g["running"])) for g in groups]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in [header, *rows])
 
 
 def status_json(st: dict[str, Any]) -> dict[str, Any]:
     workers = st["workers"]
+    retention = st.get("retention")
+    if retention is not None:
+        retention = {"last_at": iso(retention.get("last_at")), "last_removed": retention.get("last_removed", {}),
+                     "total_removed": retention.get("total_removed", {})}
     return {
         "jobs": st["jobs"],
         "workers": {"configured": workers["configured"], "busy": workers["busy"]},
         "daemon": {"pid": st["pid"], "version": st["version"], "started_at": iso(st["started_at"]),
                    "stopping": bool(st.get("stopping", False))},
+        "groups": [{"name": g["name"], "parallel": g["parallel"], "paused": g["paused"], "jobs": g["jobs"],
+                    "running": g["running"]} for g in st.get("groups") or []],
+        "retention": retention,
     }
