@@ -17,6 +17,7 @@ import msgspec
 from . import jobs
 from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed
+from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
 from .render import human_job, job_dict, print_table, set_color, set_escape, status_json, status_lines
@@ -56,7 +57,7 @@ def cmd_status(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_list(client: Client, args: argparse.Namespace) -> int:
-    jobs = client.list(args.state, args.limit) if args.cmd == "list" else client.dlq_list(args.limit)
+    jobs = client.list(args.state, args.limit, args.group) if args.cmd == "list" else client.dlq_list(args.limit)
     if args.json:
         json_array(jobs)
     elif args.quiet:
@@ -98,12 +99,6 @@ def cmd_logs(client: Client, args: argparse.Namespace) -> int:
         out.write(f"==> {name} <==\n".encode())
         data = live.read_output(paths[name], args.tail)
         out.write(data + (b"" if data.endswith(b"\n") else b"\n") if data else b"(no output)\n")
-    return EXIT_OK
-
-
-def cmd_delete(client: Client, args: argparse.Namespace) -> int:
-    client.delete(args.id)
-    print(f"deleted {args.id}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -172,6 +167,8 @@ COMMANDS = {
     "enqueue": cmd_enqueue, "worker": cmd_worker, "status": cmd_status, "list": cmd_list,
     "show": cmd_show, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
     "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
+    "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
+    "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune,
 }
 
 

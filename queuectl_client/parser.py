@@ -10,6 +10,9 @@ import argparse
 import math
 from typing import Any, NoReturn
 
+import msgspec
+
+from . import values
 from .connection import __version__
 from .wire import STATES
 
@@ -22,6 +25,7 @@ class UsageError(Exception):
 INT32 = 2**31 - 1  # the protocol's limit for a count of jobs
 MIN_INTERVAL, MAX_INTERVAL = 0.05, 86_400.0  # top's refresh: 50 ms to a day
 MAX_WAIT = 100 * 365.25 * 86_400  # wait --timeout: a century (the daemon treats a decade as forever)
+MAX_PARALLEL = 1_000_000  # a group's cap on running jobs
 
 
 def whole(lo: int, hi: int) -> Any:
@@ -75,8 +79,8 @@ examples:
 """
 
 
-def _json_flag(parser: Parser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+def _json_flag(parser: Parser, text: str = "print JSON instead of text") -> None:
+    parser.add_argument("--json", action="store_true", help=text)
 
 
 def _enqueue_args(e: Parser) -> None:
@@ -102,6 +106,7 @@ def _status_args(s: Parser) -> None:
 
 def _list_args(ls: Parser) -> None:
     ls.add_argument("--state", choices=STATES)
+    ls.add_argument("--group", type=values.group_name, metavar="GROUP", help="only the jobs of this group")
     ls.add_argument("--limit", type=whole(0, INT32), metavar="N", help=f"at most N jobs (0 to {INT32})")
     ls.add_argument("--quiet", "-q", action="store_true", help="print only the ids, one per line")
     _json_flag(ls)
@@ -127,7 +132,18 @@ def _logs_args(lg: Parser) -> None:
 
 
 def _delete_args(d: Parser) -> None:
-    d.add_argument("id")
+    d.add_argument("ids", nargs="*", metavar="ID", help="the jobs to delete (all or none)")
+    _select_args(d, ("pending", "completed", "failed", "dead"), "delete never touches running jobs")
+    _json_flag(d, "print the ids of the deleted jobs as a JSON array")
+
+
+def _select_args(parser: Parser, states: tuple[str, ...], why: str = "") -> None:
+    """`--state S [--group G] [--older-than D]`: the jobs a command acts on, instead of ids."""
+    parser.add_argument("--state", type=values.state_in(*states, why=why), choices=states,
+                        help="act on every job in this state now (one record, all at once)")
+    parser.add_argument("--group", type=values.group_name, metavar="GROUP", help="with --state: only this group's")
+    parser.add_argument("--older-than", type=values.duration, metavar="DURATION",
+                        help="with --state: only jobs whose state changed longer ago than this (90s, 30m, 12h, 7d)")
 
 
 def _dlq_args(q: Parser) -> None:
@@ -168,6 +184,73 @@ def _top_args(t: Parser) -> None:
     t.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
 
 
+def _group_args(g: Parser) -> None:
+    gsub = g.add_subparsers(dest="action", metavar="ACTION", required=True)
+    parallel = "at most N of its jobs run at once, 0 to 1000000 (0: no limit but the pool's)"
+    ga = gsub.add_parser("add", help="create a group")
+    ga.add_argument("name", type=values.group_name)
+    ga.add_argument("--parallel", type=whole(0, MAX_PARALLEL), default=0, metavar="N", help=parallel + ", default 0")
+    gs = gsub.add_parser("set", help="change a group's limit")
+    gs.add_argument("name")
+    gs.add_argument("--parallel", type=whole(0, MAX_PARALLEL), required=True, metavar="N", help=parallel)
+    gr = gsub.add_parser("rm", help="remove a group that holds no job but completed or dead ones")
+    gr.add_argument("name")
+    gl = gsub.add_parser("list", help="the groups, their limits, whether paused, their jobs")
+    gl.add_argument("--quiet", "-q", action="store_true", help="print only the names, one per line")
+    _json_flag(gl)
+
+
+def _pause_args(pr: Parser) -> None:
+    pr.add_argument("groups", nargs="*", metavar="GROUP", help="the groups (default: every group)")
+
+
+def _cancel_args(c: Parser) -> None:
+    c.add_argument("ids", nargs="*", metavar="ID", help="the jobs to cancel (all or none)")
+    _select_args(c, ("pending", "failed", "processing"), "only waiting and running jobs can be cancelled")
+    c.add_argument("--signal", "-s", type=values.signal_number, default=15, metavar="SIG",
+                   help="sent to a running job's process group: a name (TERM, INT, ...) or 1 to 64 (default TERM)")
+    c.add_argument("--grace", type=seconds(0, values.MAX_GRACE, "0 to 86400 (a day)"), default=3.0,
+                   metavar="SECONDS", help="then SIGKILL this long after the signal, 0 to 86400 (default 3)")
+    _json_flag(c, "print the ids of the cancelled jobs as a JSON array")
+
+
+def _retry_args(r: Parser) -> None:
+    r.add_argument("ids", nargs="*", metavar="ID", help="failed or dead jobs (all or none)")
+    _select_args(r, ("failed", "dead"), "only failed and dead jobs can be retried")
+    _json_flag(r, "print the ids of the retried jobs as a JSON array")
+
+
+def _rerun_args(r: Parser) -> None:
+    r.add_argument("id")
+    _json_flag(r, "print the new job as `show --json` does")
+
+
+def _edit_args(e: Parser) -> None:
+    e.add_argument("id")
+    e.set_defaults(**{f: msgspec.UNSET for f in ("priority", "run_at", "delay", "group", "max_retries", "timeout")})
+    e.add_argument("--priority", type=whole(-INT32, INT32), metavar="N", help=f"-{INT32} to {INT32}; higher runs first")
+    when = e.add_mutually_exclusive_group()
+    when.add_argument("--run-at", type=values.when, metavar="TIME",
+                      help="ISO 8601 (without a zone: local time), UNIX seconds, or now")
+    when.add_argument("--delay", type=seconds(0, MAX_WAIT, "0 to a century (3155760000)"), metavar="SECONDS",
+                      help="run this long from now, 0 to 3155760000 (a century)")
+    e.add_argument("--group", type=values.group_name, metavar="GROUP", help="move it to this group")
+    e.add_argument("--max-retries", type=whole(0, INT32), metavar="N",
+                   help=f"retries after the first run, 0 to {INT32}")
+    e.add_argument("--timeout", type=values.timeout, metavar="SECONDS",
+                   help="more than 0 and at most ten years; none (or 0) for no timeout")
+    _json_flag(e)
+
+
+def _prune_args(pr: Parser) -> None:
+    pr.add_argument("--state", choices=("completed", "dead"), help="only jobs in this state (default: both)")
+    pr.add_argument("--older-than", type=values.duration, metavar="DURATION",
+                    help="finished longer ago than this (90s, 30m, 12h, 7d; default: the keep-completed "
+                         "and keep-dead settings)")
+    pr.add_argument("--dry-run", "-n", action="store_true", help="only count the jobs it would remove")
+    _json_flag(pr, "print the ids of the removed jobs as a JSON array")
+
+
 def _completions_args(c: Parser) -> None:
     c.add_argument("shell", choices=("bash", "zsh", "fish"))
 
@@ -197,7 +280,10 @@ queuectl list --json"""),
     "logs": ("a job's output from its latest run", _logs_args, """queuectl logs JOB_ID
 queuectl logs JOB_ID --follow
 queuectl logs JOB_ID --stderr --tail 20"""),
-    "delete": ("delete a job that is not running", _delete_args, "queuectl delete JOB_ID"),
+    "delete": ("delete jobs that are not running, and their output", _delete_args, """queuectl delete JOB_ID
+queuectl delete JOB_ID JOB_ID --json
+queuectl delete --state completed --older-than 7d
+queuectl delete --state dead --group backups"""),
     "dlq": ("the dead-letter queue", _dlq_args, """queuectl dlq list
 queuectl dlq retry JOB_ID [JOB_ID...]
 queuectl dlq retry --all"""),
@@ -205,6 +291,32 @@ queuectl dlq retry --all"""),
 queuectl config set max-retries 5
 queuectl config set backoff-base 3
 queuectl config get job-timeout"""),
+    "group": ("groups of jobs: how many of each run at once", _group_args, """queuectl group add backups --parallel 1
+queuectl group set backups --parallel 2
+queuectl group list
+queuectl group rm backups
+queuectl enqueue '{"command": "backup.sh", "group": "backups"}'"""),
+    "pause": ("start no new job of these groups (every group without names)", _pause_args,
+              "queuectl pause backups\nqueuectl pause"),
+    "resume": ("start jobs of paused groups again (every group without names)", _pause_args,
+               "queuectl resume backups\nqueuectl resume"),
+    "cancel": ("end jobs dead: waiting ones at once, running ones with a signal", _cancel_args,
+               """queuectl cancel JOB_ID
+queuectl cancel JOB_ID --signal INT --grace 30
+queuectl cancel --state pending --group backups
+queuectl cancel --state processing --older-than 2h --json"""),
+    "retry": ("run failed jobs now; send dead ones back to pending", _retry_args, """queuectl retry JOB_ID
+queuectl retry --state failed
+queuectl retry --state dead --group backups --older-than 1h"""),
+    "rerun": ("enqueue a copy of a job under a new id", _rerun_args,
+              "queuectl rerun JOB_ID\nqueuectl rerun JOB_ID --json"),
+    "edit": ("change a job that is not running", _edit_args, """queuectl edit JOB_ID --priority 10
+queuectl edit JOB_ID --run-at 2026-12-01T09:00:00
+queuectl edit JOB_ID --delay 0 --group backups
+queuectl edit JOB_ID --timeout none --max-retries 5 --json"""),
+    "prune": ("remove completed and dead jobs now, as retention would", _prune_args, """queuectl prune --dry-run
+queuectl prune
+queuectl prune --state completed --older-than 1d --json"""),
     "wait": ("wait until jobs are completed or dead (exit 0: all completed, 1: not all, 124: timed out)",
              _wait_args, """queuectl wait     # every job not yet final
 queuectl wait JOB_ID --timeout 60
