@@ -1,9 +1,10 @@
 """`queuectl completions bash|zsh|fish`: completion scripts generated from the CLI's parser.
 
 Commands, actions and flags come from the argparse definitions, so the
-scripts cannot drift from the CLI.  Values come from the daemon when the
-user presses Tab: job ids (`queuectl list --quiet`), dead job ids, config
-keys; states and shells are fixed lists.
+scripts cannot drift from the CLI; so do the values of a flag with choices
+(a command's states).  Other values come from the daemon when the user
+presses Tab: job ids (`queuectl list --quiet`), dead job ids, group names,
+config keys; signals and shells are fixed lists.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ from .wire import STATES
 
 # Where a command's positional argument takes its values from.
 POSITIONAL = {
-    "show": "ids", "logs": "ids", "delete": "ids", "wait": "ids",
-    "dlq retry": "dead", "config get": "keys", "config set": "keys", "completions": "shells",
+    "show": "ids", "logs": "ids", "delete": "ids", "wait": "ids", "cancel": "ids", "retry": "ids", "rerun": "ids",
+    "edit": "ids", "dlq retry": "dead", "config get": "keys", "config set": "keys", "completions": "shells",
+    "pause": "groups", "resume": "groups", "group set": "groups", "group rm": "groups",
 }
 # What each kind of value is, as a shell command (run at Tab time) or a fixed list.
 DYNAMIC = {
     "ids": "QUEUECTL_NO_AUTOSTART=1 queuectl list --quiet --limit 1000 2>/dev/null",
     "dead": "QUEUECTL_NO_AUTOSTART=1 queuectl dlq list --quiet --limit 1000 2>/dev/null",
     "keys": 'QUEUECTL_NO_AUTOSTART=1 queuectl config list 2>/dev/null | cut -d" " -f1',
+    "groups": "QUEUECTL_NO_AUTOSTART=1 queuectl group list --quiet 2>/dev/null",
 }
-FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish"}
-FLAG_VALUES = {"--state": "states"}
+FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish", "signals": "TERM INT HUP KILL QUIT USR1 USR2"}
+# The values of flags without choices in the parser.
+FLAG_VALUES = {"--group": "groups", "--signal": "signals"}
 FILE_FLAGS = {("enqueue", "--file")}
 
 
@@ -36,6 +40,8 @@ class Flag:
     names: list[str]
     takes_value: bool
     help: str
+    choices: list[str] = field(default_factory=list)  # its values, from the parser
+    kind: str | None = None  # else the kind of its values (FIXED, DYNAMIC)
 
 
 @dataclass
@@ -66,7 +72,9 @@ def _command(name: str, help_text: str, parser: argparse.ArgumentParser) -> Comm
     cmd = Command(name, help_text)
     for action in parser._actions:
         if action.option_strings and not isinstance(action, argparse._HelpAction):
-            cmd.flags.append(Flag(list(action.option_strings), action.nargs != 0, action.help or ""))
+            names = list(action.option_strings)
+            cmd.flags.append(Flag(names, action.nargs != 0, action.help or "", [str(c) for c in action.choices or ()],
+                                  None if action.choices else FLAG_VALUES.get(names[0])))
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help or "" for a in action._choices_actions}
             for sub_name, sub in action.choices.items():
@@ -91,7 +99,8 @@ def _all(commands: list[Command]) -> list[Command]:
 
 
 def _cases(commands: list[Command], offer: Callable[[str], str], values: Callable[[str], str], paren: str) -> str:
-    """One `case` branch per command and action: its actions and flags, or its positional values.
+    """One `case` branch per command and action: the values of the flag before the cursor, else its actions
+    and flags, or its positional values.
 
     `offer(words)` is the shell's statement offering fixed words, `values(kind)` the one offering a kind
     of value; `paren` is "(" where the shell wants case patterns opened.
@@ -99,12 +108,21 @@ def _cases(commands: list[Command], offer: Callable[[str], str], values: Callabl
     cases = []
     for cmd in _all(commands):
         pattern = cmd.name.replace(" ", "\\ ")
+        branches = []  # (test, statement)
+        for flag in cmd.flags:
+            then = offer(" ".join(flag.choices)) if flag.choices else values(flag.kind) if flag.kind else None
+            if then:
+                branches.append(("[[ " + " || ".join(f"$prev == {n}" for n in flag.names) + " ]]", then))
         if cmd.actions:
-            body = offer(" ".join(a.name.split()[-1] for a in cmd.actions) + " " + _flag_names(cmd))
+            rest = offer(" ".join(a.name.split()[-1] for a in cmd.actions) + " " + _flag_names(cmd))
         elif cmd.name in POSITIONAL:
-            body = f"if [[ $cur == -* ]]; then {offer(_flag_names(cmd))}; else {values(POSITIONAL[cmd.name])}; fi"
+            branches.append(("[[ $cur == -* ]]", offer(_flag_names(cmd))))
+            rest = values(POSITIONAL[cmd.name])
         else:
-            body = offer(_flag_names(cmd))
+            rest = offer(_flag_names(cmd))
+        body = rest
+        if branches:
+            body = "; el".join(f"if {test}; then {then}" for test, then in branches) + f"; else {rest}; fi"
         cases.append(f"        {paren}{pattern}) {body} ;;")
     return "\n".join(cases)
 
@@ -122,10 +140,10 @@ _queuectl() {{
         COMPREPLY=($(compgen -W "{top}" -- "$cur"))
         return
     fi
-    case $prev in
-        --state) COMPREPLY=($(compgen -W "{FIXED['states']}" -- "$cur")); return ;;
-        --file) if [[ ${{COMP_WORDS[1]}} == enqueue ]]; then COMPREPLY=($(compgen -f -- "$cur")); return; fi ;;
-    esac
+    if [[ $prev == --file && ${{COMP_WORDS[1]}} == enqueue ]]; then
+        COMPREPLY=($(compgen -f -- "$cur"))
+        return
+    fi
     # The command, and its action when it has them ("dlq retry").
     key=${{COMP_WORDS[1]}}
     if [[ $COMP_CWORD -gt 2 && " {' '.join(c.name for c in commands if c.actions)} " == *" $key "* ]]; then
@@ -166,10 +184,10 @@ _queuectl() {{
         _describe -t commands 'queuectl command' commands
         return
     fi
-    case $prev in
-        (--state) compadd -- {FIXED['states']}; return ;;
-        (--file) if [[ ${{words[2]}} == enqueue ]]; then _files; return; fi ;;
-    esac
+    if [[ $prev == --file && ${{words[2]}} == enqueue ]]; then
+        _files
+        return
+    fi
     key=${{words[2]}}
     if (( CURRENT > 3 )) && [[ " {' '.join(c.name for c in commands if c.actions)} " == *" $key "* ]]; then
         key="$key ${{words[3]}}"
@@ -215,10 +233,11 @@ def _fish(commands: list[Command]) -> str:
             opts = " ".join(f"-l {n[2:]}" if n.startswith("--") else f"-s {n[1:]}" for n in flag.names)
             extra = ""
             if flag.takes_value:
-                kind = FLAG_VALUES.get(flag.names[0])
                 extra = " -r -F" if (words[0], flag.names[0]) in FILE_FLAGS else " -x"
-                if kind:
-                    extra += f" -a '{FIXED[kind]}'"
+                if flag.choices:
+                    extra += f" -a '{' '.join(flag.choices)}'"
+                elif flag.kind:
+                    extra += f" -a '({DYNAMIC[flag.kind]})'" if flag.kind in DYNAMIC else f" -a '{FIXED[flag.kind]}'"
             lines.append(f"complete -c queuectl -n '{cond}' {opts}{extra} -d '{esc(flag.help)}'")
         kind = POSITIONAL.get(cmd.name)
         if kind:

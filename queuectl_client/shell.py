@@ -23,7 +23,7 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from . import completions
+from . import completions, control
 from .connection import Client, DaemonUnavailable, RequestFailed
 from .parser import SUBCOMMANDS
 from .text import not_utf8
@@ -154,7 +154,7 @@ class Counts(threading.Thread):
 
 
 class ShellCompleter(Completer):
-    """Commands, actions, flags, states, job ids, dead job ids and config keys."""
+    """Commands, actions, flags, states, signals, job ids, dead job ids, group names and config keys."""
 
     def __init__(self, main: Client) -> None:
         self.commands = {c.name: c for c in completions._all(completions.model())}
@@ -193,8 +193,9 @@ class ShellCompleter(Completer):
             if action is None:
                 return []
             cmd = action
-        if before[-1] == "--state":
-            return [(s, "") for s in completions.FIXED["states"].split()]
+        flag = next((f for f in cmd.flags if before[-1] in f.names and f.takes_value), None)
+        if flag is not None and (flag.choices or flag.kind):
+            return [(v, "") for v in flag.choices or self._values(flag.kind or "")]
         if cur.startswith("-"):
             return [(n, f.help) for f in cmd.flags for n in f.names if n.startswith("--")]
         kind = completions.POSITIONAL.get(cmd.name)
@@ -224,4 +225,6 @@ class ShellCompleter(Completer):
             return [j.id for j in c.dlq_list(1000)]
         if kind == "keys":
             return list(c.config_list())
+        if kind == "groups":
+            return [g.name for g in control.groups(c)]
         return []
