@@ -168,3 +168,63 @@ def test_a_byte_order_mark_before_a_json_line_is_ignored(d: Env, tmp_path: os.Pa
     inner = json.dumps({"command": "echo \ufeffx", "id": "inner"}, ensure_ascii=False).encode()
     code, _, err = _run(d, b"enqueue", b"-", input=inner + b"\n")
     assert code == 0 and d.show("inner")["command"] == "echo \ufeffx", err
+
+
+# --- queue control: arguments wrong in themselves, refused before connecting ----------------------
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["cancel"], "give job ids, or --state"),
+    (["retry"], "give job ids, or --state"),
+    (["delete"], "give job ids, or --state"),
+    (["cancel", "a", "--state", "pending"], "give job ids or --state, not both"),
+    (["delete", "a", "b", "--state", "dead"], "give job ids or --state, not both"),
+    (["retry", "--group", "g"], "--group works only with --state"),
+    (["delete", "a", "--older-than", "1d"], "--older-than works only with --state"),
+    (["cancel", "--state", "dead"], "--state: only waiting and running jobs can be cancelled"),
+    (["cancel", "--state", "completed"], "expected pending, failed or processing, not 'completed'"),
+    (["retry", "--state", "pending"], "--state: only failed and dead jobs can be retried"),
+    (["retry", "--state", "processing"], "expected failed or dead"),
+    (["delete", "--state", "processing"], "--state: delete never touches running jobs"),
+    (["cancel", "a", "--signal", "FOO"], "--signal/-s: expected a signal name"),
+    (["cancel", "a", "--signal", "0"], "--signal/-s: expected a signal name (TERM, INT, KILL, ...) or a number from 1"),
+    (["cancel", "a", "-s", "65"], "or a number from 1 to 64, not '65'"),
+    (["cancel", "a", "--grace", "-1"], "--grace: expected a number of seconds from 0 to 86400"),
+    (["cancel", "a", "--grace", "86401"], "--grace: expected a number of seconds from 0 to 86400"),
+    (["cancel", "a", "--grace", "nan"], "--grace: expected a number of seconds"),
+    (["cancel", "--state", "pending", "--older-than", "soon"], "--older-than: 'soon' is not a duration"),
+    (["prune", "--older-than=-1d"], "--older-than: '-1d' is not a duration"),
+    (["prune", "--older-than", "-1d"], "--older-than: expected one argument"),
+    (["prune", "--older-than", "200y"], "is not a duration"),
+    (["prune", "--older-than", "99999999w"], "is too long (at most a century)"),
+    (["prune", "--state", "failed"], "--state: invalid choice: 'failed'"),
+    (["edit", "a"], "give at least one change"),
+    (["edit", "a", "--priority", "2147483648"], "--priority: expected a whole number from -2147483647 to 2147483647"),
+    (["edit", "a", "--max-retries", "-1"], "--max-retries: expected a whole number from 0"),
+    (["edit", "a", "--delay", "-1"], "--delay: expected a number of seconds from 0 to a century"),
+    (["edit", "a", "--run-at", "tomorrow"], "--run-at: expected an ISO 8601 time"),
+    (["edit", "a", "--run-at", "1e300"], "--run-at: expected a time from 1970 to 9999"),
+    (["edit", "a", "--run-at", "now", "--delay", "1"], "--delay: not allowed with argument --run-at"),
+    (["edit", "a", "--timeout", "-5"], "--timeout: expected seconds, more than 0"),
+    (["edit", "a", "--group", "no/such"], "--group: a group name is 1 to 64 letters"),
+    (["list", "--group", "-"], "--group: a group name is"),
+    (["list", "--group", "a b"], "--group: a group name is"),
+    (["group", "add", "../x"], "a group name is"),
+    (["group", "add", "x", "--parallel", "-1"], "--parallel: expected a whole number from 0 to 1000000"),
+    (["group", "add", "x", "--parallel", "1000001"], "--parallel: expected a whole number from 0 to 1000000"),
+    (["group", "set", "x"], "the following arguments are required: --parallel"),
+    (["group"], "the following arguments are required: ACTION"),
+])
+def test_a_control_argument_wrong_in_itself_exits_2_before_connecting(env: Env, args: list[str], words: str) -> None:
+    r = env.q(*args, timeout=10)  # no daemon, no autostart: a connection attempt would exit 3
+    assert r.code == 2 and words in r.err and r.err.count("\n") == 1, r
+    assert r.out == "" and "internal error" not in r.err
+    assert not os.path.exists(os.path.join(env.home, "queuectld.sock"))
+
+
+def test_the_control_commands_bounds_and_examples_are_in_their_help(env: Env) -> None:
+    cancel = " ".join(env.ok("cancel", "--help").out.split())
+    assert "1 to 64" in cancel and "0 to 86400" in cancel and "queuectl cancel --state" in cancel
+    assert "0 to 1000000" in " ".join(env.ok("group", "add", "--help").out.split())
+    for args in (["group"], ["pause"], ["resume"], ["retry"], ["rerun"], ["edit"], ["prune"], ["delete"]):
+        assert "examples:\n  queuectl " + args[0] in env.ok(*args, "--help").out, args
