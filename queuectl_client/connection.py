@@ -197,7 +197,7 @@ class Client:
             if isinstance(reply, p.Error):
                 raise RequestFailed(reply.code, reply.message)
             yield reply
-            if isinstance(reply, p.JobPage | p.Changed) and not reply.more:
+            if isinstance(reply, (p.JobPage, p.Changed)) and not reply.more:
                 return
             if isinstance(reply, p.PoolStopped):
                 return

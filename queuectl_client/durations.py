@@ -28,7 +28,7 @@ def show_duration(seconds: float) -> str:
     """The largest whole unit: 604800 -> '7d', 90 -> '90s', 0 -> '0'."""
     if seconds == 0:
         return "0"
-    for unit in ("w", "d", "h", "m"):
+    for unit in ("d", "h", "m"):
         if seconds % UNITS[unit] == 0:
             return f"{int(seconds // UNITS[unit])}{unit}"
     return f"{seconds:g}s"

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from queuectl_client.durations import parse_duration, show_duration
 from queuectl_client.protocol import INT32, MAX_TIMEOUT
 
 log = logging.getLogger("queuectld.config")
@@ -74,6 +75,13 @@ def parse_size(text: str, minimum: int = 1024, maximum: int = 1 << 62) -> int:
     return int(x)
 
 
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _output_limit(text: str) -> int:
     return parse_size(text, maximum=MAX_OUTPUT_LIMIT)
 
@@ -99,6 +107,8 @@ KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "backoff-base": (_base, _show_number, 2.0, "a failed job waits backoff-base ^ attempts seconds"),
     "job-timeout": (_timeout, _show_number, None, "default timeout in seconds for jobs enqueued afterwards, or none"),
     "output-limit": (_output_limit, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
+    "keep-completed": (_duration, show_duration, 7 * 86_400.0, "completed jobs are removed this long after they end (0: never)"),
+    "keep-dead": (_duration, show_duration, 0.0, "dead jobs are removed this long after they end (0: never)"),
 }
 
 
@@ -156,3 +166,13 @@ class Config:
     def output_limit(self) -> int:
         n: int = self.values["output-limit"]
         return n
+
+    @property
+    def keep_completed(self) -> float:
+        x: float = self.values["keep-completed"]
+        return x
+
+    @property
+    def keep_dead(self) -> float:
+        x: float = self.values["keep-dead"]
+        return x

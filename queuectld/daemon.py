@@ -30,6 +30,7 @@ from queuectl_client.wire import VERSION
 
 from .bus import Bus
 from .handlers import Handlers
+from .retention import Retention
 from .pool import Pool
 from .procs import pid_alive
 from .runner import Runner
@@ -75,6 +76,7 @@ class Daemon:
         self.runner: Runner | None = None
         self.pool: Pool | None = None
         self.handlers: Handlers | None = None
+        self.retention: Retention | None = None
         self.server: Server | None = None
 
     # -- start-up -------------------------------------------------------------
@@ -97,7 +99,8 @@ class Daemon:
             await self.store.resize(self.workers)
         await self.store.sync()
         sock = self._inherit() or self._bind()
-        self.handlers = Handlers(self.store, self.pool, self.bus)
+        self.retention = Retention(self.store, self.pool, self.bus)
+        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention)
         self.server = Server(self.handlers)
         await self.server.start(sock)
         counts = await self.store.counts()
@@ -112,6 +115,7 @@ class Daemon:
         if self.systemd.watchdog_interval:
             self._watchdog = asyncio.create_task(self._ping(self.systemd.watchdog_interval), name="watchdog")
         self.pool.start()
+        self.retention.start()
 
     async def _ping(self, interval: float) -> None:
         """Tell systemd the loop is alive; a loop that stops turning stops the pings."""
@@ -229,6 +233,8 @@ class Daemon:
         self.systemd.notify("STOPPING=1\nSTATUS=stopping: waiting for running jobs")
         if self.handlers is not None:
             self.handlers.stop()
+        if self.retention is not None:
+            await self.retention.close()
         if self._lock_fd >= 0:
             self._say_in_lock("stopping")
         if self.pool is not None:

@@ -66,10 +66,57 @@ class Deleted(Record, frozen=True, tag="d"):
 
 
 class Revived(Record, frozen=True, tag="r"):
-    """Dead jobs moved back to pending with their attempts reset."""
+    """Jobs retried now: dead ones back to pending with their attempts reset, failed ones due at once."""
 
     ids: list[str]
     at: float
+
+
+class DeletedMany(Record, frozen=True, tag="D"):
+    """Jobs deleted at once (a selection, or retention's slice): none of them was running."""
+
+    ids: list[str]
+    at: float
+
+
+class Cancelled(Record, frozen=True, tag="C"):
+    """Waiting jobs become dead ("cancelled"); running ones are marked, and their run ends dead."""
+
+    ids: list[str]
+    at: float
+
+
+class Edited(Record, frozen=True, tag="M"):
+    """A job that is not running, with its new values; `reschedule`: it draws a new place in line."""
+
+    id: str
+    at: float
+    priority: int
+    run_at: float | None
+    due: float
+    group: str
+    max_retries: int
+    timeout: float | None
+    reschedule: bool
+
+
+class GroupDefined(Record, frozen=True, tag="g"):
+    """A group added or changed: its cap on running jobs (0: none) and whether it is paused."""
+
+    name: str
+    parallel: int
+    paused: bool = False
+
+
+class GroupRemoved(Record, frozen=True, tag="x"):
+    name: str
+
+
+class Paused(Record, frozen=True, tag="P"):
+    """Groups paused (or resumed): they start no new job, and their running jobs finish."""
+
+    groups: list[str]
+    paused: bool
 
 
 class ConfigChanged(Record, frozen=True, tag="c"):
@@ -93,6 +140,7 @@ class Running(Record, frozen=True, tag="G"):
     id: str
     pgid: int
     pid_start: int
+    cancelled: bool = False  # a cancel was asked for: the run ends dead
 
 
 class SnapshotEnd(Record, frozen=True, tag="E"):
@@ -106,8 +154,50 @@ class SnapshotEnd(Record, frozen=True, tag="E"):
 
 
 # What the daemon writes; replay reads `Added` as `AddedJobs` (the same bytes).
-Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd]
-Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd]
+Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
+              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused]
+Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
+                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)
+
+
+# -- snapshots of format 3, before groups: their jobs have no `group` -------------------
+
+
+class Job3(msgspec.Struct, array_like=True, gc=False):
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None
+    state: str
+    attempts: int
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    next_retry_at: float | None
+    exit_code: int | None
+    error_message: str | None
+    worker: int | None
+    due: float
+    ticket: int
+
+
+class Restored3(Record, frozen=True, tag="R"):
+    jobs: list[Job3]
+
+
+decoder3 = msgspec.msgpack.Decoder(Union[Restored3, ConfigChanged, PoolSized, Running, SnapshotEnd])
+
+
+def upgrade3(event: Restored3 | ConfigChanged | PoolSized | Running | SnapshotEnd) -> Replayed:
+    """A format-3 snapshot record as this version keeps it: its jobs in the group `default`."""
+    if not isinstance(event, Restored3):
+        return event
+    fields = msgspec.structs.astuple
+    return Restored([Job(*(t := fields(j))[:7], "default", *t[7:]) for j in event.jobs])

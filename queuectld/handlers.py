@@ -24,6 +24,8 @@ from queuectl_client.wire import VERSION
 from . import faults
 from .bus import DELETED, Bus, Deleted, Notice, Watch
 from .config import KEYS, canonical_key
+from .control import Control, send_ids
+from .retention import Retention
 from .rules import DEAD, FAILED, PENDING, PROCESSING, QueueError
 from .store import Store
 
@@ -60,7 +62,9 @@ class PoolControl(Protocol):
 
     def resized(self) -> None: ...
 
-    def forget(self, job_id: str) -> None: ...
+    def forget(self, job_ids: list[str]) -> None: ...
+
+    def cancel(self, job_ids: list[str], signum: int, grace: float) -> None: ...
 
     def output_paths(self, job_id: str) -> tuple[str, str]: ...
 
@@ -71,10 +75,11 @@ Handler = Callable[[Any, Conn], Awaitable[p.Message | None]]
 
 
 class Handlers:
-    def __init__(self, store: Store, pool: PoolControl, bus: Bus) -> None:
+    def __init__(self, store: Store, pool: PoolControl, bus: Bus, retention: Retention) -> None:
         self.store = store
         self.pool = pool
         self.bus = bus
+        self.retention = retention
         self.node = store.node
         self.started_at = time.time()
         self.stopping = False  # the daemon is shutting down: reads and changes go on, the pool is not resized
@@ -97,6 +102,7 @@ class Handlers:
             p.Subscribe: self.subscribe,
             p.Wait: self.wait,
         }
+        self.table.update(Control(store, pool, bus, retention).table)
 
     def stop(self) -> None:
         """The daemon begins to stop: say so to every follower, whose stream then ends."""
@@ -121,22 +127,23 @@ class Handlers:
     async def status(self, req: p.Status, conn: Conn) -> p.Message:
         return p.StatusReply(
             await self.store.counts(), p.Workers(self.store.pool_size, self.pool.busy),
-            os.getpid(), VERSION, self.started_at, self.stopping,
+            os.getpid(), VERSION, self.started_at, self.stopping, await self.store.groups(), self.retention.info(),
         )
 
     async def list(self, req: p.List, conn: Conn) -> None:
-        await self._stream(req.state, req.limit, req.page_size, conn)
+        await self._stream(req.state, req.limit, req.page_size, conn, req.group)
 
     async def dlq_list(self, req: p.DlqList, conn: Conn) -> None:
         await self._stream(DEAD, req.limit, req.page_size, conn)
 
-    async def _stream(self, state: str | None, limit: int | None, page_size: int, conn: Conn) -> None:
+    async def _stream(self, state: str | None, limit: int | None, page_size: int, conn: Conn,
+                      group: str | None = None) -> None:
         # Pages hold at most `page_size` jobs and about PAGE_BYTES of them, so that a page of
         # long commands still fits in a frame.  The last page is held back to be sent with more=False.
         node = self.node
         views: list[p.Job] = []
         size = 0
-        async for page in self.store.pages(state, limit, page_size):
+        async for page in self.store.pages(state, limit, page_size, group):
             for job in page:
                 cost = JOB_OVERHEAD + len(job.command) + len(job.cwd or "") + len(job.error_message or "")
                 if views and (len(views) == page_size or size + cost > PAGE_BYTES):
@@ -154,11 +161,21 @@ class Handlers:
         stdout, stderr = self.pool.output_paths(job.id)
         return p.LogsReply(job.view(self.node), stdout, stderr)
 
-    async def delete(self, req: p.Delete, conn: Conn) -> p.Message:
-        await self.store.delete(req.id, time.time())
-        self.pool.forget(req.id)
-        self.bus.publish(Deleted(req.id))  # the pool announces every change but this one
-        return p.Ok()
+    async def delete(self, req: p.Delete, conn: Conn) -> p.Message | None:
+        if req.id and (req.ids or req.select):
+            raise QueueError("invalid", "give one id, or many ids, or a selection")
+        if req.id:
+            await self.store.delete(req.id, time.time())
+            ids = [req.id]
+        else:
+            ids = await self.store.delete_many(req.ids, req.select, time.time())
+        self.pool.forget(ids)
+        for job_id in ids:
+            self.bus.publish(Deleted(job_id))  # the pool announces every change but this one
+        if req.id:
+            return p.Ok()
+        await send_ids(conn, ids)
+        return None
 
     async def dlq_retry(self, req: p.DlqRetry, conn: Conn) -> p.Message:
         ids = await self.store.revive(req.ids, req.all, time.time())

@@ -23,7 +23,8 @@ from . import events as ev
 from .store import Full, StoreError
 
 LOG_MAGIC = b"QCTLLOG1"
-SNAP_MAGIC = b"QCTLSNP3"  # 3: Job fields in NewJob order, no table of all jobs, `Running` records
+SNAP_MAGIC = b"QCTLSNP4"  # 4: jobs have a group; 3 (read and upgraded): NewJob order, `Running` records
+SNAP_MAGIC3 = b"QCTLSNP3"
 MANIFEST_MAGIC = b"QCTLMAN1"
 HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
 REC = struct.Struct(">IIQ")
@@ -80,7 +81,8 @@ class FileScan:
         if len(data) < HEADER.size:
             raise JournalError(f"{path}: too short for a journal file header ({len(data)} bytes)")
         got_magic, self.generation, self.base_seq = HEADER.unpack_from(data)
-        if got_magic != magic:
+        legacy = magic == SNAP_MAGIC and got_magic == SNAP_MAGIC3
+        if got_magic != magic and not legacy:
             if got_magic[:7] == magic[:7]:
                 raise JournalError(f"{path}: written by another version of queuectl (format {got_magic[7:].decode()}, "
                                    f"this one reads {magic[7:].decode()})")
@@ -97,7 +99,8 @@ class FileScan:
                 end, rseq, payload = rec
                 try:
                     if rseq > after_seq:  # salvage: a log older than the snapshot
-                        self.events.append(ev.decoder.decode(payload))
+                        self.events.append(ev.upgrade3(ev.decoder3.decode(payload)) if legacy
+                                           else ev.decoder.decode(payload))
                 except msgspec.DecodeError as e:
                     raise JournalError(f"{path}: record {rseq} at offset {pos} passed its checksum but "
                                        f"does not decode: {e}") from None

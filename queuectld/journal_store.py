@@ -13,17 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 
-from queuectl_client.protocol import STATES, JobSpec
+from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Selector
 
 from . import events as ev
+from . import planning as plan
 from . import rules
 from .journal import DiskFull, Journal, JournalError
 from .model import Job
-from .queue import Queue
+from .queue import WAITS, Queue
 from .rules import Outcome
-from .store import RunRecord, Store
+from .store import RunRecord, Store, Withdrawn
 
 log = logging.getLogger("queuectld.store")
 
@@ -91,7 +93,7 @@ class JournalStore(Store):
 
     async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> list[Job]:
         new = rules.new_jobs(specs, at, self.config, id_prefix, cwd)
-        self.queue.check_new(new)
+        plan.check_new(self.queue, new)
         event = ev.Added(at, new)
         self.journal.write([event])
         jobs = self.queue.add_new(event)
@@ -114,9 +116,13 @@ class JournalStore(Store):
         self.queue.put_back(job)
 
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
+        if job.state not in WAITS:
+            raise Withdrawn(f"job {job.id} was {'deleted' if job.state == 'gone' else job.state} while it started")
         self._record([ev.Started(job.id, at, worker, pgid, pid_start)])
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
+        if job.id in self.queue.cancelled:
+            outcome = rules.plan_end(job, at, outcome.exit_code, outcome.error, self.config, cancelled=True)
         event = ev.Ended(job.id, at, outcome.state, outcome.exit_code, outcome.error, outcome.next_retry_at)
         try:
             self._record([event])
@@ -149,13 +155,58 @@ class JournalStore(Store):
             self.on_change(landed)
 
     async def delete(self, job_id: str, at: float) -> None:
-        await self._commit([self.queue.plan_delete(job_id, at)])
+        await self._commit([plan.plan_delete(self.queue, [job_id], None, at)])
 
-    async def revive(self, ids: list[str], everything: bool, at: float) -> list[str]:
-        event = self.queue.plan_revive(ids, everything, at)
+    async def delete_many(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
+        event = plan.plan_delete(self.queue, ids, select, at)
         if event.ids:
             await self._commit([event])
         return event.ids
+
+    async def revive(self, ids: list[str], everything: bool, at: float) -> list[str]:
+        return await self._revive(plan.plan_revive(self.queue, ids, everything, at))
+
+    async def retry(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
+        return await self._revive(plan.plan_retry(self.queue, ids, select, at))
+
+    async def _revive(self, event: ev.Revived) -> list[str]:
+        if event.ids:
+            await self._commit([event])
+        return event.ids
+
+    async def cancel(self, ids: list[str], select: Selector | None, at: float) -> tuple[list[str], list[str]]:
+        event, stop = plan.plan_cancel(self.queue, ids, select, at)
+        if event.ids:
+            await self._commit([event])
+        return event.ids, stop
+
+    async def edit(self, req: Edit, at: float) -> Job:
+        event = plan.plan_edit(self.queue, req, at)
+        await self._commit([event])
+        return self.queue.get(event.id)
+
+    async def prune(self, before: dict[str, float], limit: int) -> list[str]:
+        ids = await self.expired(before, limit)
+        if ids:
+            await self._commit([ev.DeletedMany(ids, time.time())])
+        return ids
+
+    async def expired(self, before: dict[str, float], limit: int | None) -> list[str]:
+        ids: list[str] = []
+        for state, cutoff in before.items():
+            ids += plan.expired(self.queue, state, cutoff, None if limit is None else limit - len(ids))
+        return ids
+
+    async def define_group(self, name: str, parallel: int, create: bool) -> None:
+        await self._commit([plan.plan_group(self.queue, name, parallel, create)])
+
+    async def remove_group(self, name: str) -> None:
+        await self._commit([plan.plan_group_removal(self.queue, name)])
+
+    async def pause(self, names: list[str], paused: bool) -> list[str]:
+        event = plan.plan_pause(self.queue, names, paused)
+        await self._commit([event])
+        return event.groups
 
     async def configure(self, key: str, value: str) -> tuple[str, str]:
         key, value = self.config.parse(key, value)
@@ -171,8 +222,9 @@ class JournalStore(Store):
     async def get(self, job_id: str) -> Job:
         return self.queue.get(job_id)
 
-    async def pages(self, state: str | None, limit: int | None, size: int) -> AsyncIterator[list[Job]]:
-        jobs = self.queue.iter_jobs(state, limit)  # a copy: the stream may pause between pages
+    async def pages(self, state: str | None, limit: int | None, size: int,
+                    group: str | None = None) -> AsyncIterator[list[Job]]:
+        jobs = self.queue.iter_jobs(state, limit, group)  # a copy: the stream may pause between pages
         for i in range(0, len(jobs), size):
             # A job deleted while the stream was sent is left out.
             yield [job for job in jobs[i : i + size] if job.state in STATES]
@@ -180,10 +232,16 @@ class JournalStore(Store):
     async def counts(self) -> dict[str, int]:
         return self.queue.counts()
 
+    async def groups(self) -> list[GroupInfo]:
+        q = self.queue
+        return [GroupInfo(g.name, g.parallel, g.paused, q.tally(g.name), q.tally(g.name)["processing"])
+                for g in q.groups.values()]
+
     async def next_due(self) -> float | None:
         return self.queue.next_due()
 
     async def interrupted(self) -> list[RunRecord]:
-        running = self.queue.running
-        return [RunRecord(job, *running.get(job.id, (0, 0))) for job in self.queue.by_state[rules.PROCESSING].values()]
+        running, cancelled = self.queue.running, self.queue.cancelled
+        return [RunRecord(job, *running.get(job.id, (0, 0)), job.id in cancelled)
+                for job in self.queue.by_state[rules.PROCESSING].values()]
 

@@ -24,6 +24,7 @@ class JobFields(msgspec.Struct, array_like=True, gc=False):
     run_at: float | None
     timeout: float | None
     cwd: str | None = None
+    group: str = "default"
 
 
 class NewJob(JobFields, array_like=True, gc=False):
@@ -59,4 +60,5 @@ class Job(JobFields, array_like=True, gc=False):
             self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
             self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
             self.cwd, f"{node}/{self.worker}" if running else None, self.started_at if running else None,
+            self.group,
         )

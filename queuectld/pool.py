@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 
 from queuectl_client import protocol as p
 from queuectl_client.paths import Paths
@@ -26,11 +27,12 @@ from .bus import Bus
 from .procs import kill_orphan_group
 from .rules import INTERRUPTED, plan_end
 from .runner import KILL_GRACE, Result, Run, Runner
-from .store import Full, Job, Store, StoreError
+from .store import Full, Job, Store, StoreError, Withdrawn
 
 log = logging.getLogger("queuectld.pool")
 
 RETRY_AFTER_FULL = 1.0  # seconds before a start refused by a full store is tried again
+FORGET_SLICE = 500  # deleted jobs whose output files are removed per loop turn
 EXIT_WAIT = 2.0  # seconds to wait for killed jobs to exit at shutdown, beyond KILL_GRACE
 
 
@@ -54,6 +56,8 @@ class Pool:
         self._timer_at: float | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._stopped_told = False
+        self._forgotten: deque[str] = deque()  # deleted jobs whose output files are still to remove
+        self._forgetting: set[str] = set()
         store.on_change = self._landed
         runner.on_started = self._on_started
         runner.on_exit = self._on_exit
@@ -79,9 +83,37 @@ class Pool:
         """Where the job's latest run's stdout and stderr are (a missing file: no output)."""
         return self.paths.output_file(job_id, "out"), self.paths.output_file(job_id, "err")
 
-    def forget(self, job_id: str) -> None:
-        """A job was deleted: its output files go too."""
-        _remove(*self.output_paths(job_id))
+    def forget(self, job_ids: list[str]) -> None:
+        """Jobs were deleted: their output files go too, a slice per loop turn.
+
+        A new job that takes a forgotten id before its turn has the old files
+        removed when it starts, and the slice then leaves its own alone.
+        """
+        if len(job_ids) <= FORGET_SLICE and not self._forgotten:
+            for job_id in job_ids:
+                _remove(*self.output_paths(job_id))
+            return
+        if not self._forgotten:
+            self.loop.call_soon(self._forget_some)
+        self._forgotten.extend(job_ids)
+        self._forgetting.update(job_ids)
+
+    def _forget_some(self) -> None:
+        forgotten, forgetting = self._forgotten, self._forgetting
+        for _ in range(min(FORGET_SLICE, len(forgotten))):
+            job_id = forgotten.popleft()
+            if job_id in forgetting:
+                forgetting.discard(job_id)
+                _remove(*self.output_paths(job_id))
+        if forgotten:
+            self.loop.call_soon(self._forget_some)
+
+    def cancel(self, job_ids: list[str], signum: int, grace: float) -> None:
+        """Stop the runs of these jobs: `signum` to each process group, SIGKILL `grace` s later."""
+        wanted = set(job_ids)
+        for run, (_, job, _) in self._jobs.items():
+            if job.id in wanted:
+                self.runner.cancel(run, signum, grace)
 
     # -- the pool's task -----------------------------------------------------------
 
@@ -164,7 +196,8 @@ class Pool:
         """Hand a claimed job to a spawner; its start is recorded when the spawner reports it."""
         slot = self._free_slot()
         out, err = self.output_paths(job.id)
-        if job.started_at is not None:
+        if job.started_at is not None or job.id in self._forgetting:
+            self._forgetting.discard(job.id)
             _remove(out, err)  # the files hold the latest run only
         try:
             run = self.runner.start(job.id, job.command, job.attempts + 1, job.cwd, job.timeout, out, err,
@@ -220,7 +253,10 @@ class Pool:
                 await self.store.start(job, handed, slot, run.pgid, run.pid_start)
             except StoreError as e:
                 # Not on record, so it must not run: stop it, and give the job back once it has exited.
-                log.error("cannot record the start of job %s: %s", job.id, e)
+                if isinstance(e, Withdrawn):
+                    log.info("stopping the run of job %s: %s", job.id, e)
+                else:
+                    log.error("cannot record the start of job %s: %s", job.id, e)
                 run.discard = True
                 self.runner.kill(run)
                 if isinstance(e, Full):

@@ -1,8 +1,8 @@
 """The job queue as a pure state machine: no I/O, no clock, no await.
 
-Handlers ask it to *plan* a change, which validates and returns an event;
-the daemon journals the event and then *applies* it.  Replay applies the
-same events, so the queue after a restart is the queue before it.
+Handlers ask it to *plan* a change (`planning`), which validates and returns
+an event; the store journals the event and then *applies* it here.  Replay
+applies the same events, so the queue after a restart is the queue before it.
 
 Ordering: a job is *due* at its run_at, its next_retry_at, or when it was
 enqueued or revived.  Due jobs start highest priority first, then earliest
@@ -10,14 +10,14 @@ due, then in the order they were scheduled (for new jobs, enqueue order).
 Each scheduling draws a new ticket, stored in the job and in its heap entry;
 an entry whose ticket is no longer the job's is stale, and is dropped lazily.
 
-The jobs that wait to start are kept in one *lane* per priority: a heap by
-(due, ticket), so a lane's due jobs are the first ones of its order, and no
-job ever moves from a waiting structure to a ready one.  A lane is *awake*
-while its first job is due (a heap of awake priorities gives the best one),
-and *asleep* otherwise, with its first due time in a heap of wake-up times.
-`take` wakes the lanes whose time has come, which costs one step per lane,
-not per job: a million jobs due at once cost what one does.  A job due when
-it is scheduled wakes its lane at once.  See docs/DECISIONS.md.
+Groups: every job belongs to one.  Each group keeps its waiting jobs in its
+own `Lanes`, so a group that may not start a job (paused, or as many of its
+jobs running as its `parallel` allows) is simply not looked at: it never
+holds back another group's jobs.  `take` compares the first due job of each
+*open* group, by (priority, due, ticket); tickets are drawn queue-wide, so
+the order across groups is the order within one.  A group's `active` count
+is its jobs claimed or running, checked when a job is taken, as a database
+would check a count at claim time.
 
 Memory: each job is in exactly one per-state dict, and nowhere else but a
 heap entry while it waits; there is no table of all jobs (a million jobs
@@ -26,51 +26,23 @@ would pay ~40 bytes each for it).  An id lookup tries the five states.
 
 from __future__ import annotations
 
-import heapq
 import sys
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from itertools import chain, islice
 from math import inf
+from typing import Any
 
-from queuectl_client.protocol import STATES
+from queuectl_client.protocol import DEFAULT_GROUP, STATES
 
 from . import events as ev
 from .config import Config
-from .model import Job, NewJob
-from .rules import COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
+from .lanes import Group
+from .model import Job
+from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
 
 GONE = "gone"  # a deleted job's state, so stale heap entries see it
-_WAITS = (PENDING, FAILED)  # the states in which a heap entry can be live
-
-Entry = tuple[float, int, Job]  # (due, ticket, job)
-
-
-class _Lane:
-    """The jobs of one priority that wait to start: a heap by (due, ticket), and its place in the queue."""
-
-    __slots__ = ("heap", "last", "awake", "wake", "unsorted")  # no __dict__: one per priority, but tidy
-
-    def __init__(self) -> None:
-        self.heap: list[Entry] = []
-        # The highest (due, ticket) ever added: entries above it, in order, extend the heap as it is.
-        self.last: tuple[float, int] = (-inf, 0)
-        self.awake = False  # its first job was due when last seen: take looks here
-        self.wake: float | None = None  # while asleep, the time it is registered to wake at
-        self.unsorted = False  # entries were appended out of order: heapify before use
-
-    def first(self) -> Entry | None:
-        """The first live entry, stale ones dropped; None if the lane holds no live job."""
-        heap = self.heap
-        if self.unsorted:
-            heapq.heapify(heap)  # O(n), once, instead of a push per entry of a large batch or a snapshot
-            self.unsorted = False
-        while heap:
-            entry = heap[0]
-            job = entry[2]
-            if job.ticket == entry[1] and job.state in _WAITS:
-                return entry
-            heapq.heappop(heap)
-        return None
+WAITS = (PENDING, FAILED)  # the states in which a job waits to start
 
 
 class Queue:
@@ -80,12 +52,16 @@ class Queue:
         self._states = tuple(self.by_state[s] for s in (PENDING, PROCESSING, FAILED, COMPLETED, DEAD))
         # The process group of each running job's run, to kill it if the daemon dies.
         self.running: dict[str, tuple[int, int]] = {}  # id -> (pgid, start time of its leader)
-        self._lanes: dict[int, _Lane] = {}  # priority -> its lane, while it holds entries
-        self._awake: list[int] = []  # -priority of each awake lane, a heap: the best lane first
-        self._sleeping: list[tuple[float, int]] = []  # (wake time, priority), a heap; stale if not lane.wake
+        self.cancelled: set[str] = set()  # running jobs whose cancel was asked for: their run ends dead
+        self.groups: dict[str, Group] = {DEFAULT_GROUP: Group(DEFAULT_GROUP)}
+        self._open: dict[str, Group] = dict(self.groups)  # the groups that may start a job
+        # Jobs per group per state, including groups removed since (they may hold final jobs).
+        self.tallies: dict[str, Counter[str]] = {}
+        self.held: set[str] = set()  # jobs taken, not started yet: they count as running for changes
         self._ticket = 0
         self.config = Config()
         self.pool_size = 0
+        self._appliers = self._table()
 
     # -- queries ----------------------------------------------------------
 
@@ -108,213 +84,159 @@ class Queue:
             raise QueueError("not_found", f"no job with id {job_id!r}")
         return job
 
-    def iter_jobs(self, state: str | None = None, limit: int | None = None) -> list[Job]:
+    def busy(self, job: Job) -> bool:
+        """It runs, or is being started: nothing but a cancel may change it."""
+        return job.state == PROCESSING or job.id in self.held
+
+    def group(self, name: str) -> Group:
+        group = self.groups.get(name)
+        if group is None:
+            raise QueueError("not_found", f"no group named {name!r}")
+        return group
+
+    def tally(self, name: str) -> dict[str, int]:
+        counts = self.tallies.get(name)
+        return {s: counts[s] if counts else 0 for s in STATES}
+
+    def iter_jobs(self, state: str | None = None, limit: int | None = None, group: str | None = None) -> list[Job]:
         """Jobs in the order they entered `state`, or every job in LIST_ORDER: a copy, O(limit)."""
         if state:
             jobs: Iterable[Job] = self.by_state[state].values()
         else:
             jobs = chain.from_iterable(self.by_state[s].values() for s in LIST_ORDER)
+        if group is not None:
+            jobs = (job for job in jobs if job.group == group)
         return list(jobs if limit is None else islice(jobs, limit))
 
     # -- dispatch ---------------------------------------------------------
 
     def take(self, now: float) -> Job | None:
-        """The next due job, removed from its lane; the caller starts it or puts it back.
-
-        Bounded work: a step per lane whose wake-up time has passed, then a pop
-        from the best awake lane, plus the stale entries met on the way.
-        """
-        sleeping, lanes = self._sleeping, self._lanes
-        while sleeping and sleeping[0][0] <= now:
-            wake, priority = heapq.heappop(sleeping)
-            lane = lanes.get(priority)
-            if lane is not None and lane.wake == wake:
-                self._rouse(lane, priority)
-        awake = self._awake
-        while awake:
-            priority = -awake[0]
-            lane = lanes.get(priority)
-            if lane is None or not lane.awake:
-                heapq.heappop(awake)  # stale: the lane fell asleep when a job was scheduled
+        """The next due job of a group that may start one, removed from its lanes; the caller
+        starts it or puts it back.  Until then it is *held*: it counts in its group's `active`."""
+        best: Group | None = None
+        key: tuple[int, float, int] = (0, inf, 0)
+        for group in self._open.values():
+            if not group.lanes:
                 continue
-            entry = lane.first()
-            if entry is not None and entry[0] <= now:
-                heapq.heappop(lane.heap)  # the job's only live entry: put_back makes it another
-                self._look(lane, priority, now)
-                return entry[2]
-            self._look(lane, priority, now)
-        return None
+            entry = group.lanes.peek(now)
+            if entry is not None:
+                mine = (-entry[2].priority, entry[0], entry[1])
+                if best is None or mine < key:
+                    best, key = group, mine
+        if best is None:
+            return None
+        job = best.lanes.pop(now)
+        self.held.add(job.id)
+        self._count_in(best)
+        return job
 
     def put_back(self, job: Job) -> None:
-        """Return a taken job, unstarted, to its place: same due time, same ticket, due at once."""
-        self._place(job.priority, [(job.due, job.ticket, job)], job.due, True)
+        """Return a taken job, unstarted: if it still waits, to its place, due at once."""
+        if job.id not in self.held:
+            return
+        self.held.discard(job.id)
+        group = self.groups.get(job.group)
+        if group is not None:
+            self._count_out(group)
+            if job.state in WAITS:
+                group.lanes.place(job.priority, [(job.due, job.ticket, job)], job.due, True)
 
     def next_due(self) -> float | None:
-        """When the next job that is not due yet becomes due, or None.
+        """When the next job that is not due yet becomes due in a group that may start it, or None.
 
-        Exact once a `take` has found nothing due (which is when the pool asks);
-        a lane whose first job is due holds no timer for the jobs behind it.
+        Exact once a `take` has found nothing due (which is when the pool asks).
         """
-        sleeping, lanes = self._sleeping, self._lanes
-        while sleeping:
-            wake, priority = sleeping[0]
-            lane = lanes.get(priority)
-            if lane is not None and lane.wake == wake:
-                entry = lane.first()
-                if entry is not None and entry[0] == wake:
-                    return wake
-                # Its first job went (deleted): register the lane again at the next one's time.
-                heapq.heappop(sleeping)
-                lane.wake = None
-                if entry is None:
-                    del lanes[priority]
-                else:
-                    self._doze(lane, priority, entry[0])
-            else:
-                heapq.heappop(sleeping)
-        return None
+        dues = [due for group in self._open.values() if group.lanes and (due := group.lanes.next_due()) is not None]
+        return min(dues) if dues else None
 
-    # -- lanes --------------------------------------------------------------
+    def _count_in(self, group: Group) -> None:
+        group.active += 1
+        if not group.open():
+            self._open.pop(group.name, None)
 
-    def _rouse(self, lane: _Lane, priority: int) -> None:
-        """The lane's first job is due: take looks at it, by priority."""
-        if not lane.awake:
-            lane.awake = True
-            lane.wake = None  # its registrations in the sleeping heap are stale now
-            heapq.heappush(self._awake, -priority)
+    def _count_out(self, group: Group) -> None:
+        group.active -= 1
+        self._reopen(group)
 
-    def _doze(self, lane: _Lane, priority: int, wake: float) -> None:
-        """The lane (asleep) holds a job due at `wake`: register it, unless it wakes earlier already."""
-        if lane.wake is None or wake < lane.wake:
-            lane.wake = wake
-            heapq.heappush(self._sleeping, (wake, priority))
-
-    def _look(self, lane: _Lane, priority: int, now: float) -> None:
-        """After a pop from the best awake lane: it stays awake, falls asleep, or goes if empty."""
-        entry = lane.first()
-        if entry is not None and entry[0] <= now:
-            return
-        heapq.heappop(self._awake)  # it is the top: take only pops the best lane
-        lane.awake = False
-        if entry is None:
-            del self._lanes[priority]
+    def _reopen(self, group: Group) -> None:
+        if group.open():
+            if self.groups.get(group.name) is group:
+                self._open[group.name] = group
         else:
-            self._doze(lane, priority, entry[0])
+            self._open.pop(group.name, None)
 
-    def _place(self, priority: int, entries: list[Entry], at: float, ordered: bool) -> None:
-        """Add entries of one priority, scheduled at `at`, to its lane; `ordered`: by (due, ticket)."""
-        lane = self._lanes.get(priority)
-        if lane is None:
-            lane = self._lanes[priority] = _Lane()
-        heap = lane.heap
-        first, top = entries[0], entries[-1]
-        if ordered and (first[0], first[1]) > lane.last:
-            heap.extend(entries)  # all above the lane's keys, in order: the heap stays a heap, O(k)
-            lane.last = (top[0], top[1])
-        else:
-            if len(entries) * 8 > len(heap) or lane.unsorted:
-                heap.extend(entries)  # cheaper to heapify with the rest, once, when next used
-                lane.unsorted = True
-            else:
-                push = heapq.heappush
-                for entry in entries:
-                    push(heap, entry)
-            if not ordered:
-                top = max(entries)
-            lane.last = max(lane.last, (top[0], top[1]))
-        soonest = first[0] if ordered else min(entry[0] for entry in entries)
-        if soonest <= at:
-            self._rouse(lane, priority)  # due when scheduled: no timer, no move later
-        elif not lane.awake:
-            self._doze(lane, priority, soonest)
-        else:
-            # Awake, perhaps only on the strength of jobs gone since (taken elsewhere, deleted, or
-            # never looked at after a replay): if nothing in it is due, it sleeps, so that
-            # next_due names this entry's time.
-            head = lane.first()
-            assert head is not None
-            if head[0] > at:
-                lane.awake = False  # its entry in the awake heap is stale from now
-                self._doze(lane, priority, head[0])
-
-    def _schedule(self, job: Job, at: float) -> None:
-        """(Re)schedule a job at `at` with a new ticket; its old entry, if any, is stale from now."""
-        self._ticket += 1
-        job.ticket = self._ticket
-        self._place(job.priority, [(job.due, self._ticket, job)], at, True)
-
-    # -- planning: validate a request and return the event to journal -----
-
-    def check_new(self, jobs: list[NewJob]) -> None:
-        """Refuse a batch that names a job the queue holds."""
-        find = self.find
-        for job in jobs:
-            if find(job.id) is not None:
-                raise QueueError("duplicate", f"a job with id {job.id!r} already exists")
-
-    def plan_delete(self, job_id: str, at: float) -> ev.Deleted:
-        job = self.get(job_id)
-        if job.state == PROCESSING:
-            raise QueueError("state", f"job {job_id} is running; delete it after it finishes")
-        return ev.Deleted(job_id, at)
-
-    def plan_revive(self, ids: list[str], everything: bool, at: float) -> ev.Revived:
-        if everything:
-            return ev.Revived(list(self.by_state[DEAD]), at)
-        if not ids:
-            raise QueueError("invalid", "name the jobs to retry, or use --all")
-        for job_id in ids:
-            job = self.get(job_id)
-            if job.state != DEAD:
-                raise QueueError("state", f"job {job_id} is {job.state}, not dead; only dead jobs can be retried")
-        return ev.Revived(list(dict.fromkeys(ids)), at)
+    def _group_of(self, job: Job) -> Group:
+        """The job's group; one a damaged or hand-edited journal lost is made again, so replay goes on."""
+        group = self.groups.get(job.group)
+        if group is None:
+            group = self.groups[job.group] = Group(job.group)
+            self._reopen(group)
+        return group
 
     # -- applying events ----------------------------------------------------
 
     def apply(self, event: ev.Event | ev.AddedJobs) -> None:
-        if isinstance(event, ev.Started):
-            self._started(event)
-        elif isinstance(event, ev.Ended):
-            self._ended(event)
-        elif isinstance(event, ev.AddedJobs):
-            self._added(event.at, event.jobs)  # replay: decoded as Job structs already
-        elif isinstance(event, ev.Added):
-            self.add_new(event)
-        elif isinstance(event, ev.Deleted):
-            self._deleted(event)
-        elif isinstance(event, ev.Revived):
-            self._revived(event)
-        elif isinstance(event, ev.ConfigChanged):
-            self.config.restore(event.key, event.value)
-        elif isinstance(event, ev.PoolSized):
-            self.pool_size = event.count
-        elif isinstance(event, ev.Restored):
-            self._restored(event)
-        elif isinstance(event, ev.Running):
-            self.running[event.id] = (event.pgid, event.pid_start)
-        elif isinstance(event, ev.SnapshotEnd):
-            self._ticket = max(self._ticket, event.ticket)
+        self._appliers[type(event)](event)
+
+    def _table(self) -> dict[type, Callable[[Any], None]]:
+        """What applies each kind of record."""
+        return {
+            ev.Started: self._started, ev.Ended: self._ended,
+            ev.AddedJobs: lambda e: self._added(e.at, e.jobs),  # replay: decoded as Job structs already
+            ev.Added: self.add_new, ev.Deleted: lambda e: self._deleted([e.id]),
+            ev.DeletedMany: lambda e: self._deleted(e.ids), ev.Revived: self._revived,
+            ev.Cancelled: self._cancelled, ev.Edited: self._edited, ev.GroupDefined: self._group_defined,
+            ev.GroupRemoved: self._group_removed, ev.Paused: self._paused,
+            ev.ConfigChanged: lambda e: self.config.restore(e.key, e.value),
+            ev.PoolSized: lambda e: setattr(self, "pool_size", e.count), ev.Restored: self._restored,
+            ev.Running: self._running, ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
+        }
+
+    def _running(self, e: ev.Running) -> None:
+        self.running[e.id] = (e.pgid, e.pid_start)
+        if e.cancelled:
+            self.cancelled.add(e.id)
+
+    def _paused(self, e: ev.Paused) -> None:
+        for name in e.groups:
+            group = self.groups.get(name)
+            if group is not None:
+                group.paused = e.paused
+                self._reopen(group)
 
     def add_new(self, event: ev.Added) -> list[Job]:
         """Apply an `Added` record made live; returns the new jobs."""
-        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd) for n in event.jobs]
+        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group)
+                for n in event.jobs]
         self._added(event.at, jobs)
         return jobs
 
     def _move(self, job: Job, state: str) -> None:
         del self.by_state[job.state][job.id]
+        tally = self.tallies[job.group]
+        tally[job.state] -= 1
+        tally[state] += 1
         job.state = state
         self.by_state[state][job.id] = job
+
+    def _tally(self, jobs: list[Job], state: str) -> None:
+        name = jobs[0].group
+        if all(job.group == name for job in jobs):
+            self.tallies.setdefault(name, Counter())[state] += len(jobs)
+        else:
+            for name, n in Counter(job.group for job in jobs).items():
+                self.tallies.setdefault(name, Counter())[state] += n
 
     def _added(self, at: float, jobs: list[Job]) -> None:
         """New jobs, with only their NewJob fields set yet: the rest are set here."""
         if not jobs:
             return
         intern, ticket = sys.intern, self._ticket
-        ordered, one_priority, priority, last = True, True, jobs[0].priority, -inf
+        ordered, last = True, -inf
         for job in jobs:
             ticket += 1
             job.command = intern(job.command)
+            job.group = intern(job.group)
             if job.cwd is not None:
                 job.cwd = intern(job.cwd)
             job.created_at = job.updated_at = at
@@ -324,15 +246,18 @@ class Queue:
             if due < last:
                 ordered = False
             last = due
-            if job.priority != priority:
-                one_priority = False
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
-        for p, group in ({priority: jobs} if one_priority else _by_priority(jobs)).items():
-            self._place(p, [(job.due, job.ticket, job) for job in group], at, ordered)
+        self._tally(jobs, PENDING)
+        for (name, priority), same in _by_place(jobs).items():
+            self._group_of(same[0]).lanes.place(priority, [(job.due, job.ticket, job) for job in same], at, ordered)
 
     def _started(self, e: ev.Started) -> None:
         job = self.by_state[PENDING].get(e.id) or self.by_state[FAILED][e.id]
+        if job.id in self.held:
+            self.held.discard(job.id)  # taken live: it counts already
+        else:
+            self._count_in(self._group_of(job))  # replay
         self._move(job, PROCESSING)
         job.attempts += 1
         job.worker = e.worker
@@ -344,6 +269,8 @@ class Queue:
         job = self.by_state[PROCESSING][e.id]
         self._move(job, e.state)
         del self.running[job.id]
+        self.cancelled.discard(job.id)
+        self._count_out(self._group_of(job))
         job.finished_at = job.updated_at = e.at
         job.exit_code = e.exit_code
         job.error_message = e.error
@@ -354,6 +281,74 @@ class Queue:
             job.due = e.next_retry_at
             self._schedule(job, e.at)
 
+    def _schedule(self, job: Job, at: float) -> None:
+        """(Re)schedule a waiting job at `at` with a new ticket; its old entry, if any, is stale from now."""
+        self._ticket += 1
+        job.ticket = self._ticket
+        self._group_of(job).lanes.place(job.priority, [(job.due, self._ticket, job)], at, True)
+
+    def _deleted(self, ids: list[str]) -> None:
+        for job_id in ids:
+            job = self.get(job_id)
+            del self.by_state[job.state][job.id]
+            self.tallies[job.group][job.state] -= 1
+            job.state = GONE
+
+    def _revived(self, e: ev.Revived) -> None:
+        for job_id in e.ids:
+            job = self.get(job_id)
+            if job.state == DEAD:
+                self._move(job, PENDING)
+                job.attempts = 0
+                job.error_message = job.next_retry_at = job.exit_code = None
+            elif job.state == FAILED:
+                job.next_retry_at = e.at  # its backoff is cut short
+            else:
+                continue
+            job.updated_at = job.due = e.at
+            self._schedule(job, e.at)
+
+    def _cancelled(self, e: ev.Cancelled) -> None:
+        for job_id in e.ids:
+            job = self.get(job_id)
+            if job.state == PROCESSING:
+                self.cancelled.add(job_id)
+            elif job.state in WAITS:
+                self._move(job, DEAD)  # its heap entry is stale from now
+                job.error_message = CANCELLED
+                job.next_retry_at = None
+                job.finished_at = job.updated_at = e.at
+
+    def _edited(self, e: ev.Edited) -> None:
+        job = self.get(e.id)
+        if e.group != job.group:
+            tally = self.tallies[job.group]
+            tally[job.state] -= 1
+            self.tallies.setdefault(e.group, Counter())[job.state] += 1
+        job.priority, job.run_at, job.max_retries, job.timeout = e.priority, e.run_at, e.max_retries, e.timeout
+        job.group = sys.intern(e.group)
+        job.updated_at = e.at
+        if job.state not in WAITS:
+            return
+        if job.state == FAILED:
+            job.next_retry_at = e.due
+        job.due = e.due
+        if e.reschedule:
+            self._schedule(job, e.at)
+        else:  # another group, the same place in line: the old entry is stale (its group is not the job's)
+            self._group_of(job).lanes.place(job.priority, [(job.due, job.ticket, job)], e.at, True)
+
+    def _group_defined(self, e: ev.GroupDefined) -> None:
+        group = self.groups.get(e.name)
+        if group is None:
+            group = self.groups[e.name] = Group(e.name)
+        group.parallel, group.paused = e.parallel, e.paused
+        self._reopen(group)
+
+    def _group_removed(self, e: ev.GroupRemoved) -> None:
+        self.groups.pop(e.name, None)
+        self._open.pop(e.name, None)
+
     def _restored(self, e: ev.Restored) -> None:
         chunk = e.jobs
         if not chunk:
@@ -361,38 +356,35 @@ class Queue:
         intern = sys.intern
         for job in chunk:
             job.command = intern(job.command)
+            job.group = intern(job.group)
         # A snapshot writes each state's jobs in their own chunks (see snapshot()), so a chunk
         # normally goes into one dict in one pass.  Comprehensions, not one loop doing everything:
         # a million jobs restore in about half the time.
         state = chunk[0].state
         if all(job.state == state for job in chunk):
             self.by_state[state].update({job.id: job for job in chunk})
+            self._tally(chunk, state)
+            running = chunk if state == PROCESSING else []
         else:
             for s, jobs in self.by_state.items():
-                jobs.update({job.id: job for job in chunk if job.state == s})
-        waits = [job for job in chunk if job.state in _WAITS]
-        if not waits:
-            return
-        priority = waits[0].priority
-        one = all(job.priority == priority for job in waits)
-        for p, group in ({priority: waits} if one else _by_priority(waits)).items():
-            lane = self._lanes.get(p)
-            if lane is None:
-                lane = self._lanes[p] = _Lane()
-            entries = [(job.due, job.ticket, job) for job in group]
-            lane.heap.extend(entries)
-            lane.unsorted = True  # heapified once, when first used
-            top = max(entries)
-            lane.last = max(lane.last, (top[0], top[1]))
-            # Whether its first job is due is not known without a clock: take looks, and sleeps it if not.
-            self._rouse(lane, p)
+                these = [job for job in chunk if job.state == s]
+                if these:
+                    jobs.update({job.id: job for job in these})
+                    self._tally(these, s)
+            running = [job for job in chunk if job.state == PROCESSING]
+        for job in running:
+            self._count_in(self._group_of(job))
+        waits = [job for job in chunk if job.state in WAITS]
+        for (name, priority), same in _by_place(waits).items():
+            self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
 
     # -- snapshots ------------------------------------------------------------
 
     def snapshot(self, chunk: int = 10_000) -> list[ev.Event]:
-        """Events that rebuild this state exactly: settings, pool, every job, the running groups."""
+        """Events that rebuild this state exactly: settings, pool, groups, every job, the running groups."""
         out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
         out.append(ev.PoolSized(self.pool_size))
+        out += [ev.GroupDefined(g.name, g.parallel, g.paused) for g in self.groups.values()]
         # The live Job structs themselves, state by state in the order they entered it: the
         # caller encodes them before the loop runs again, so the snapshot is the state of this moment.
         total = 0
@@ -400,28 +392,20 @@ class Queue:
             jobs = list(self.by_state[state].values())
             total += len(jobs)
             out += [ev.Restored(jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
-        out += [ev.Running(job_id, pgid, start) for job_id, (pgid, start) in self.running.items()]
+        out += [ev.Running(job_id, pgid, start, job_id in self.cancelled)
+                for job_id, (pgid, start) in self.running.items()]
         out.append(ev.SnapshotEnd(total, self._ticket))
         return out
 
-    def _deleted(self, e: ev.Deleted) -> None:
-        job = self.get(e.id)
-        del self.by_state[job.state][job.id]
-        job.state = GONE
 
-    def _revived(self, e: ev.Revived) -> None:
-        dead = self.by_state[DEAD]
-        for job_id in e.ids:
-            job = dead[job_id]
-            self._move(job, PENDING)
-            job.attempts = 0
-            job.error_message = job.next_retry_at = job.exit_code = None
-            job.updated_at = job.due = e.at
-            self._schedule(job, e.at)
-
-
-def _by_priority(jobs: list[Job]) -> dict[int, list[Job]]:
-    groups: dict[int, list[Job]] = {}
+def _by_place(jobs: list[Job]) -> dict[tuple[str, int], list[Job]]:
+    """Jobs by (group, priority), each list in the given order."""
+    if not jobs:
+        return {}
+    first = jobs[0]
+    if all(job.priority == first.priority and job.group == first.group for job in jobs):
+        return {(first.group, first.priority): jobs}
+    places: dict[tuple[str, int], list[Job]] = {}
     for job in jobs:
-        groups.setdefault(job.priority, []).append(job)
-    return groups
+        places.setdefault((job.group, job.priority), []).append(job)
+    return places

@@ -16,6 +16,7 @@ PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
 LIST_ORDER = (PROCESSING, PENDING, FAILED, DEAD, COMPLETED)
 
 INTERRUPTED = "interrupted: daemon stopped while the job ran"
+CANCELLED = "cancelled"
 
 
 class QueueError(Exception):
@@ -74,7 +75,7 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
             raise QueueError("invalid", f"job {job_id}: run_at must fall between 1970 and 9999")
         new.append(NewJob(
             job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
-            run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd,
+            run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group,
         ))
     return new
 
@@ -87,8 +88,12 @@ def backoff(base: float, attempts: int) -> float:
         return MAX_TIME
 
 
-def plan_end(job: Job, at: float, exit_code: int | None, error: str | None, config: Config) -> Outcome:
-    """The outcome of a run: completed, or failed with a retry time, or dead."""
+def plan_end(job: Job, at: float, exit_code: int | None, error: str | None, config: Config,
+             cancelled: bool = False) -> Outcome:
+    """The outcome of a run: completed, or failed with a retry time, or dead.  A run whose cancel
+    was asked for ends dead, never retried, whatever its exit."""
+    if cancelled:
+        return Outcome(DEAD, exit_code, CANCELLED, None)
     if error is None and exit_code == 0:
         return Outcome(COMPLETED, 0, None, None)
     if job.attempts <= job.max_retries:

@@ -190,6 +190,11 @@ class Runner:
         run.interrupted = run.interrupted or interrupted
         self._send(run.link, [sp.SIGNAL, run.token, sp.TERMINATE])
 
+    def cancel(self, run: Run, signum: int, grace: float) -> None:
+        """Send `signum` to the run's process group, then SIGKILL `grace` s later if it still runs.
+        A run not started yet gets it as soon as it starts (its spawner reads in order)."""
+        self._send(run.link, [sp.SIGNAL, run.token, sp.CANCEL, signum, grace])
+
     def kill(self, run: Run, interrupted: bool = False) -> None:
         """SIGKILL the run's whole process group; its exit is reported as usual."""
         run.interrupted = run.interrupted or interrupted

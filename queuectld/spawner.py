@@ -47,8 +47,8 @@ HEADER = 4
 # Messages, each a list whose first item says what it is.
 # daemon -> spawner
 SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout]
-SIGNAL = "k"  # [SIGNAL, token, TERMINATE or KILL]
-TERMINATE, KILL = 1, 0
+SIGNAL = "k"  # [SIGNAL, token, TERMINATE or KILL] or [SIGNAL, token, CANCEL, signal number, grace]
+TERMINATE, KILL, CANCEL = 1, 0, 2
 # spawner -> daemon
 STARTED = "S"  # [STARTED, token, pid, pid_start]
 FAILED = "F"  # [FAILED, token, error]: the job could not be started
@@ -179,7 +179,7 @@ class Spawner:
             elif msg[0] == SIGNAL:
                 job = self.jobs.get(msg[1])
                 if job is not None:
-                    self._stop(job, msg[2])
+                    self._stop(job, *msg[2:])
         return True
 
     def _flush(self) -> None:
@@ -238,8 +238,14 @@ class Spawner:
             self.poll.register(cap.fd, select.POLLIN)
         self.outbox.append([STARTED, token, pid, pid_start])
 
-    def _stop(self, job: Job, how: int) -> None:
-        if how == TERMINATE:
+    def _stop(self, job: Job, how: int, signum: int = signal.SIGTERM, grace: float = KILL_GRACE) -> None:
+        if how == CANCEL:  # the signal asked for, then SIGKILL `grace` s later unless a kill is due sooner
+            signal_group(job.pid, signum)
+            deadline = time.monotonic() + grace
+            if job.deadline is None or deadline < job.deadline:
+                job.deadline = deadline
+            job.killing = True
+        elif how == TERMINATE:
             if not job.killing:
                 signal_group(job.pid, signal.SIGTERM)
                 job.killing = True

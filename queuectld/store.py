@@ -22,13 +22,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 
-from queuectl_client.protocol import JobSpec
+from queuectl_client.protocol import Edit, GroupInfo, JobSpec, Selector
 
 from .config import Config
 from .model import Job
 from .rules import Outcome, QueueError
 
-__all__ = ["Full", "Job", "Outcome", "QueueError", "RunRecord", "Store", "StoreError"]
+__all__ = ["Full", "Job", "Outcome", "QueueError", "RunRecord", "Store", "StoreError", "Withdrawn"]
 
 
 class StoreError(Exception):
@@ -39,15 +39,21 @@ class Full(StoreError):
     """The store is out of space: nothing was changed, and it accepts changes again once space frees up."""
 
 
+class Withdrawn(StoreError):
+    """The job was cancelled or deleted while it was being started: its run must not go on."""
+
+
 class RunRecord:
-    """A run the store shows as going: the job, and its process group as its start recorded."""
+    """A run the store shows as going: the job, its process group as its start recorded, and
+    whether its cancel was asked for (its run then ends dead)."""
 
-    __slots__ = ("job", "pgid", "pid_start")
+    __slots__ = ("cancelled", "job", "pgid", "pid_start")
 
-    def __init__(self, job: Job, pgid: int, pid_start: int) -> None:
+    def __init__(self, job: Job, pgid: int, pid_start: int, cancelled: bool = False) -> None:
         self.job = job
         self.pgid = pgid
         self.pid_start = pid_start
+        self.cancelled = cancelled
 
 
 class Store(ABC):
@@ -83,8 +89,9 @@ class Store(ABC):
 
     @abstractmethod
     async def claim(self, now: float, count: int) -> list[Job]:
-        """Take up to `count` jobs due at `now`, best first; each is held for this caller until
-        it is started or released, and no other claim returns it meanwhile."""
+        """Take up to `count` jobs due at `now`, best first, from groups that are not paused and
+        run fewer jobs than their `parallel` (a held job counts as running); each is held for this
+        caller until it is started or released, and no other claim returns it meanwhile."""
 
     @abstractmethod
     async def release(self, job: Job) -> None:
@@ -92,20 +99,57 @@ class Store(ABC):
 
     @abstractmethod
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
-        """Record that a claimed job's run started (the attempt counts); raises Full or StoreError."""
+        """Record that a claimed job's run started (the attempt counts); raises Full, Withdrawn
+        (it was cancelled meanwhile: stop the run, then release the job) or StoreError."""
 
     @abstractmethod
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
-        """Record a run's end.  False: the store is full and holds the ending until it can write it
-        (claims return nothing meanwhile, and `on_change` reports it once written)."""
+        """Record a run's end; a run whose cancel was asked for ends dead, whatever `outcome` says.
+        False: the store is full and holds the ending until it can write it (claims return nothing
+        meanwhile, and `on_change` reports it once written)."""
 
     @abstractmethod
     async def delete(self, job_id: str, at: float) -> None:
         """Remove a job that is not running."""
 
     @abstractmethod
+    async def delete_many(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
+        """Remove the named jobs (none may be running) or the selected ones (running ones left out), at once."""
+
+    @abstractmethod
     async def revive(self, ids: list[str], everything: bool, at: float) -> list[str]:
         """Move dead jobs back to pending, attempts reset: the named ones (all must be dead), or all."""
+
+    @abstractmethod
+    async def retry(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
+        """Make failed jobs due now and revive dead ones, at once: the named ones (each must be one
+        or the other) or the selected ones."""
+
+    @abstractmethod
+    async def cancel(self, ids: list[str], select: Selector | None, at: float) -> tuple[list[str], list[str]]:
+        """Cancel at once: waiting jobs become dead ("cancelled"), running ones are marked so that
+        their run ends dead.  Returns the jobs changed, and those whose processes must be stopped."""
+
+    @abstractmethod
+    async def edit(self, req: Edit, at: float) -> Job:
+        """Change a job that is not running; it keeps its place in line unless its due time or priority changes."""
+
+    @abstractmethod
+    async def prune(self, before: dict[str, float], limit: int) -> list[str]:
+        """Remove up to `limit` jobs, at once, of the final states named, that finished before the
+        time given for their state, oldest first."""
+
+    @abstractmethod
+    async def define_group(self, name: str, parallel: int, create: bool) -> None:
+        """Add a group (QueueError duplicate if it exists) or change one's cap (not_found if it does not)."""
+
+    @abstractmethod
+    async def remove_group(self, name: str) -> None:
+        """Remove a group that holds no job but completed or dead ones; never `default`."""
+
+    @abstractmethod
+    async def pause(self, names: list[str], paused: bool) -> list[str]:
+        """Pause or resume the named groups (each must exist), or every group; returns their names."""
 
     @abstractmethod
     async def configure(self, key: str, value: str) -> tuple[str, str]:
@@ -122,8 +166,17 @@ class Store(ABC):
         """The job, or QueueError not_found."""
 
     @abstractmethod
-    def pages(self, state: str | None, limit: int | None, size: int) -> AsyncIterator[list[Job]]:
-        """Jobs in the order they entered `state` (or every state, in rules.LIST_ORDER), in pages."""
+    def pages(self, state: str | None, limit: int | None, size: int,
+              group: str | None = None) -> AsyncIterator[list[Job]]:
+        """Jobs in the order they entered `state` (or every state, in rules.LIST_ORDER), of `group`, in pages."""
+
+    @abstractmethod
+    async def groups(self) -> list[GroupInfo]:
+        """Every group: its cap, whether it is paused, its jobs per state and its running count."""
+
+    @abstractmethod
+    async def expired(self, before: dict[str, float], limit: int | None) -> list[str]:
+        """What `prune` would remove, without removing it."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:

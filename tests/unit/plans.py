@@ -6,12 +6,13 @@ from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
 from queuectld import rules
 from queuectld.model import Job
+from queuectld.planning import check_new
 from queuectld.queue import Queue
 
 
 def plan_add(q: Queue, specs: list[JobSpec], at: float) -> ev.Added:
     new = rules.new_jobs(specs, at, q.config)
-    q.check_new(new)
+    check_new(q, new)
     return ev.Added(at, new)
 
 

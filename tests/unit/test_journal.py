@@ -12,6 +12,7 @@ from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
 from queuectld.journal import Journal, JournalError
 from queuectld.journal_files import HEADER, REC
+from queuectld.planning import plan_delete
 from queuectld.queue import Queue
 from tests.unit.plans import plan_add, plan_end, plan_start
 
@@ -188,7 +189,7 @@ async def test_compaction_keeps_the_journal_near_the_live_state(jdir: str) -> No
         j.write([e2])
         q.apply(e2)
         if i % 10:
-            e3 = q.plan_delete(job.id, float(i))
+            e3 = plan_delete(q, [job.id], None, float(i))
             j.write([e3])
             q.apply(e3)
         else:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
 from queuectld.model import Job
+from queuectld.planning import plan_delete, plan_revive
 from queuectld.queue import Queue
 from queuectld.rules import INTERRUPTED, QueueError
 from tests.unit.plans import plan_add, plan_end, plan_start
@@ -123,14 +124,14 @@ def test_duplicate_ids_are_refused_whole() -> None:
 def test_delete_refuses_running_jobs_and_leaves_no_stale_entry() -> None:
     q = Queue()
     add(q, 0.0, spec("a"), spec("b"))
-    q.apply(q.plan_delete("a", 1.0))
+    q.apply(plan_delete(q, ["a"], None, 1.0))
     assert q.find("a") is None and q.counts()["pending"] == 1
     assert run(q, 2.0) == "b"
     with pytest.raises(QueueError) as e:
-        q.plan_delete("b", 3.0)
+        plan_delete(q, ["b"], None, 3.0)
     assert e.value.code == "state"
     with pytest.raises(QueueError) as e:
-        q.plan_delete("zzz", 3.0)
+        plan_delete(q, ["zzz"], None, 3.0)
     assert e.value.code == "not_found"
     add(q, 4.0, spec("a"))  # the id is free again
     assert run(q, 5.0) == "a"
@@ -143,12 +144,12 @@ def test_revive_resets_attempts_and_clears_error() -> None:
     end(q, "a", 1.0, 9, "exited with status 9")
     assert q.get("a").state == "dead"
     with pytest.raises(QueueError):
-        q.plan_revive(["b"], False, 2.0)
-    q.apply(q.plan_revive(["a"], False, 2.0))
+        plan_revive(q, ["b"], False, 2.0)
+    q.apply(plan_revive(q, ["a"], False, 2.0))
     job = q.get("a")
     assert job.state == "pending" and job.attempts == 0
     assert job.error_message is None and job.next_retry_at is None and job.exit_code is None
-    assert q.plan_revive([], True, 3.0).ids == []
+    assert plan_revive(q, [], True, 3.0).ids == []
 
 
 def test_interrupted_runs_follow_the_retry_path() -> None:
@@ -177,7 +178,7 @@ def test_replay_rebuilds_the_same_state() -> None:
         apply(plan_end(q, job, t + 0.5, 1, "x"))
     apply(ev.ConfigChanged("max-retries", "1"))
     apply(ev.PoolSized(4))
-    apply(q.plan_delete("c", 9.0) if q.get("c").state != "processing" else ev.PoolSized(4))
+    apply(plan_delete(q, ["c"], None, 9.0) if q.get("c").state != "processing" else ev.PoolSized(4))
     twin = Queue()
     for e in log:
         twin.apply(ev.decoder.decode(ev.encoder.encode(e)))
@@ -239,7 +240,7 @@ def test_a_take_after_a_large_immediate_batch_does_bounded_work(heap_ops: Counte
     batch(q, 1.0, 100_000, "a")
     batch(q, 2.0, 100_000, "b")  # above the first batch in its lane: appended, no heapify
     assert sum(heap_ops.values()) <= 2  # waking the lane: a push onto the heap of awake priorities
-    assert q._sleeping == [] and list(q._lanes) == [0] and len(q._lanes[0].heap) == 200_000
+    assert q.groups["default"].lanes._sleeping == [] and list(q.groups["default"].lanes._lanes) == [0] and len(q.groups["default"].lanes._lanes[0].heap) == 200_000
     heap_ops.clear()
     assert run(q, 3.0) == "a0"
     assert sum(heap_ops.values()) <= 2 and heap_ops["heapify"] == 0
@@ -252,12 +253,12 @@ def test_a_take_after_a_large_immediate_batch_does_bounded_work(heap_ops: Counte
 def test_a_large_batch_that_becomes_due_at_once_costs_what_one_job_does(heap_ops: Counter[str]) -> None:
     q = Queue()
     batch(q, 0.0, 100_000, "later", run_at=50.0)
-    assert q.next_due() == 50.0 and len(q._sleeping) == 1
+    assert q.next_due() == 50.0 and len(q.groups["default"].lanes._sleeping) == 1
     heap_ops.clear()
     assert run(q, 49.0) is None
     assert run(q, 50.0) == "later0"  # one lane wakes: no job moves anywhere
     assert sum(heap_ops.values()) <= 4 and heap_ops["heapify"] == 0
-    assert len(q._lanes[0].heap) == 99_999
+    assert len(q.groups["default"].lanes._lanes[0].heap) == 99_999
 
 
 def test_a_batch_out_of_order_is_heapified_once_not_pushed_job_by_job(heap_ops: Counter[str]) -> None:
@@ -302,16 +303,16 @@ def test_stale_entries_are_dropped_not_returned() -> None:
     q = Queue()
     batch(q, 0.0, 10, "x")
     for i in range(0, 10, 2):
-        q.apply(q.plan_delete(f"x{i}", 1.0))
+        q.apply(plan_delete(q, [f"x{i}"], None, 1.0))
     add(q, 1.0, spec("later", run_at=20.0))
     assert [run(q, 2.0, w) for w in range(6)] == ["x1", "x3", "x5", "x7", "x9", None]
-    assert len(q._lanes[0].heap) == 1  # only "later" is left: every stale entry met was dropped
+    assert len(q.groups["default"].lanes._lanes[0].heap) == 1  # only "later" is left: every stale entry met was dropped
     assert q.next_due() == 20.0
     add(q, 3.0, spec("later still", run_at=30.0))
-    q.apply(q.plan_delete("later", 3.0))
+    q.apply(plan_delete(q, ["later"], None, 3.0))
     assert q.next_due() == 30.0  # the timer follows the job that is left
-    q.apply(q.plan_delete("later still", 3.0))
-    assert q.next_due() is None and q._lanes == {}
+    q.apply(plan_delete(q, ["later still"], None, 3.0))
+    assert q.next_due() is None and q.groups["default"].lanes._lanes == {}
 
 
 # A model of the contract: among jobs pending or failed, not held by a caller and due at `now`,
@@ -372,9 +373,9 @@ def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[
         elif name == "delete":
             waiting = [j for j in q.iter_jobs("pending") + q.iter_jobs("failed") if j not in held]
             if waiting:
-                q.apply(q.plan_delete(waiting[arg % len(waiting)].id, now))  # type: ignore[operator]
+                q.apply(plan_delete(q, [waiting[arg % len(waiting)].id], None, now))  # type: ignore[operator]
         elif name == "revive":
-            q.apply(q.plan_revive([], True, now))
+            q.apply(plan_revive(q, [], True, now))
         elif name == "release":
             while held:
                 q.put_back(held.pop())

@@ -1,0 +1,192 @@
+"""Planning changes to the queue: check a request against the state, and name the event that makes it.
+
+Pure functions of a `Queue` and the request, with time passed in: nothing
+here changes the queue.  The store journals the event, then applies it.
+Each rule is stated so that a database can say it too: a selection is a
+`WHERE` on state, group and age; a group's cap is a count; pausing a flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from msgspec import UNSET
+
+from queuectl_client import protocol as p
+
+from . import events as ev
+from .model import Job, NewJob
+from .queue import WAITS, Queue
+from .rules import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, QueueError
+
+CANCELLABLE = (PENDING, FAILED, PROCESSING)
+RETRYABLE = (FAILED, DEAD)
+
+
+def check_new(q: Queue, jobs: list[NewJob]) -> None:
+    """Refuse a batch that names a job the queue holds, or a group it does not."""
+    find, groups = q.find, q.groups
+    for job in jobs:
+        if find(job.id) is not None:
+            raise QueueError("duplicate", f"a job with id {job.id!r} already exists")
+        if job.group not in groups:
+            raise QueueError("invalid", f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
+
+
+def select(q: Queue, sel: p.Selector, at: float) -> list[Job]:
+    """The jobs a selector names: in `state`, of `group`, whose state changed before `at - older_than`."""
+    if sel.group is not None and sel.group not in q.groups and sel.group not in q.tallies:
+        raise QueueError("not_found", f"no group named {sel.group!r}")
+    jobs: Iterable[Job] = q.by_state[sel.state].values()
+    if sel.group is not None:
+        jobs = (job for job in jobs if job.group == sel.group)
+    if sel.older_than is not None:
+        before = at - sel.older_than
+        jobs = (job for job in jobs if job.updated_at <= before)
+    return list(jobs)
+
+
+def _named(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> list[Job]:
+    if sel is not None:
+        if ids:
+            raise QueueError("invalid", "give job ids or a selection, not both")
+        return select(q, sel, at)
+    if not ids:
+        raise QueueError("invalid", "name the jobs, or select them by state")
+    return [q.get(job_id) for job_id in dict.fromkeys(ids)]
+
+
+def plan_delete(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> ev.DeletedMany:
+    if sel is not None and sel.state == PROCESSING:
+        raise QueueError("invalid", "delete never touches running jobs: select another state")
+    jobs = _named(q, ids, sel, at)
+    for job in jobs:
+        if q.busy(job):
+            if sel is not None:
+                continue  # taken for a start in this moment: a selection leaves it out
+            raise QueueError("state", f"job {job.id} is running; delete it after it finishes")
+    return ev.DeletedMany([job.id for job in jobs if not q.busy(job)], at)
+
+
+def plan_cancel(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> tuple[ev.Cancelled, list[str]]:
+    """The event, and the jobs whose processes must be stopped (running, or being started)."""
+    if sel is not None and sel.state not in CANCELLABLE:
+        raise QueueError("invalid", f"only pending, failed or processing jobs can be cancelled, not {sel.state}")
+    jobs = _named(q, ids, sel, at)
+    for job in jobs:
+        if job.state not in CANCELLABLE:
+            raise QueueError("state", f"job {job.id} is already {job.state}")
+        if job.state == PROCESSING and job.id in q.cancelled:
+            raise QueueError("state", f"job {job.id} is being cancelled already")
+    stop = [job.id for job in jobs if q.busy(job)]
+    return ev.Cancelled([job.id for job in jobs], at), stop
+
+
+def plan_retry(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> ev.Revived:
+    """Failed jobs made due now, dead ones revived; a selection leaves out what cannot be retried."""
+    if sel is not None and sel.state not in RETRYABLE:
+        raise QueueError("invalid", f"only failed or dead jobs can be retried, not {sel.state}")
+    jobs = _named(q, ids, sel, at)
+    chosen = []
+    for job in jobs:
+        why = _not_retryable(q, job)
+        if why is None:
+            chosen.append(job.id)
+        elif sel is None:
+            raise QueueError("state", why)
+    return ev.Revived(chosen, at)
+
+
+def _not_retryable(q: Queue, job: Job) -> str | None:
+    if job.state not in RETRYABLE:
+        return f"job {job.id} is {job.state}; only failed or dead jobs can be retried"
+    if q.busy(job):
+        return f"job {job.id} is starting already"
+    if job.group not in q.groups:
+        return (f"job {job.id} is in the group {job.group}, which no longer exists; create it with "
+                f"`queuectl group add {job.group}` or move the job with `queuectl edit {job.id} --group G`")
+    return None
+
+
+def plan_revive(q: Queue, ids: list[str], everything: bool, at: float) -> ev.Revived:
+    """`dlq retry`: the named dead jobs (all must be dead), or every dead job whose group exists."""
+    if everything:
+        return ev.Revived([job.id for job in q.by_state[DEAD].values() if job.group in q.groups], at)
+    if not ids:
+        raise QueueError("invalid", "name the jobs to retry, or use --all")
+    for job_id in ids:
+        job = q.get(job_id)
+        if job.state != DEAD:
+            raise QueueError("state", f"job {job_id} is {job.state}, not dead; only dead jobs can be retried")
+        why = _not_retryable(q, job)
+        if why is not None:
+            raise QueueError("state", why)
+    return ev.Revived(list(dict.fromkeys(ids)), at)
+
+
+def plan_edit(q: Queue, req: p.Edit, at: float) -> ev.Edited:
+    job = q.get(req.id)
+    if q.busy(job):
+        raise QueueError("state", f"job {job.id} is running; edit it after it finishes")
+    group = job.group if req.group is UNSET else req.group
+    if group != job.group:
+        q.group(group)  # it must exist
+    priority = job.priority if req.priority is UNSET else req.priority
+    run_at, due = job.run_at, job.due
+    if req.delay is not UNSET:
+        if req.run_at is not UNSET:
+            raise QueueError("invalid", "give run_at or delay, not both")
+        run_at = due = at + req.delay
+    elif req.run_at is not UNSET:
+        run_at = req.run_at
+        due = at if run_at is None or run_at < at else run_at
+    if run_at is not None and run_at > p.MAX_TIME:
+        raise QueueError("invalid", "run_at must fall between 1970 and 9999")
+    timeout = job.timeout if req.timeout is UNSET else req.timeout
+    max_retries = job.max_retries if req.max_retries is UNSET else req.max_retries
+    waits = job.state in WAITS
+    reschedule = waits and (priority != job.priority or due != job.due)
+    return ev.Edited(job.id, at, priority, run_at, due if waits else job.due, group, max_retries, timeout, reschedule)
+
+
+def plan_group(q: Queue, name: str, parallel: int, create: bool) -> ev.GroupDefined:
+    group = q.groups.get(name)
+    if create and group is not None:
+        raise QueueError("duplicate", f"a group named {name!r} already exists")
+    if not create and group is None:
+        q.group(name)  # raises not_found
+    return ev.GroupDefined(name, parallel, group.paused if group is not None else False)
+
+
+def plan_group_removal(q: Queue, name: str) -> ev.GroupRemoved:
+    if name == p.DEFAULT_GROUP:
+        raise QueueError("state", "the group default cannot be removed")
+    q.group(name)
+    tally = q.tally(name)
+    live = sum(n for state, n in tally.items() if state not in (COMPLETED, DEAD))
+    if live:
+        raise QueueError("state", f"group {name} holds {live} job(s) that are not completed or dead; "
+                                  "cancel, delete or move them first")
+    return ev.GroupRemoved(name)
+
+
+def plan_pause(q: Queue, names: list[str], paused: bool) -> ev.Paused:
+    """The named groups (each must exist), or every group; pausing a paused group is no error."""
+    for name in names:
+        q.group(name)
+    return ev.Paused(list(dict.fromkeys(names)) if names else list(q.groups), paused)
+
+
+def expired(q: Queue, state: str, before: float, limit: int | None) -> list[str]:
+    """Up to `limit` jobs of a final state that finished before `before`, oldest first.
+
+    A state's dict is in the order its jobs entered it, so these are its
+    first jobs: the scan stops at the first one that is young enough.
+    """
+    out = []
+    for job in q.by_state[state].values():
+        finished = job.finished_at if job.finished_at is not None else job.updated_at
+        if finished >= before or len(out) == limit:
+            break
+        out.append(job.id)
+    return out
