@@ -199,9 +199,9 @@ def status_lines(st: dict[str, Any]) -> list[str]:
     groups = st.get("groups") or []
     if len(groups) > 1 or any(g["paused"] for g in groups):
         lines += _group_lines(groups)
-    lines.append(f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}")
     if st.get("retention") is not None:
         lines.append(retention_line(st["retention"]))
+    lines.append(f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}")
     return lines
 
 
