@@ -460,3 +460,13 @@ print(sorted(v for v, _ in c._candidates(["cancel", "--signal"], "")))
     assert proc.stdout.splitlines() == [
         "['backups', 'default']", "['backups', 'default']", "['dead', 'failed']",
         "['HUP', 'INT', 'KILL', 'QUIT', 'TERM', 'USR1', 'USR2']"]
+
+
+def test_a_change_to_more_jobs_than_one_reply_frame_holds_is_read_to_its_last_frame(d: Env) -> None:
+    jobs = "".join(json.dumps({"command": "true", "delay": 3600, "id": f"j{i}"}) + "\n" for i in range(25_000))
+    d.ok("enqueue", "-", input=jobs)
+    # The ids come in pages of 10,000: every page is read, and the connection serves the next command.
+    r = d.ok("shell", input="cancel --state pending --json\nlist --state dead --limit 1 --quiet\n")
+    assert r.out.endswith("]\nj0\n") and len(set(json.loads(r.out[: -len("j0\n")]))) == 25_000, r.out[-200:]
+    ids = d.ok("delete", "--state", "dead", "--json").json()
+    assert len(ids) == len(set(ids)) == 25_000 and d.jobs() == []
