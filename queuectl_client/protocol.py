@@ -20,13 +20,38 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
+from .schema import (  # noqa: F401
+    DEFAULT_GROUP,
+    INT32,
+    MAX_COMMAND_BYTES,
+    MAX_DELAY,
+    MAX_TIME,
+    MAX_TIMEOUT,
+    AbsPath,
+    Age,
+    Command,
+    Delay,
+    Grace,
+    GroupInfo,
+    GroupName,
+    Job,
+    JobId,
+    JobSpec,
+    Message,
+    NonNegInt,
+    Parallel,
+    Priority,
+    Retention,
+    Selector,
+    Signal,
+    State,
+    Timeout,
+    Timestamp,
+    WaitedJob,
+)
+
 # The constants and framing live in `wire` (no msgspec, for the CLI's quick path); re-exported here.
 from .wire import ERROR_CODES, HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, STATES, ProtocolError, frame, frame_length  # noqa: F401
-from .schema import (  # noqa: F401
-    DEFAULT_GROUP, INT32, MAX_COMMAND_BYTES, MAX_DELAY, MAX_TIME, MAX_TIMEOUT, AbsPath, Age, Command, Delay,
-    GroupInfo, GroupName, Grace, Job, JobId, JobSpec, Message, NonNegInt, Parallel, Priority, Retention,
-    Selector, Signal, State, Timeout, Timestamp, WaitedJob,
-)
 
 # --- requests -------------------------------------------------------------
 
@@ -173,11 +198,11 @@ class Edit(Message, frozen=True):
 
     id: str
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
-    run_at: Timestamp | None | msgspec.UnsetType = msgspec.UNSET
+    run_at: Timestamp | msgspec.UnsetType | None = msgspec.UNSET
     delay: Delay | msgspec.UnsetType = msgspec.UNSET
     group: GroupName | msgspec.UnsetType = msgspec.UNSET
     max_retries: NonNegInt | msgspec.UnsetType = msgspec.UNSET
-    timeout: Timeout | None | msgspec.UnsetType = msgspec.UNSET
+    timeout: Timeout | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Prune(Message, frozen=True):

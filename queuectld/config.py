@@ -107,7 +107,8 @@ KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "backoff-base": (_base, _show_number, 2.0, "a failed job waits backoff-base ^ attempts seconds"),
     "job-timeout": (_timeout, _show_number, None, "default timeout in seconds for jobs enqueued afterwards, or none"),
     "output-limit": (_output_limit, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
-    "keep-completed": (_duration, show_duration, 7 * 86_400.0, "completed jobs are removed this long after they end (0: never)"),
+    "keep-completed": (_duration, show_duration, 7 * 86_400.0,
+                       "completed jobs are removed this long after they end (0: never)"),
     "keep-dead": (_duration, show_duration, 0.0, "dead jobs are removed this long after they end (0: never)"),
 }
 

@@ -30,9 +30,9 @@ from queuectl_client.wire import VERSION
 
 from .bus import Bus
 from .handlers import Handlers
-from .retention import Retention
 from .pool import Pool
 from .procs import pid_alive
+from .retention import Retention
 from .runner import Runner
 from .server import Server
 from .store import Store, StoreError

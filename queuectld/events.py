@@ -200,4 +200,4 @@ def upgrade3(event: Restored3 | ConfigChanged | PoolSized | Running | SnapshotEn
     if not isinstance(event, Restored3):
         return event
     fields = msgspec.structs.astuple
-    return Restored([Job(*(t := fields(j))[:7], "default", *t[7:]) for j in event.jobs])
+    return Restored([Job(*(t := fields(j))[:7], "default", *t[7:]) for j in event.jobs])  # type: ignore[call-arg]

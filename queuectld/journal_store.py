@@ -117,7 +117,7 @@ class JournalStore(Store):
 
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
         if job.state not in WAITS:
-            raise Withdrawn(f"job {job.id} was {'deleted' if job.state == 'gone' else job.state} while it started")
+            raise Withdrawn(f"job {job.id} was {'deleted' if job.state == 'gone' else 'cancelled'} while it started")
         self._record([ev.Started(job.id, at, worker, pgid, pid_start)])
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:

@@ -183,7 +183,7 @@ def expired(q: Queue, state: str, before: float, limit: int | None) -> list[str]
     A state's dict is in the order its jobs entered it, so these are its
     first jobs: the scan stops at the first one that is young enough.
     """
-    out = []
+    out: list[str] = []
     for job in q.by_state[state].values():
         finished = job.finished_at if job.finished_at is not None else job.updated_at
         if finished >= before or len(out) == limit:

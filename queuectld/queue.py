@@ -178,7 +178,7 @@ class Queue:
     def apply(self, event: ev.Event | ev.AddedJobs) -> None:
         self._appliers[type(event)](event)
 
-    def _table(self) -> dict[type, Callable[[Any], None]]:
+    def _table(self) -> dict[type, Callable[[Any], object]]:
         """What applies each kind of record."""
         return {
             ev.Started: self._started, ev.Ended: self._ended,
@@ -249,7 +249,7 @@ class Queue:
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
         self._tally(jobs, PENDING)
-        for (name, priority), same in _by_place(jobs).items():
+        for (_, priority), same in _by_place(jobs).items():
             self._group_of(same[0]).lanes.place(priority, [(job.due, job.ticket, job) for job in same], at, ordered)
 
     def _started(self, e: ev.Started) -> None:
@@ -375,7 +375,7 @@ class Queue:
         for job in running:
             self._count_in(self._group_of(job))
         waits = [job for job in chunk if job.state in WAITS]
-        for (name, priority), same in _by_place(waits).items():
+        for (_, priority), same in _by_place(waits).items():
             self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
 
     # -- snapshots ------------------------------------------------------------

@@ -240,7 +240,8 @@ def test_a_take_after_a_large_immediate_batch_does_bounded_work(heap_ops: Counte
     batch(q, 1.0, 100_000, "a")
     batch(q, 2.0, 100_000, "b")  # above the first batch in its lane: appended, no heapify
     assert sum(heap_ops.values()) <= 2  # waking the lane: a push onto the heap of awake priorities
-    assert q.groups["default"].lanes._sleeping == [] and list(q.groups["default"].lanes._lanes) == [0] and len(q.groups["default"].lanes._lanes[0].heap) == 200_000
+    lanes = q.groups["default"].lanes
+    assert lanes._sleeping == [] and list(lanes._lanes) == [0] and len(lanes._lanes[0].heap) == 200_000
     heap_ops.clear()
     assert run(q, 3.0) == "a0"
     assert sum(heap_ops.values()) <= 2 and heap_ops["heapify"] == 0
