@@ -215,12 +215,12 @@ def _group_lines(groups: list[dict[str, Any]]) -> list[str]:
 
 
 def retention_line(r: dict[str, Any]) -> str:
-    """When the background removal of finished jobs last ran, and what it removed."""
+    """When retention (the background removal of finished jobs) last ran, and what it removed."""
     if r.get("last_at") is None:
-        return "retention: not run yet"
+        return "pruning  not run yet"
     last = ", ".join(f"{n} {state}" for state, n in r.get("last_removed", {}).items() if n) or "nothing"
     total = sum(r.get("total_removed", {}).values())
-    return f"retention: last ran {clock(r['last_at'])} ({ago(r['last_at'])}), removed {last} (since start: {total})"
+    return f"pruning  last ran {clock(r['last_at'])} ({ago(r['last_at'])}), removed {last} (since start: {total})"
 
 
 def group_table(groups: list[dict[str, Any]]) -> str:

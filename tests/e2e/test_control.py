@@ -366,7 +366,7 @@ def test_prune_dry_run_counts_and_prune_removes_and_status_shows_retention(d: En
     assert st["retention"]["last_removed"] == {"completed": 3} and st["retention"]["total_removed"]["completed"] >= 3
     assert st["retention"]["last_at"].endswith("Z")
     line = d.ok("status").out.splitlines()[-2]
-    assert line.startswith("retention: last ran ") and "removed 3 completed" in line, line
+    assert line.startswith("pruning  last ran ") and "removed 3 completed" in line, line
     d.ok("config", "set", "keep-dead", "1s")
     finished = _t(d.show(dead)["finished_at"])
     wait_for(lambda: time.time() > finished + 1.2, what="the dead job to be over a second past its end")

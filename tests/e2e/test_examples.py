@@ -18,6 +18,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
     ("fetch/run.sh", ["attempts:    3 of at most 4", "report for daily.csv: 42 rows"]),
     ("backup/run.sh", ["home.tar.gz", "timed out after 2 s", "upload-.*  dead"]),
     ("priorities/run.sh", ["the order they ran in:\npage-oncall\nrebuild-index\nreport-a\nreport-b\nreport-c"]),
+    ("groups/run.sh", ["start db\n(thumbnail \\d\n)*end db\n(thumbnail \\d\n)*start web\n(thumbnail \\d\n)*end web",
+                       r"backups  running 0 of 1  pending 1  paused", "cancelled 1 job", r"error: +cancelled"]),
     ("scheduled/run.sh", ["runs in", "report generated at", "reminder sent at"]),
     ("python_api/enqueue_and_wait.py", [r"completed after 1 run\(s\): 25", r"dead after 1 run\(s\): no such tool",
                                         "refused as expected"]),

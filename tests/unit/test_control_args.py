@@ -120,12 +120,12 @@ def test_status_shows_groups_only_beyond_a_lone_unpaused_default() -> None:
 
 
 def test_status_shows_when_retention_ran_and_what_it_removed() -> None:
-    assert render.status_lines({**STATUS, "retention": {"last_at": None}})[-2] == "retention: not run yet"
+    assert render.status_lines({**STATUS, "retention": {"last_at": None}})[-2] == "pruning  not run yet"
     at = time.time() - 5
     retention = {"last_at": at, "last_removed": {"completed": 120, "dead": 3},
                  "total_removed": {"completed": 4900, "dead": 100}}
     line = render.status_lines({**STATUS, "retention": retention})[-2]
-    assert line == f"retention: last ran {render.clock(at)} (5s ago), removed 120 completed, 3 dead (since start: 5000)"
+    assert line == f"pruning  last ran {render.clock(at)} (5s ago), removed 120 completed, 3 dead (since start: 5000)"
     assert render.status_json({**STATUS, "retention": retention})["retention"] == {
         "last_at": render.iso(at), "last_removed": {"completed": 120, "dead": 3},
         "total_removed": {"completed": 4900, "dead": 100}}
