@@ -20,6 +20,7 @@ class Capture:
         self.fd = fd
         self.path = path
         self.file = -1  # opened at the first byte, so silent jobs create no files
+        self.wrote = False  # the file was created
         self.head_left = limit - limit // 2
         self.tail: deque[bytes] = deque()  # whole chunks; trimmed to tail_limit at the end
         self.tail_size = 0
@@ -65,6 +66,7 @@ class Capture:
     def _write(self, data: bytes) -> None:
         if self.file < 0:
             self.file = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self.wrote = True
         try:
             os.write(self.file, data)
         except OSError as e:

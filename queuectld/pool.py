@@ -58,6 +58,7 @@ class Pool:
         self._stopped_told = False
         self._forgotten: deque[str] = deque()  # deleted jobs whose output files are still to remove
         self._forgetting: set[str] = set()
+        self._outputs = self._scan_outputs()  # jobs whose latest run may have left output files
         store.on_change = self._landed
         runner.on_started = self._on_started
         runner.on_exit = self._on_exit
@@ -83,12 +84,25 @@ class Pool:
         """Where the job's latest run's stdout and stderr are (a missing file: no output)."""
         return self.paths.output_file(job_id, "out"), self.paths.output_file(job_id, "err")
 
+    def _scan_outputs(self) -> set[str]:
+        try:
+            with os.scandir(self.paths.output) as entries:
+                return {entry.name.rpartition(".")[0] for entry in entries}
+        except OSError:
+            return set()
+
     def forget(self, job_ids: list[str]) -> None:
         """Jobs were deleted: their output files go too, a slice per loop turn.
 
-        A new job that takes a forgotten id before its turn has the old files
-        removed when it starts, and the slice then leaves its own alone.
+        Only jobs whose runs created files cost an unlink (most jobs print
+        nothing).  A new job that takes a forgotten id before its turn has the
+        old files removed when it starts, and the slice then leaves its own alone.
         """
+        outputs = self._outputs
+        job_ids = [job_id for job_id in job_ids if job_id in outputs]
+        outputs.difference_update(job_ids)
+        if not job_ids:
+            return
         if len(job_ids) <= FORGET_SLICE and not self._forgotten:
             for job_id in job_ids:
                 _remove(*self.output_paths(job_id))
@@ -196,7 +210,8 @@ class Pool:
         """Hand a claimed job to a spawner; its start is recorded when the spawner reports it."""
         slot = self._free_slot()
         out, err = self.output_paths(job.id)
-        if job.started_at is not None or job.id in self._forgetting:
+        if job.id in self._outputs or job.id in self._forgetting:
+            self._outputs.discard(job.id)
             self._forgetting.discard(job.id)
             _remove(out, err)  # the files hold the latest run only
         try:
@@ -267,6 +282,8 @@ class Pool:
         for run, result in ended:
             slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
+            if result.output:
+                self._outputs.add(job.id)
             if run.discard:
                 await self.store.release(job)
             elif not run.started:

@@ -37,11 +37,12 @@ SPAWNER_DIED = "interrupted: the job's spawner process died"
 
 
 class Result:
-    __slots__ = ("error", "exit_code")
+    __slots__ = ("error", "exit_code", "output")
 
-    def __init__(self, exit_code: int | None, error: str | None) -> None:
+    def __init__(self, exit_code: int | None, error: str | None, output: bool = True) -> None:
         self.exit_code = exit_code
         self.error = error
+        self.output = output  # the run may have left output files (False: it created none)
 
 
 class Run:
@@ -131,10 +132,10 @@ class Runner:
                 self.on_started(run)
             elif kind == sp.EXITED:
                 del link.runs[token]
-                self.on_exit(run, Result(msg[2], msg[3]))
+                self.on_exit(run, Result(msg[2], msg[3], msg[4]))
             elif kind == sp.FAILED:
                 del link.runs[token]
-                self.on_exit(run, Result(None, msg[2]))
+                self.on_exit(run, Result(None, msg[2], False))
 
     def _lost(self, link: Link) -> None:
         """A spawner died: its jobs end as interrupted, what is left of them is killed, another takes over."""

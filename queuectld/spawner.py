@@ -52,7 +52,7 @@ TERMINATE, KILL, CANCEL = 1, 0, 2
 # spawner -> daemon
 STARTED = "S"  # [STARTED, token, pid, pid_start]
 FAILED = "F"  # [FAILED, token, error]: the job could not be started
-EXITED = "X"  # [EXITED, token, exit_code, error]
+EXITED = "X"  # [EXITED, token, exit_code, error, output files created]
 
 encode = msgspec.msgpack.Encoder().encode
 decode = msgspec.msgpack.Decoder(list[list]).decode  # type: ignore[type-arg]
@@ -292,7 +292,7 @@ class Spawner:
         else:
             error = describe_status(code)
             exit_code = code if code >= 0 else None
-        self.outbox.append([EXITED, job.token, exit_code, error])
+        self.outbox.append([EXITED, job.token, exit_code, error, any(cap.wrote for cap in job.captures)])
 
     def _unwatch(self, fd: int) -> None:
         self.poll.unregister(fd)
