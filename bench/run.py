@@ -7,7 +7,8 @@ to the peers (task-spooler, huey with SQLite, GNU parallel).  It writes
 bench/results/results.json and a chart of throughput against queue depth and
 of the drain rates side by side, bench/results/throughput.png.
 
-    .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000] [--stall-only]
+    .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000]
+                                  [--stall-only | --groups-only]
 
 Nothing here is a pass/fail test: it reports.
 """
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import peers
 from queuectl_client import Client
+from queuectl_client import protocol as p
 from queuectl_client.protocol import JobSpec
 
 BIN = os.path.dirname(sys.executable)
@@ -219,6 +221,82 @@ def stall_at_depth(depth: int, n: int, reps: int) -> dict[str, Any]:
             "worst_deep_each_ms": worst_deep, "depth": depth, "jobs": n}
 
 
+# --- groups ---------------------------------------------------------------------------
+
+
+def drain_paused(home: str, c: Client, n: int, group: str = p.DEFAULT_GROUP) -> float:
+    """n `true` jobs enqueued into `group` while it is paused, then the group resumed: jobs per
+    second from the resume to the last of them ending (a `Wait` on their ids says when, so the
+    daemon is not polled meanwhile).  The group is paused again after."""
+    ids = c.enqueue_specs([JobSpec(command="true", group=group)] * n)
+    with Client(home, autostart=False) as w:
+        frames = w.wait(ids)
+        for frame in frames:  # the set, as the daemon read it: then it follows
+            if isinstance(frame, p.WaitSet) and not frame.more:
+                break
+        t = time.perf_counter()
+        c.request(p.Pause([group], resume=True))
+        for frame in frames:
+            if isinstance(frame, p.WaitChanges) and frame.done:
+                break
+        elapsed = time.perf_counter() - t
+    c.request(p.Pause([group]))
+    return n / elapsed
+
+
+def groups_dispatch(waiting: int, n: int, reps: int, groups: int = 100, full: int = 10,
+                    workers: int = 4) -> dict[str, Any]:
+    """The drain of n `true` jobs in the one open group of `groups`, on `workers` free workers,
+    while the others are full (`full` of them, `parallel 1`, each running a `sleep 600`) or paused,
+    with `waiting` due jobs waiting in them; beside the same drain on an empty queue with `workers`
+    workers, in a daemon of its own.  The two alternate, empty first, `reps` times each.
+
+    The open group is `default`; the pool is `workers` + `full`, so the measured group has
+    `workers` workers to itself.  The waiting jobs go in as 50,000-job requests, each spread
+    over the closed groups in turn."""
+    full_names = [f"full-{i}" for i in range(full)]
+    paused_names = [f"paused-{i}" for i in range(groups - 1 - full)]
+    closed = full_names + paused_names
+    with daemon() as (home_e, _, e), daemon() as (home_g, _, g):
+        e.request(p.Pause([p.DEFAULT_GROUP]))
+        e.worker_start(workers)
+        for name in full_names:
+            g.request(p.GroupAdd(name, 1))
+        for name in paused_names:
+            g.request(p.GroupAdd(name))
+        g.request(p.Pause([*paused_names, p.DEFAULT_GROUP]))
+        g.enqueue_specs([JobSpec(command="sleep 600", group=name) for name in full_names])
+        g.worker_start(workers + full)
+        while g.status().workers.busy < full:
+            time.sleep(0.01)
+        t = time.perf_counter()
+        batch = 50_000
+        for start in range(0, waiting, batch):
+            count = min(batch, waiting - start)
+            g.enqueue_specs([JobSpec(command="true", group=closed[(start + i) % len(closed)])
+                             for i in range(count)], batch=batch)
+        enqueue_rate = waiting / (time.perf_counter() - t)
+        counts = g.status().jobs
+        assert counts["pending"] == waiting and counts["processing"] == full, counts
+        status_empty = median([_timed(e.status) for _ in range(51)]) * 1000
+        status_groups = median([_timed(g.status) for _ in range(51)]) * 1000
+        empty, grouped, ratios = [], [], []
+        for _ in range(reps):
+            empty.append(drain_paused(home_e, e, n))
+            grouped.append(drain_paused(home_g, g, n))
+            ratios.append(grouped[-1] / empty[-1])
+        counts = g.status().jobs
+        assert counts["pending"] == waiting and counts["processing"] == full, counts
+        # Nothing may start once the sleeps end: every group paused, then the sleeps cancelled.
+        g.request(p.Pause([]))
+        for _ in g.stream(p.Cancel(select=p.Selector(state="processing"), signal=9, grace=0)):
+            pass
+    return {"empty": median(empty), "groups": median(grouped), "ratio": median(ratios), "ratios": ratios,
+            "empty_each": empty, "groups_each": grouped, "waiting": waiting, "jobs": n, "group_count": groups,
+            "full": full, "paused": len(paused_names), "workers": workers, "enqueue_rate": enqueue_rate,
+            "status_empty_ms": status_empty, "status_groups_ms": status_groups}
+
+
 # --- the measurements ---------------------------------------------------------------
 
 
@@ -360,9 +438,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     say("wait at depth: `queuectl wait` on the first 1,000 of 10,000 queued jobs, 4 workers")
     r["wait_lag_s"] = median([wait_lag(10_000 if not args.quick else 4000, 1000) for _ in range(reps)])
 
+    r["groups"] = measure_groups(args)
+
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
     return r
+
+
+def measure_groups(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2000 if args.quick else 10_000
+    reps = 1 if args.quick else 5
+    say(f"groups: dispatch with 99 of 100 groups full or paused and {args.depth:,} jobs waiting in them: "
+        f"{n:,} trivial jobs in the open group on 4 free workers, alternating with an empty queue's drain")
+    return groups_dispatch(args.depth, n, reps)
 
 
 def wait_lag(queued: int, watched: int) -> float:
@@ -391,6 +479,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def report(r: dict[str, Any], depth: int) -> str:
     raw = r["raw_spawn_all"]
     xargs, par, stall = r["xargs"], r["parallel"], r["stall"]
+    groups = r["groups"]
     rows: list[tuple[str, str, str, float, float | None]] = [
         ("1 throughput, empty queue", f"{r['throughput_empty']:,.0f} jobs/s",
          f">= 85% of raw spawn {raw:,.0f}/s", r["throughput_ratio"], 0.85),
@@ -426,6 +515,10 @@ def report(r: dict[str, Any], depth: int) -> str:
          f"<= 50 ms (empty: {stall['worst_empty_ms']:.1f} ms)", 50 / max(stall["worst_deep_ms"], 1e-9), 1.0),
         ("12 wait on 1,000 of 10,000 queued", f"{r['wait_lag_s']:.3f} s",
          "<= 0.5 s after its last job ended", 0.5 / max(r["wait_lag_s"], 1e-9), 1.0),
+        ("13 drain, 99 of 100 groups closed", f"{groups['groups']:,.0f} jobs/s",
+         f">= 90% of empty {groups['empty']:,.0f}/s", groups["ratio"], 0.9),
+        ("13   median of paired ratios", f"{groups['ratio']:.0%}", "each groups drain / its empty one",
+         groups["ratio"], 0.9),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
            f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core", ""]
@@ -433,6 +526,7 @@ def report(r: dict[str, Any], depth: int) -> str:
     for name, value, bar, score, need in rows:
         verdict = "" if need is None else "meets" if score >= need else "MISSES"
         out.append(f"{name:34} {value:>22}  {bar:30} {verdict}")
+    out += ["", groups_report(groups)]
     peer = r.get("peers")
     if peer:
         out += ["", "side by side, trivial jobs, 4 workers/slots:"]
@@ -460,6 +554,18 @@ def stall_report(s: dict[str, Any]) -> str:
             f"(median of paired ratios {s['ratio']:.0%}: {each})\n"
             f"worst status wait during it: {s['worst_deep_ms']:,.1f} ms (each run: {worst} ms); "
             f"on the empty queue: {s['worst_empty_ms']:.1f} ms")
+
+
+def groups_report(g: dict[str, Any]) -> str:
+    each = ", ".join(f"{x:.0%}" for x in g["ratios"])
+    return (f"groups: dispatch with {g['group_count'] - 1} of {g['group_count']} groups full or paused and "
+            f"{g['waiting']:,} jobs waiting ({g['full']} groups of parallel 1 each running a `sleep 600`, "
+            f"{g['paused']} paused; the pool {g['workers']} + {g['full']}): {g['jobs']:,} trivial jobs in the open "
+            f"group drain at {g['groups']:,.0f} jobs/s against {g['empty']:,.0f}/s on an empty queue with "
+            f"{g['workers']} workers (median of paired ratios {g['ratio']:.0%}: {each})\n"
+            f"  enqueue of the {g['waiting']:,} waiting jobs, 50,000 a request spread over {g['group_count'] - 1} "
+            f"groups: {g['enqueue_rate']:,.0f} jobs/s; status: {g['status_groups_ms']:.2f} ms with the groups, "
+            f"{g['status_empty_ms']:.2f} ms empty")
 
 
 def drain_rates(r: dict[str, Any]) -> dict[str, float]:
@@ -512,11 +618,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller runs")
     ap.add_argument("--no-peers", action="store_true", help="skip task-spooler, huey and GNU parallel")
     ap.add_argument("--depth", type=int, default=1_000_000, help="jobs waiting for the depth figures")
-    ap.add_argument("--stall-only", action="store_true",
-                    help="only the drain right after a batch enqueue of --depth jobs, and the status probe")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--stall-only", action="store_true",
+                      help="only the drain right after a batch enqueue of --depth jobs, and the status probe")
+    only.add_argument("--groups-only", action="store_true",
+                      help="only the drain in the one open group of 100, --depth jobs waiting in the others")
     args = ap.parse_args()
     if args.stall_only:
         print(stall_report(stall_at_depth(args.depth, 1000 if args.quick else 3000, 1 if args.quick else 3)))
+        return
+    if args.groups_only:
+        print(groups_report(measure_groups(args)))
         return
     r = measure(args)
     os.makedirs(RESULTS, exist_ok=True)
