@@ -387,7 +387,8 @@ def retention_dispatch(expired: int, samples: int, workers: int = 4) -> dict[str
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    r: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+    r: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                                     "load_at_start": os.getloadavg()[1]}}
     reps = 1 if args.quick else 3
     n_jobs = 2000 if args.quick else 10_000
 
@@ -529,6 +530,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
+    r["machine"]["load_at_end"] = os.getloadavg()[1]
     return r
 
 
@@ -622,7 +624,9 @@ def report(r: dict[str, Any], depth: int) -> str:
          f"{ret['expired'] / ret['removal_s']:,.0f} jobs/s", 0.0, None),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
-           f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core", ""]
+           f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core",
+           f"5-minute load average {r['machine']['load_at_start']:.1f} before the run, "
+           f"{r['machine']['load_at_end']:.1f} at its end (this run's own work included)", ""]
     out.append(f"{'target':34} {'measured':>22}  {'bar':30} {'':6}")
     for name, value, bar, score, need in rows:
         verdict = "" if need is None else "meets" if score >= need else "MISSES"
