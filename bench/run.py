@@ -97,6 +97,11 @@ def daemon(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes], Client]]:
     try:
         wait_answer(client, proc)
         yield home, proc, client
+    except BaseException:
+        log.flush()
+        with open(log.name, "rb") as f:  # why it failed, if the daemon said: the home goes below
+            say("queuectld's log, last lines:\n" + b"".join(f.readlines()[-20:]).decode(errors="replace"))
+        raise
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
