@@ -7,7 +7,8 @@ to the peers (task-spooler, huey with SQLite, GNU parallel).  It writes
 bench/results/results.json and a chart of throughput against queue depth and
 of the drain rates side by side, bench/results/throughput.png.
 
-    .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000] [--stall-only]
+    .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000]
+                                  [--stall-only | --groups-only | --retention-only]
 
 Nothing here is a pass/fail test: it reports.
 """
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import peers
 from queuectl_client import Client
+from queuectl_client import protocol as p
 from queuectl_client.protocol import JobSpec
 
 BIN = os.path.dirname(sys.executable)
@@ -95,6 +97,11 @@ def daemon(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes], Client]]:
     try:
         wait_answer(client, proc)
         yield home, proc, client
+    except BaseException:
+        log.flush()
+        with open(log.name, "rb") as f:  # why it failed, if the daemon said: the home goes below
+            say("queuectld's log, last lines:\n" + b"".join(f.readlines()[-20:]).decode(errors="replace"))
+        raise
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
@@ -219,11 +226,175 @@ def stall_at_depth(depth: int, n: int, reps: int) -> dict[str, Any]:
             "worst_deep_each_ms": worst_deep, "depth": depth, "jobs": n}
 
 
+# --- groups ---------------------------------------------------------------------------
+
+
+def drain_paused(home: str, c: Client, n: int, group: str = p.DEFAULT_GROUP) -> float:
+    """n `true` jobs enqueued into `group` while it is paused, then the group resumed: jobs per
+    second from the resume to the last of them ending (a `Wait` on their ids says when, so the
+    daemon is not polled meanwhile).  The group is paused again after."""
+    ids = c.enqueue_specs([JobSpec(command="true", group=group)] * n)
+    with Client(home, autostart=False) as w:
+        frames = w.wait(ids)
+        for frame in frames:  # the set, as the daemon read it: then it follows
+            if isinstance(frame, p.WaitSet) and not frame.more:
+                break
+        t = time.perf_counter()
+        c.request(p.Pause([group], resume=True))
+        for frame in frames:
+            if isinstance(frame, p.WaitChanges) and frame.done:
+                break
+        elapsed = time.perf_counter() - t
+    c.request(p.Pause([group]))
+    return n / elapsed
+
+
+def groups_dispatch(waiting: int, n: int, reps: int, groups: int = 100, full: int = 10,
+                    workers: int = 4) -> dict[str, Any]:
+    """The drain of n `true` jobs in the one open group of `groups`, on `workers` free workers,
+    while the others are full (`full` of them, `parallel 1`, each running a `sleep 600`) or paused,
+    with `waiting` due jobs waiting in them; beside the same drain on an empty queue with `workers`
+    workers, in a daemon of its own.  The two alternate, empty first, `reps` times each.
+
+    The open group is `default`; the pool is `workers` + `full`, so the measured group has
+    `workers` workers to itself.  The waiting jobs go in as 50,000-job requests, each spread
+    over the closed groups in turn."""
+    full_names = [f"full-{i}" for i in range(full)]
+    paused_names = [f"paused-{i}" for i in range(groups - 1 - full)]
+    closed = full_names + paused_names
+    with daemon() as (home_e, _, e), daemon() as (home_g, _, g):
+        e.request(p.Pause([p.DEFAULT_GROUP]))
+        e.worker_start(workers)
+        for name in full_names:
+            g.request(p.GroupAdd(name, 1))
+        for name in paused_names:
+            g.request(p.GroupAdd(name))
+        g.request(p.Pause([*paused_names, p.DEFAULT_GROUP]))
+        g.enqueue_specs([JobSpec(command="sleep 600", group=name) for name in full_names])
+        g.worker_start(workers + full)
+        while g.status().workers.busy < full:
+            time.sleep(0.01)
+        # One request's jobs, spread over the closed groups, made once: the time is the daemon's, as
+        # for the same requests into one group (target 14's set-up), not this process making specs.
+        batch = 50_000
+        spread = [JobSpec(command="true", group=closed[i % len(closed)]) for i in range(batch)]
+        t = time.perf_counter()
+        for start in range(0, waiting, batch):
+            g.enqueue_specs(spread[: min(batch, waiting - start)], batch=batch)
+        enqueue_rate = waiting / (time.perf_counter() - t)
+        counts = g.status().jobs
+        assert counts["pending"] == waiting and counts["processing"] == full, counts
+        status_empty = median([_timed(e.status) for _ in range(51)]) * 1000
+        status_groups = median([_timed(g.status) for _ in range(51)]) * 1000
+        empty, grouped, ratios = [], [], []
+        for _ in range(reps):
+            empty.append(drain_paused(home_e, e, n))
+            grouped.append(drain_paused(home_g, g, n))
+            ratios.append(grouped[-1] / empty[-1])
+        counts = g.status().jobs
+        assert counts["pending"] == waiting and counts["processing"] == full, counts
+        # Nothing may start once the sleeps end: every group paused, then the sleeps cancelled.
+        g.request(p.Pause([]))
+        for _ in g.stream(p.Cancel(select=p.Selector(state="processing"), signal=9, grace=0)):
+            pass
+    return {"empty": median(empty), "groups": median(grouped), "ratio": median(ratios), "ratios": ratios,
+            "empty_each": empty, "groups_each": grouped, "waiting": waiting, "jobs": n, "group_count": groups,
+            "full": full, "paused": len(paused_names), "workers": workers, "enqueue_rate": enqueue_rate,
+            "status_empty_ms": status_empty, "status_groups_ms": status_groups}
+
+
+# --- retention ------------------------------------------------------------------------
+
+
+def latency_window(home: str, c: Client, done: Callable[[p.StatusReply, int], bool], period: float = 0.01,
+                   status_every: int = 5) -> dict[str, Any]:
+    """One `true` job enqueued every `period` s until `done(status, jobs sent)`, asked every
+    `status_every` jobs.  A job's latency runs from just before its enqueue is sent (the wall
+    clock here) to its start as the daemon stamps it (the same clock), so the time a request
+    waits for the daemon's loop, or for its fsync, counts.  The next enqueue waits for the
+    reply, so a slow daemon gets fewer jobs than one per `period`: its percentiles are, if
+    anything, kind to it.  A `status` probe every 5 ms beside it."""
+    sent: list[tuple[str, float]] = []
+    replies: list[float] = []
+    with Probe(home) as probe:
+        t0 = time.perf_counter()
+        while True:
+            at = time.time()
+            t = time.perf_counter()
+            sent.append((c.enqueue("true"), at))
+            replies.append(time.perf_counter() - t)
+            if len(sent) % status_every == 0 and done(c.status(), len(sent)):
+                break
+            time.sleep(max(0.0, t0 + len(sent) * period - time.perf_counter()))
+        ended = time.perf_counter()
+    lat = []
+    for job_id, at in sent:
+        job = c.wait_for(job_id, ("completed",))
+        assert job.started_at is not None
+        lat.append((job.started_at - at) * 1000)
+    lat.sort()
+    replies.sort()
+    return {"p50_ms": median(lat), "p99_ms": _pct(lat, 0.99), "max_ms": lat[-1], "samples": len(lat),
+            "enqueue_p50_ms": median(replies) * 1000, "enqueue_p99_ms": _pct(replies, 0.99) * 1000,
+            "worst_status_ms": probe.worst_ms, "seconds": ended - t0, "ended": ended}
+
+
+def _pct(sorted_xs: list[float], q: float) -> float:
+    return sorted_xs[max(0, int(len(sorted_xs) * q) - 1)]
+
+
+def retention_dispatch(expired: int, samples: int, workers: int = 4) -> dict[str, Any]:
+    """Dispatch latency while retention removes `expired` expired final jobs, beside the same
+    latency in the same daemon and state just before, with retention having nothing to remove.
+
+    The expired jobs are made by cancelling `expired` waiting jobs of a paused group, which
+    makes them dead at once (running a million would take 7 to 8 minutes at ~2,200 jobs/s),
+    and they expire by `keep-dead`: retention treats both final states alike (the same
+    cutoffs, slices, records and file removal; a silent `true` job leaves no output files, a
+    cancelled one none either).  The pass is the on-demand one (`Prune`, from a thread), which
+    does what the background pass does, at once instead of within a minute."""
+    with daemon() as (home, _, c):
+        c.request(p.GroupAdd("parked"))
+        c.request(p.Pause(["parked"]))
+        t = time.perf_counter()
+        for start in range(0, expired, 50_000):
+            c.enqueue_specs([JobSpec(command="true", group="parked")] * min(50_000, expired - start), batch=50_000)
+        enqueue_s = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in c.stream(p.Cancel(select=p.Selector(state="pending", group="parked"))):
+            pass
+        cancel_s = time.perf_counter() - t
+        assert c.status().jobs["dead"] == expired
+        c.worker_start(workers)
+        # keep-dead is 0 (never): the background pass finds nothing to remove.
+        quiet = latency_window(home, c, lambda _, sent: sent >= samples)
+        finished: dict[str, float] = {}
+
+        def prune() -> None:
+            with Client(home, autostart=False) as pc:
+                for frame in pc.stream(p.Prune()):
+                    assert isinstance(frame, p.Changed)
+                    finished["count"] = frame.count
+            finished["at"] = time.perf_counter()
+
+        c.config_set("keep-dead", "1s")
+        pruner = threading.Thread(target=prune, name="prune")
+        started = time.perf_counter()
+        pruner.start()
+        busy = latency_window(home, c, lambda status, _: status.jobs["dead"] == 0)
+        removed_s = busy["ended"] - started
+        pruner.join()
+    return {"quiet": quiet, "busy": busy, "expired": expired, "removal_s": removed_s,
+            "prune_reply_s": finished["at"] - started, "removed": finished.get("count", 0),
+            "enqueue_s": enqueue_s, "cancel_s": cancel_s, "workers": workers}
+
+
 # --- the measurements ---------------------------------------------------------------
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    r: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+    r: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                                     "load_at_start": os.getloadavg()[1]}}
     reps = 1 if args.quick else 3
     n_jobs = 2000 if args.quick else 10_000
 
@@ -360,9 +531,28 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     say("wait at depth: `queuectl wait` on the first 1,000 of 10,000 queued jobs, 4 workers")
     r["wait_lag_s"] = median([wait_lag(10_000 if not args.quick else 4000, 1000) for _ in range(reps)])
 
+    r["groups"] = measure_groups(args)
+    r["retention"] = measure_retention(args)
+
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
+    r["machine"]["load_at_end"] = os.getloadavg()[1]
     return r
+
+
+def measure_groups(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2000 if args.quick else 5000
+    reps = 1 if args.quick else 5
+    say(f"groups: dispatch with 99 of 100 groups full or paused and {args.depth:,} jobs waiting in them: "
+        f"{n:,} trivial jobs in the open group on 4 free workers, alternating with an empty queue's drain")
+    return groups_dispatch(args.depth, n, reps)
+
+
+def measure_retention(args: argparse.Namespace) -> dict[str, Any]:
+    samples = 300 if args.quick else 1000
+    say(f"retention while dispatching: enqueue-to-start latency of trivial jobs (one every 10 ms, 4 workers) "
+        f"while {args.depth:,} expired jobs are removed, beside the same state with nothing to remove")
+    return retention_dispatch(args.depth, samples)
 
 
 def wait_lag(queued: int, watched: int) -> float:
@@ -391,6 +581,8 @@ def _timed(fn: Callable[[], object]) -> float:
 def report(r: dict[str, Any], depth: int) -> str:
     raw = r["raw_spawn_all"]
     xargs, par, stall = r["xargs"], r["parallel"], r["stall"]
+    groups, ret = r["groups"], r["retention"]
+    quiet, busy = ret["quiet"], ret["busy"]
     rows: list[tuple[str, str, str, float, float | None]] = [
         ("1 throughput, empty queue", f"{r['throughput_empty']:,.0f} jobs/s",
          f">= 85% of raw spawn {raw:,.0f}/s", r["throughput_ratio"], 0.85),
@@ -426,13 +618,26 @@ def report(r: dict[str, Any], depth: int) -> str:
          f"<= 50 ms (empty: {stall['worst_empty_ms']:.1f} ms)", 50 / max(stall["worst_deep_ms"], 1e-9), 1.0),
         ("12 wait on 1,000 of 10,000 queued", f"{r['wait_lag_s']:.3f} s",
          "<= 0.5 s after its last job ended", 0.5 / max(r["wait_lag_s"], 1e-9), 1.0),
+        ("13 drain, 99 of 100 groups closed", f"{groups['groups']:,.0f} jobs/s",
+         f">= 90% of empty {groups['empty']:,.0f}/s", groups["ratio"], 0.9),
+        ("13   median of paired ratios", f"{groups['ratio']:.0%}", "each groups drain / its empty one",
+         groups["ratio"], 0.9),
+        ("14 dispatch p99, retention running", f"{busy['p99_ms']:.2f} ms",
+         f"<= 10 ms (5's bar); without {quiet['p99_ms']:.2f} ms", 10 / busy["p99_ms"], 1.0),
+        ("14 dispatch p50, retention running", f"{busy['p50_ms']:.2f} ms",
+         f"without: {quiet['p50_ms']:.2f} ms", 0.0, None),
+        (f"14 removal of {ret['expired']:,} expired", f"{ret['removal_s']:.1f} s",
+         f"{ret['expired'] / ret['removal_s']:,.0f} jobs/s", 0.0, None),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
-           f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core", ""]
+           f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core",
+           f"5-minute load average {r['machine']['load_at_start']:.1f} before the run, "
+           f"{r['machine']['load_at_end']:.1f} at its end (this run's own work included)", ""]
     out.append(f"{'target':34} {'measured':>22}  {'bar':30} {'':6}")
     for name, value, bar, score, need in rows:
         verdict = "" if need is None else "meets" if score >= need else "MISSES"
         out.append(f"{name:34} {value:>22}  {bar:30} {verdict}")
+    out += ["", groups_report(groups), retention_report(ret)]
     peer = r.get("peers")
     if peer:
         out += ["", "side by side, trivial jobs, 4 workers/slots:"]
@@ -460,6 +665,34 @@ def stall_report(s: dict[str, Any]) -> str:
             f"(median of paired ratios {s['ratio']:.0%}: {each})\n"
             f"worst status wait during it: {s['worst_deep_ms']:,.1f} ms (each run: {worst} ms); "
             f"on the empty queue: {s['worst_empty_ms']:.1f} ms")
+
+
+def groups_report(g: dict[str, Any]) -> str:
+    each = ", ".join(f"{x:.0%}" for x in g["ratios"])
+    return (f"groups: dispatch with {g['group_count'] - 1} of {g['group_count']} groups full or paused and "
+            f"{g['waiting']:,} jobs waiting ({g['full']} groups of parallel 1 each running a `sleep 600`, "
+            f"{g['paused']} paused; the pool {g['workers']} + {g['full']}): {g['jobs']:,} trivial jobs in the open "
+            f"group drain at {g['groups']:,.0f} jobs/s against {g['empty']:,.0f}/s on an empty queue with "
+            f"{g['workers']} workers (median of paired ratios {g['ratio']:.0%}: {each})\n"
+            f"  enqueue of the {g['waiting']:,} waiting jobs, 50,000 a request spread over {g['group_count'] - 1} "
+            f"groups: {g['enqueue_rate']:,.0f} jobs/s; status: {g['status_groups_ms']:.2f} ms with the groups, "
+            f"{g['status_empty_ms']:.2f} ms empty")
+
+
+def retention_report(t: dict[str, Any]) -> str:
+    quiet, busy = t["quiet"], t["busy"]
+    return (f"retention while dispatching: {t['expired']:,} expired jobs (dead, cancelled while waiting) "
+            f"removed in {t['removal_s']:.1f} s ({t['expired'] / t['removal_s']:,.0f} jobs/s; the prune's reply "
+            f"of their ids came {t['prune_reply_s']:.1f} s after it was sent)\n"
+            f"  enqueue to start, one `true` job every 10 ms on {t['workers']} workers: "
+            f"p50 {busy['p50_ms']:.2f} ms, p99 {busy['p99_ms']:.2f} ms, max {busy['max_ms']:.1f} ms "
+            f"({busy['samples']} jobs) while it ran; p50 {quiet['p50_ms']:.2f} ms, p99 {quiet['p99_ms']:.2f} ms, "
+            f"max {quiet['max_ms']:.1f} ms ({quiet['samples']} jobs) just before, nothing to remove\n"
+            f"  enqueue reply (fsynced) p50 {busy['enqueue_p50_ms']:.2f} ms, p99 {busy['enqueue_p99_ms']:.2f} ms "
+            f"against {quiet['enqueue_p50_ms']:.2f} / {quiet['enqueue_p99_ms']:.2f} ms; "
+            f"worst status wait {busy['worst_status_ms']:.1f} ms against {quiet['worst_status_ms']:.1f} ms\n"
+            f"  set-up: {t['expired']:,} jobs enqueued into one paused group in {t['enqueue_s']:.1f} s "
+            f"({t['expired'] / t['enqueue_s']:,.0f} jobs/s, 50,000 a request), cancelled in {t['cancel_s']:.1f} s")
 
 
 def drain_rates(r: dict[str, Any]) -> dict[str, float]:
@@ -512,11 +745,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats and smaller runs")
     ap.add_argument("--no-peers", action="store_true", help="skip task-spooler, huey and GNU parallel")
     ap.add_argument("--depth", type=int, default=1_000_000, help="jobs waiting for the depth figures")
-    ap.add_argument("--stall-only", action="store_true",
-                    help="only the drain right after a batch enqueue of --depth jobs, and the status probe")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--stall-only", action="store_true",
+                      help="only the drain right after a batch enqueue of --depth jobs, and the status probe")
+    only.add_argument("--groups-only", action="store_true",
+                      help="only the drain in the one open group of 100, --depth jobs waiting in the others")
+    only.add_argument("--retention-only", action="store_true",
+                      help="only the dispatch latency while retention removes --depth expired jobs")
     args = ap.parse_args()
     if args.stall_only:
         print(stall_report(stall_at_depth(args.depth, 1000 if args.quick else 3000, 1 if args.quick else 3)))
+        return
+    if args.groups_only:
+        print(groups_report(measure_groups(args)))
+        return
+    if args.retention_only:
+        print(retention_report(measure_retention(args)))
         return
     r = measure(args)
     os.makedirs(RESULTS, exist_ok=True)
