@@ -14,7 +14,7 @@ READ_CHUNK = 65536
 class Capture:
     """One output stream of one run, capped at `limit` bytes: its head and its tail."""
 
-    __slots__ = ("dropped", "fd", "file", "head_left", "path", "tail", "tail_limit", "tail_size")
+    __slots__ = ("dropped", "fd", "file", "head_left", "path", "tail", "tail_limit", "tail_size", "wrote")
 
     def __init__(self, fd: int, path: str, limit: int) -> None:
         self.fd = fd
