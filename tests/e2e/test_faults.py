@@ -9,11 +9,26 @@ import signal
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 
+import msgspec
 import pytest
 
 from queuectl_client import Client, DaemonUnavailable, RequestFailed
+from queuectl_client import protocol as p
+from queuectl_client.paths import resolve
+from queuectld import events as ev
+from queuectld.journal_files import (
+    HEADER,
+    LOG_MAGIC,
+    MANIFEST_MAGIC,
+    SNAP_MAGIC3,
+    Manifest,
+    encode_records,
+    file_seed,
+    write_file,
+)
 from tests.conftest import QUEUECTL, QUEUECTLD, Env, wait_for
 
 Report = Callable[[str, object], None]
@@ -371,3 +386,142 @@ def test_many_enqueue_processes_at_once_all_acknowledged(env: Env) -> None:
     codes = [p.wait(30) for p in procs]
     assert codes == [0] * 40
     assert len(_all_ids(env)) == 40
+
+
+# -- queue control under crashes -------------------------------------------------------------------
+
+
+def _changed(c: Client, msg: p.Message) -> list[str]:
+    """Send a request answered with `Changed` frames: the ids it changed, once the last frame came."""
+    ids: list[str] = []
+    for reply in c.stream(msg):
+        assert isinstance(reply, p.Changed), reply
+        ids += reply.ids
+    return ids
+
+
+def _groups(c: Client) -> dict[str, tuple[int, bool]]:
+    reply = c.request(p.GroupList())
+    return {g.name: (g.parallel, g.paused) for g in reply.groups}
+
+
+def _jobs(c: Client) -> dict[str, p.Job]:
+    return {j.id: j for j in c.list()}
+
+
+# The records of format 3, the last before groups: a job has no group, a run's `Running` no cancel flag,
+# and an enqueue's job is its first seven fields.
+
+
+class _Running3(ev.Record, frozen=True, tag="G"):
+    id: str
+    pgid: int
+    pid_start: int
+
+
+class _NewJob3(msgspec.Struct, array_like=True):
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None
+
+
+class _Added3(ev.Record, frozen=True, tag="a"):
+    at: float
+    jobs: list[_NewJob3]
+
+
+def _job3(job_id: str, state: str, ticket: int, t: float, **kw: object) -> ev.Job3:
+    fields: dict[str, object] = dict(
+        id=job_id, command="true", max_retries=3, priority=0, run_at=None, timeout=None, cwd=None, state=state,
+        attempts=0, created_at=t, updated_at=t, started_at=None, finished_at=None, next_retry_at=None,
+        exit_code=None, error_message=None, worker=None, due=t, ticket=ticket,
+    )
+    fields.update(kw)
+    return ev.Job3(**fields)  # type: ignore[arg-type]
+
+
+def _write_format3_journal(path: str) -> None:
+    """A journal as the last version before groups left it: a QCTLSNP3 snapshot and a log after it,
+    written with the journal's own framing."""
+    os.makedirs(path, mode=0o700)
+    base = 40  # the records the snapshot folded
+    t = time.time() - 3600  # an hour ago: within keep-completed, and every job is due
+    snapshot = [
+        ev.ConfigChanged("backoff-base", "1"),
+        ev.PoolSized(0),
+        ev.Restored3([_job3("p-low", "pending", 3, t), _job3("p-high", "pending", 4, t, priority=5)]),
+        ev.Restored3([_job3("was-running", "processing", 1, t, attempts=1, started_at=t + 1, worker=1)]),
+        ev.Restored3([_job3("done", "completed", 2, t, attempts=1, started_at=t + 1, finished_at=t + 2,
+                            exit_code=0)]),
+        ev.Restored3([_job3("retrying", "failed", 5, t, attempts=1, finished_at=t + 2, next_retry_at=t + 3,
+                            due=t + 3, exit_code=1, error_message="exited with status 1")]),
+        ev.Restored3([_job3("gave-up", "dead", 6, t, attempts=4, finished_at=t + 2, exit_code=1,
+                            error_message="exited with status 1")]),
+        _Running3("was-running", 0, 0),
+        ev.SnapshotEnd(6, 6),
+    ]
+    generation = os.urandom(8)
+    body, _ = encode_records(snapshot, file_seed(generation), base)  # type: ignore[arg-type]
+    write_file(os.path.join(path, "snap-1"), HEADER.pack(SNAP_MAGIC3, generation, base) + body)
+    generation = os.urandom(8)
+    added = _Added3(t + 5, [_NewJob3("logged", "true", 3, 0, None, None, None)])
+    body, _ = encode_records([added], file_seed(generation), base)  # type: ignore[list-item]
+    write_file(os.path.join(path, "log-2"), HEADER.pack(LOG_MAGIC, generation, base) + body)
+    manifest = msgspec.msgpack.encode(Manifest("snap-1", ["log-2"], 3))
+    write_file(os.path.join(path, "MANIFEST"), MANIFEST_MAGIC + zlib.crc32(manifest).to_bytes(4, "big") + manifest)
+
+
+def _snapshot_magic(journal: str) -> bytes | None:
+    try:
+        with open(os.path.join(journal, "MANIFEST"), "rb") as f:
+            name = msgspec.msgpack.decode(f.read()[12:], type=Manifest).snapshot
+        if name is None:
+            return None
+        with open(os.path.join(journal, name), "rb") as f:
+            return f.read(8)
+    except FileNotFoundError:
+        return None  # between a compaction's rename and its manifest: look again
+
+
+def test_a_format_3_snapshot_is_read_and_upgraded_with_its_jobs_in_default(env: Env) -> None:
+    journal = resolve(env.home).journal
+    _write_format3_journal(journal)
+    env.start_daemon("--workers", "0", "--compact-min", "16K")
+    with Client(env.home, autostart=False) as c:
+        jobs = _jobs(c)
+        assert {j.group for j in jobs.values()} == {"default"}
+        states = {job_id: j.state for job_id, j in jobs.items()}
+        assert states == {"p-low": "pending", "p-high": "pending", "was-running": "failed", "done": "completed",
+                          "retrying": "failed", "gave-up": "dead", "logged": "pending"}
+        assert jobs["was-running"].attempts == 1 and "interrupted" in (jobs["was-running"].error_message or "")
+        assert (jobs["gave-up"].attempts, jobs["gave-up"].error_message) == (4, "exited with status 1")
+        assert _groups(c) == {"default": (0, False)}
+        assert c.config_get("backoff-base") == "1"
+        # The upgraded jobs take the new commands: a group to move to, a cancel, a retry.
+        c.request(p.GroupAdd("later", 1))
+        c.request(p.Edit(id="p-low", group="later"))
+        assert _changed(c, p.Cancel(ids=["retrying"])) == ["retrying"]
+        assert _changed(c, p.Retry(ids=["gave-up"])) == ["gave-up"]
+        c.worker_start(1)  # one at a time: the order they start in is the queue's order
+    ran = ["p-high", "p-low", "logged", "gave-up"]
+    for job_id in [*ran, "was-running"]:  # the interrupted run is retried a second after the start
+        env.wait_state(job_id, "completed")
+    with Client(env.home, autostart=False) as c:
+        # Priority first, then due time and the tickets the old snapshot drew.
+        assert sorted(ran, key=lambda job_id: c.show(job_id).started_at or 0) == ran
+        assert c.show("p-low").group == "later"
+        assert (c.show("retrying").state, c.show("retrying").error_message) == ("dead", "cancelled")
+        c.worker_start(0)
+        # Enough records for a compaction: the new snapshot is format 4, and holds what the old one did.
+        c.enqueue_many([{"command": "echo " + "x" * 200, "id": f"fill-{i}", "run_at": 4e9} for i in range(200)])
+        wait_for(lambda: _snapshot_magic(journal) == b"QCTLSNP4", what="a format-4 snapshot")
+        before = _jobs(c)
+    env.stop_daemon()
+    env.start_daemon("--workers", "0")
+    with Client(env.home, autostart=False) as c:
+        assert _jobs(c) == before
+        assert _groups(c) == {"default": (0, False), "later": (1, False)}
