@@ -112,27 +112,66 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6])
 def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(env: Env, step: int) -> None:
     env.env["QUEUECTL_FAULTS"] = f"crash-at=compact-{step}"
-    env.start_daemon("--compact-min", "16K")
+    env.start_daemon("--compact-min", "16K", "--workers", "1")
     del env.env["QUEUECTL_FAULTS"]
     acked: list[str] = []
+    groups = {"default": (0, False), "capped": (2, False), "held": (0, True)}
+    unsure = ""  # a group whose change was sent when the daemon died: it may or may not have landed
     with Client(env.home, autostart=False) as c:
+        # Control records in the state each compaction folds: groups with caps, a pause, cancels, an edit,
+        # and a running job whose cancel is asked for (it ignores SIGTERM, and the grace is an hour).
+        acked.append(c.enqueue("trap '' TERM; sleep 600", id="stubborn", priority=9))
+        env.wait_state("stubborn", "processing")  # it holds the only worker: nothing else starts
+        c.request(p.GroupAdd("capped", 5))
+        c.request(p.GroupSet("capped", 2))
+        c.request(p.GroupAdd("held"))
+        c.request(p.Pause(groups=["held"]))
+        acked += c.enqueue_many([{"command": "true", "id": f"h{i}", "group": "held"} for i in range(3)])
+        assert _changed(c, p.Cancel(ids=["stubborn"], grace=3600)) == ["stubborn"]
+        assert _changed(c, p.Cancel(ids=["h0", "h2"])) == ["h0", "h2"]
+        assert _changed(c, p.Retry(ids=["h2"])) == ["h2"]
+        c.request(p.Edit(id="h1", priority=4, group="capped"))
         try:
             for k in range(1000):
                 acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
+                if k % 10 == 0:  # more control records, in the old logs and the new one
+                    name = unsure = f"k{k}"
+                    c.request(p.GroupAdd(name, k % 4))
+                    groups[name] = (k % 4, False)
+                    if k % 20 == 0:
+                        c.request(p.Pause(groups=[name]))
+                        groups[name] = (k % 4, True)
+                    unsure = ""
         except DaemonUnavailable:
             pass
     assert env.daemon is not None and env.daemon.wait(10) == 70, "the daemon did not reach the crash point"
     env.daemon = None
-    env.start_daemon()
+    env.start_daemon("--workers", "0")
     ids = _all_ids(env)
     assert set(acked) <= set(ids) and len(ids) == len(set(ids))
     assert len(ids) - len(acked) <= 10  # at most the batch whose reply was lost
+    with Client(env.home, autostart=False) as c:
+        found = _groups(c)
+        found.pop(unsure, None)
+        assert found == groups
+        jobs = _jobs(c)
+        assert c.status().jobs["processing"] == 0
+    # The running job's cancel held through the crash: its run ended dead, "cancelled", not retried.
+    assert (jobs["stubborn"].state, jobs["stubborn"].error_message, jobs["stubborn"].attempts) == \
+        ("dead", "cancelled", 1)
+    assert (jobs["h0"].state, jobs["h0"].error_message) == ("dead", "cancelled")
+    assert (jobs["h2"].state, jobs["h2"].error_message, jobs["h2"].attempts) == ("pending", None, 0)
+    assert (jobs["h1"].state, jobs["h1"].priority, jobs["h1"].group) == ("pending", 4, "capped")
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
     env.enqueue(command="true", id="after-crash")
     env.stop_daemon()
-    env.start_daemon()
+    env.start_daemon("--workers", "0")
     assert len(_all_ids(env)) == len(ids) + 1
+    with Client(env.home, autostart=False) as c:
+        found = _groups(c)
+        found.pop(unsure, None)
+        assert found == groups
 
 
 @pytest.mark.parametrize("damage", ["cut-1", "cut-half", "garbage", "zeros", "huge-length"])
