@@ -73,6 +73,130 @@ class Load:
             assert not t.is_alive()
 
 
+CANCELLED = {"state": "dead", "error_message": "cancelled"}
+
+
+class ControlLoad:
+    """A client changing what controls the queue until the daemon goes away: groups and their caps,
+    pauses, cancels of waiting and running jobs, retries, edits, deletes by selection.  Keeps what each
+    acknowledged change must leave behind, and what the one change in flight when the daemon died
+    touched (it may or may not have landed)."""
+
+    def __init__(self, home: str, prefix: str) -> None:
+        self.home = home
+        self.prefix = prefix
+        self.groups: dict[str, tuple[int, bool]] = {}  # name -> (parallel, paused), as last acknowledged
+        self.jobs: dict[str, dict[str, object]] = {}  # id -> the fields it must show
+        self.created: set[str] = set()
+        self.gone: set[str] = set()
+        self.unsure: set[str] = set()
+        self.acked = 0
+        self.running_cancels: list[str] = []  # cancels acknowledged while the job was seen running
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _send(self, touched: set[str], call: Callable[[], object]) -> object:
+        self.unsure = touched
+        result = call()
+        self.unsure = set()
+        self.acked += 1
+        return result
+
+    def _run(self) -> None:
+        try:
+            with Client(self.home, autostart=False) as c:
+                held_before = None
+                for k in range(1000):
+                    held_before = self._step(c, f"{self.prefix}k{k}", held_before)
+        except DaemonUnavailable:
+            return
+        except RequestFailed as e:
+            self.errors.append(f"refused: {e}")
+
+    def _step(self, c: Client, pre: str, held_before: str | None) -> str:
+        send = self._send
+        capped, held, toggled = f"{pre}-a", f"{pre}-p", f"{pre}-r"
+        run, wait = f"{pre}-run", f"{pre}-wait"
+        q = [f"{pre}-q{i}" for i in range(4)]
+        send({capped}, lambda: c.request(p.GroupAdd(capped, 1), retry=False))
+        self.groups[capped] = (1, False)
+        jobs = [{"command": "sleep 5", "id": run, "group": capped, "priority": 9},
+                {"command": "true", "id": wait, "group": capped, "delay": 3600}]
+        self.created.update(send({run, wait}, lambda: c.enqueue_many(jobs)))  # type: ignore[arg-type]
+        send({capped}, lambda: c.request(p.GroupSet(capped, 2), retry=False))
+        self.groups[capped] = (2, False)
+        send({wait}, lambda: _changed(c, p.Cancel(ids=[wait])))
+        self.jobs[wait] = CANCELLED
+        # Let the other job start if it will (a bounded look), then cancel it: running or not, it ends dead.
+        deadline = time.monotonic() + 5
+        while (seen := c.show(run).state) == "pending" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            send({run}, lambda: _changed(c, p.Cancel(ids=[run])))
+            self.jobs[run] = CANCELLED
+            if seen == "processing":
+                self.running_cancels.append(run)
+        except RequestFailed as e:
+            if e.code != "state":  # it ended first: nothing was changed
+                raise
+            self.unsure = set()
+        send({held}, lambda: c.request(p.GroupAdd(held), retry=False))
+        self.groups[held] = (0, False)
+        send({held}, lambda: c.request(p.Pause(groups=[held]), retry=False))
+        self.groups[held] = (0, True)
+        self.created.update(send(set(q), lambda: c.enqueue_many([{"command": "true", "id": i, "group": held}
+                                                                  for i in q])))  # type: ignore[arg-type]
+        for job_id in q:
+            self.jobs[job_id] = {"state": "pending", "group": held}
+        send({q[0]}, lambda: _changed(c, p.Cancel(ids=[q[0]])))
+        self.jobs[q[0]] = {**CANCELLED, "group": held}
+        send({q[0]}, lambda: _changed(c, p.Retry(ids=[q[0]])))
+        self.jobs[q[0]] = {"state": "pending", "attempts": 0, "error_message": None, "group": held}
+        send({q[1]}, lambda: c.request(p.Edit(id=q[1], priority=7), retry=False))
+        self.jobs[q[1]] = {"state": "pending", "priority": 7, "group": held}
+        target = held_before or held
+        send({q[2]}, lambda: c.request(p.Edit(id=q[2], group=target), retry=False))
+        self.jobs[q[2]] = {"state": "pending", "group": target}
+        send({q[3]}, lambda: _changed(c, p.Cancel(ids=[q[3]])))
+        self.jobs[q[3]] = CANCELLED
+        deleted = send({q[3]}, lambda: _changed(c, p.Delete(select=p.Selector(state="dead", group=held))))
+        if deleted != [q[3]]:
+            self.errors.append(f"the selection deleted {deleted}, not {[q[3]]}")
+        del self.jobs[q[3]]
+        self.gone.add(q[3])
+        send({toggled}, lambda: c.request(p.GroupAdd(toggled, 3), retry=False))
+        self.groups[toggled] = (3, False)
+        send({toggled}, lambda: c.request(p.Pause(groups=[toggled]), retry=False))
+        self.groups[toggled] = (3, True)
+        send({toggled}, lambda: c.request(p.Pause(groups=[toggled], resume=True), retry=False))
+        self.groups[toggled] = (3, False)
+        return held
+
+    def join(self) -> None:
+        self._thread.join(20)
+        assert not self._thread.is_alive()
+        assert not self.errors, self.errors
+
+    def check(self, groups: dict[str, tuple[int, bool]], jobs: dict[str, p.Job]) -> int:
+        """Every acknowledged change holds (the one in flight may have landed or not); returns the checks made."""
+        checked = 0
+        for name, want in self.groups.items():
+            if name not in self.unsure:
+                assert groups.get(name) == want, (name, groups.get(name), want)
+                checked += 1
+        for job_id in self.created - self.unsure:
+            job = jobs.get(job_id)
+            if job_id in self.gone:
+                assert job is None, job
+            else:
+                assert job is not None, f"acknowledged job {job_id} lost"
+                got = {field: getattr(job, field) for field in self.jobs.get(job_id, {})}
+                assert got == self.jobs.get(job_id, {}), (job_id, got)
+            checked += 1
+        return checked
+
+
 def _all_ids(env: Env) -> list[str]:
     with Client(env.home, autostart=False) as c:
         return [j.id for j in c.list()]
@@ -82,30 +206,44 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     rng = random.Random(20261128)
     kills = 0
     acked: set[str] = set()
+    controls: list[ControlLoad] = []
     env.start_daemon("--workers", "0")
     env.ok("config", "set", "backoff-base", "1.1")
     env.stop_daemon()
     for round_ in range(25):
         env.start_daemon("--workers", "2", "--compact-min", "16K")
         load = Load(env.home, prefix=f"r{round_}-")
+        control = ControlLoad(env.home, prefix=f"r{round_}")
         time.sleep(rng.uniform(0.1, 0.8))  # the moment of the crash: random on purpose
         env.stop_daemon(signal.SIGKILL)
         kills += 1
         load.join()
+        control.join()
+        controls.append(control)
         acked.update(load.acked)
         env.start_daemon("--workers", "0")
+        with Client(env.home, autostart=False) as c:
+            jobs = _jobs(c)
+            groups = _groups(c)
+            assert c.status().jobs["processing"] == 0
         ids = _all_ids(env)
-        assert len(ids) == len(set(ids))
+        assert len(ids) == len(set(ids)) == len(jobs)
         missing = acked - set(ids)
         assert not missing, f"round {round_}: {len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
-        with Client(env.home, autostart=False) as c:
-            assert c.status().jobs["processing"] == 0
+        checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, after every restart
         env.stop_daemon()
     compactions = env.log().count("compacted the journal")
     assert compactions >= 1
+    running_cancels = [job_id for done in controls for job_id in done.running_cancels
+                       if job_id not in done.unsure and jobs[job_id].attempts == 1]
+    assert running_cancels, "no cancel of a running job was acknowledged before a kill"
     report("kill -9 rounds survived", kills)
     report("acknowledged ids checked after each restart", len(acked))
     report("acknowledged ids lost", 0)
+    report("acknowledged control changes during the kill rounds", sum(done.acked for done in controls))
+    report("acknowledged control changes checked after the last restart (groups and jobs)", checked)
+    report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
+    report("acknowledged control changes lost", 0)
     report("compactions during the kill rounds", compactions)
 
 
