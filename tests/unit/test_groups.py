@@ -9,6 +9,7 @@ import pytest
 from queuectl_client.protocol import Edit, JobSpec, Selector
 from queuectld import events as ev
 from queuectld import planning as plan
+from queuectld import rules
 from queuectld.model import Job
 from queuectld.queue import Queue
 from queuectld.rules import CANCELLED, QueueError
@@ -205,6 +206,8 @@ def test_cancel_of_a_running_job_marks_it_and_its_run_ends_dead() -> None:
     with pytest.raises(QueueError) as e:
         plan.plan_cancel(q, ["r"], None, 51.0)
     assert e.value.code == "state"  # being cancelled already
+    outcome = rules.plan_end(job, 52.0, 0, None, q.config, cancelled=True)
+    assert (outcome.state, outcome.error, outcome.exit_code) == ("dead", CANCELLED, 0)  # even after a clean exit
     e2 = end(q, "r", 52.0, 1)  # a failure with retries left: still dead, never retried
     assert (e2.state, e2.error, e2.next_retry_at) == ("dead", CANCELLED, None)
     assert job.state == "dead" and "r" not in q.cancelled and q.running == {}
