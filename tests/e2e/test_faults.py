@@ -217,20 +217,23 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
         time.sleep(rng.uniform(0.1, 0.8))  # the moment of the crash: random on purpose
         env.stop_daemon(signal.SIGKILL)
         kills += 1
-        load.join()
-        control.join()
-        controls.append(control)
-        acked.update(load.acked)
-        env.start_daemon("--workers", "0")
-        with Client(env.home, autostart=False) as c:
-            jobs = _jobs(c)
-            groups = _groups(c)
-            assert c.status().jobs["processing"] == 0
-        ids = _all_ids(env)
-        assert len(ids) == len(set(ids)) == len(jobs)
-        missing = acked - set(ids)
-        assert not missing, f"round {round_}: {len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
-        checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, after every restart
+        try:
+            load.join()
+            control.join()
+            controls.append(control)
+            acked.update(load.acked)
+            env.start_daemon("--workers", "0")
+            with Client(env.home, autostart=False) as c:
+                listed = list(c.list())
+                groups = _groups(c)
+                assert c.status().jobs["processing"] == 0
+            jobs = {j.id: j for j in listed}
+            assert len(jobs) == len(listed)  # no id twice
+            missing = acked - jobs.keys()
+            assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
+            checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
+        except AssertionError as e:
+            raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
     compactions = env.log().count("compacted the journal")
     assert compactions >= 1
