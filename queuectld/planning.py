@@ -167,6 +167,9 @@ def plan_group_removal(q: Queue, name: str) -> ev.GroupRemoved:
     if live:
         raise QueueError("state", f"group {name} holds {live} job(s) that are not completed or dead; "
                                   "cancel, delete or move them first")
+    # A job cancelled while it was being started is dead, but counts in its group until given back.
+    if any(job.group == name for job_id in q.held if (job := q.find(job_id)) is not None):
+        raise QueueError("state", f"group {name} is stopping the start of a cancelled job; try again in a moment")
     return ev.GroupRemoved(name)
 
 

@@ -113,22 +113,27 @@ class Queue:
     def take(self, now: float) -> Job | None:
         """The next due job of a group that may start one, removed from its lanes; the caller
         starts it or puts it back.  Until then it is *held*: it counts in its group's `active`."""
-        best: Group | None = None
-        key: tuple[int, float, int] = (0, inf, 0)
-        for group in self._open.values():
-            if not group.lanes:
+        while True:
+            best: Group | None = None
+            key: tuple[int, float, int] = (0, inf, 0)
+            for group in self._open.values():
+                if not group.lanes:
+                    continue
+                entry = group.lanes.peek(now)
+                if entry is not None:
+                    mine = (-entry[2].priority, entry[0], entry[1])
+                    if best is None or mine < key:
+                        best, key = group, mine
+            if best is None:
+                return None
+            job = best.lanes.pop(now)
+            if job.id in self.held:
+                # A second entry of a job taken already: it moved to another group and back,
+                # and its old entry there is its own again.  Dropped, never handed out twice.
                 continue
-            entry = group.lanes.peek(now)
-            if entry is not None:
-                mine = (-entry[2].priority, entry[0], entry[1])
-                if best is None or mine < key:
-                    best, key = group, mine
-        if best is None:
-            return None
-        job = best.lanes.pop(now)
-        self.held.add(job.id)
-        self._count_in(best)
-        return job
+            self.held.add(job.id)
+            self._count_in(best)
+            return job
 
     def put_back(self, job: Job) -> None:
         """Return a taken job, unstarted: if it still waits, to its place, due at once."""
@@ -321,7 +326,8 @@ class Queue:
 
     def _edited(self, e: ev.Edited) -> None:
         job = self.get(e.id)
-        if e.group != job.group:
+        moved = e.group != job.group
+        if moved:
             tally = self.tallies[job.group]
             tally[job.state] -= 1
             self.tallies.setdefault(e.group, Counter())[job.state] += 1
@@ -335,8 +341,9 @@ class Queue:
         job.due = e.due
         if e.reschedule:
             self._schedule(job, e.at)
-        else:  # another group, the same place in line: the old entry is stale (its group is not the job's)
+        elif moved:  # another group, the same place in line: the old entry is stale (its group is not the job's)
             self._group_of(job).lanes.place(job.priority, [(job.due, job.ticket, job)], e.at, True)
+        # else: the same group and place: its entry stands (a second one would hand the job out twice)
 
     def _group_defined(self, e: ev.GroupDefined) -> None:
         group = self.groups.get(e.name)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import pytest
 
-from queuectl_client.protocol import JobSpec
+from queuectl_client.protocol import Edit, JobSpec, Selector
 from queuectld.config import ConfigError
 from queuectld.rules import INTERRUPTED, QueueError, plan_end
-from queuectld.store import Job, Store
+from queuectld.store import Job, Store, Withdrawn
 from tests.contract.conftest import Opener
 
 
@@ -162,3 +164,340 @@ async def test_acknowledged_changes_survive_a_crash_and_runs_come_back_as_interr
     assert (job.state, job.attempts, job.error_message) == ("failed", 1, INTERRUPTED)
     assert (await again.get("b")).state == "completed"
     assert await ids(again, "pending") == ["c"]
+
+
+# -- queue control: groups, caps, pauses, cancel, retry, edit, bulk deletes, retention -----------------
+
+
+async def claim_ids(store: Store, now: float, count: int = 100) -> list[str]:
+    """Claim and start what the store hands out; the ids, in its order."""
+    jobs = await store.claim(now, count)
+    for job in jobs:
+        await store.start(job, now, 1, 0, 0)
+    return [job.id for job in jobs]
+
+
+async def refused(code: str, call: Awaitable[object]) -> None:
+    with pytest.raises(QueueError) as e:
+        await call
+    assert e.value.code == code, e.value
+
+
+async def snapshot(store: Store) -> list[tuple[str, str, str, int]]:
+    """Every job as (id, state, group, attempts), to see that a refused change changed nothing."""
+    return [(j.id, j.state, j.group, j.attempts) async for page in store.pages(None, None, 100) for j in page]
+
+
+async def group_infos(store: Store) -> dict[str, tuple[int, bool, int]]:
+    return {g.name: (g.parallel, g.paused, g.running) for g in await store.groups()}
+
+
+async def test_groups_are_added_changed_listed_and_removed(store: Store) -> None:
+    assert await group_infos(store) == {"default": (0, False, 0)}
+    await store.define_group("batch", 2, create=True)
+    await refused("duplicate", store.define_group("batch", 3, create=True))
+    await refused("not_found", store.define_group("nope", 3, create=False))
+    await store.define_group("batch", 3, create=False)
+    await store.add([spec("a", group="batch"), spec("b", group="batch"), spec("c")], 0.0)
+    await refused("invalid", store.add([spec("x", group="nope")], 0.0))
+    assert await claim_ids(store, 1.0, 1) == ["a"]
+    infos = {g.name: g for g in await store.groups()}
+    assert (infos["batch"].parallel, infos["batch"].paused, infos["batch"].running) == (3, False, 1)
+    assert infos["batch"].jobs == {"pending": 1, "processing": 1, "completed": 0, "failed": 0, "dead": 0}
+    assert infos["default"].jobs["pending"] == 1
+    await refused("state", store.remove_group("default"))
+    await refused("state", store.remove_group("batch"))  # jobs that are not final
+    await refused("not_found", store.remove_group("nope"))
+    await store.cancel(["a", "b"], None, 2.0)
+    await refused("state", store.remove_group("batch"))  # a's run has not ended yet
+    await end(store, await store.get("a"), 3.0)
+    await store.remove_group("batch")
+    assert await group_infos(store) == {"default": (0, False, 0)}
+    assert (await store.get("a")).group == "batch"  # its final jobs stay
+    await store.define_group("batch", 1, create=True)  # and the name may be used again
+    assert (await group_infos(store))["batch"] == (1, False, 0)
+
+
+async def test_a_claim_honours_each_groups_cap_and_never_waits_on_a_full_one(store: Store) -> None:
+    await store.define_group("one", 1, create=True)
+    await store.define_group("two", 2, create=True)
+    await store.add([spec(f"o{i}", group="one", priority=9) for i in range(4)], 0.0)
+    await store.add([spec(f"t{i}", group="two", priority=5) for i in range(4)], 0.0)
+    await store.add([spec(f"d{i}") for i in range(3)], 0.0)
+    held = await store.claim(1.0, 100)  # claimed, not started yet: they count against the caps
+    assert [j.id for j in held] == ["o0", "t0", "t1", "d0", "d1", "d2"]
+    assert await store.claim(1.0, 100) == []
+    await store.release(held[0])
+    assert [j.id for j in await store.claim(1.0, 100)] == ["o0"]
+    await store.start(held[1], 1.0, 1, 0, 0)
+    await end(store, held[1], 2.0)
+    assert await claim_ids(store, 2.0) == ["t2"]
+    await store.define_group("two", 0, create=False)  # no cap
+    assert await claim_ids(store, 3.0) == ["t3"]
+
+
+async def test_a_paused_group_starts_nothing_and_its_running_jobs_finish(store: Store) -> None:
+    await store.define_group("p", 0, create=True)
+    await store.add([spec("p0", group="p"), spec("p1", group="p"), spec("p2", group="p", run_at=5.0)], 0.0)
+    await store.add([spec("d0"), spec("d1")], 0.0)
+    assert await claim_ids(store, 1.0, 1) == ["p0"]
+    assert await store.pause(["p"], True) == ["p"]
+    assert (await group_infos(store))["p"] == (0, True, 1)
+    assert await claim_ids(store, 10.0) == ["d0", "d1"]
+    assert await store.next_due() is None  # a paused group sets no timer
+    await end(store, await store.get("p0"), 11.0)
+    assert (await store.get("p0")).state == "completed"
+    await refused("not_found", store.pause(["p", "nope"], False))
+    assert (await group_infos(store))["p"][1] is True  # all or nothing
+    assert await store.pause(["p"], False) == ["p"]
+    assert await claim_ids(store, 12.0) == ["p1", "p2"]
+    assert sorted(await store.pause([], True)) == ["default", "p"]  # no names: every group
+    await store.add([spec("d2")], 13.0)
+    assert await store.claim(13.0, 10) == []
+    await store.pause([], False)
+    assert await claim_ids(store, 13.0) == ["d2"]
+
+
+async def test_cancel_makes_waiting_jobs_dead_and_a_running_ones_run_end_dead(store: Store) -> None:
+    await store.add([spec("run", max_retries=5), spec("wait"), spec("fail", max_retries=5),
+                     spec("later", run_at=100.0)], 0.0)
+    assert await claim_ids(store, 1.0, 1) == ["run"]
+    assert await claim_ids(store, 1.0, 2) == ["wait", "fail"]
+    await end(store, await store.get("wait"), 2.0)
+    await end(store, await store.get("fail"), 2.0, 1, "exited with status 1")
+    assert (await store.get("fail")).state == "failed"
+    await refused("state", store.cancel(["later", "wait"], None, 3.0))  # wait is completed: nothing changes
+    await refused("not_found", store.cancel(["later", "zzz"], None, 3.0))
+    await refused("invalid", store.cancel([], None, 3.0))
+    await refused("invalid", store.cancel(["later"], Selector(state="pending"), 3.0))
+    await refused("invalid", store.cancel([], Selector(state="dead"), 3.0))
+    assert (await store.get("later")).state == "pending"
+    changed, stop = await store.cancel(["run", "fail", "later"], None, 3.0)
+    assert sorted(changed) == ["fail", "later", "run"] and stop == ["run"]
+    for job_id in ("fail", "later"):
+        job = await store.get(job_id)
+        assert (job.state, job.error_message, job.next_retry_at) == ("dead", "cancelled", None)
+    job = await store.get("run")
+    assert job.state == "processing"  # until its run ends
+    await refused("state", store.cancel(["run"], None, 3.5))  # being cancelled already
+    # The run exits with a failure that would be retried: it ends dead, "cancelled", whatever `outcome` says.
+    assert await store.finish(job, 4.0, plan_end(job, 4.0, 1, "exited with status 1", store.config))
+    job = await store.get("run")
+    assert (job.state, job.error_message, job.next_retry_at, job.attempts) == ("dead", "cancelled", None, 1)
+    assert await store.claim(1000.0, 10) == []
+
+
+async def test_cancel_by_selection(store: Store) -> None:
+    await store.define_group("g", 0, create=True)
+    await store.add([spec("a", group="g"), spec("b", group="g"), spec("c")], 0.0)
+    assert await claim_ids(store, 1.0, 1) == ["a"]
+    await refused("not_found", store.cancel([], Selector(state="pending", group="nope"), 2.0))
+    changed, stop = await store.cancel([], Selector(state="pending", group="g"), 2.0)
+    assert changed == ["b"] and stop == []
+    changed, stop = await store.cancel([], Selector(state="processing"), 2.0)
+    assert changed == ["a"] and stop == ["a"]
+    assert (await store.get("c")).state == "pending"
+
+
+async def test_a_job_cancelled_while_held_is_dead_at_once_and_its_start_is_withdrawn(store: Store) -> None:
+    await store.define_group("one", 1, create=True)
+    await store.add([spec("h", group="one"), spec("next", group="one")], 0.0)
+    (held,) = await store.claim(1.0, 10)
+    changed, stop = await store.cancel(["h"], None, 2.0)
+    assert changed == ["h"] and stop == ["h"]  # its start is under way: it must be stopped
+    job = await store.get("h")
+    assert (job.state, job.error_message) == ("dead", "cancelled")
+    # Until the pool gives it back it counts as running: nothing else changes it, and the cap holds.
+    await refused("state", store.retry(["h"], None, 2.0))
+    await refused("state", store.delete("h", 2.0))
+    await refused("state", store.edit(Edit(id="h", priority=3), 2.0))
+    assert await store.delete_many([], Selector(state="dead"), 2.0) == []
+    assert await store.claim(2.0, 10) == []
+    with pytest.raises(Withdrawn):
+        await store.start(held, 2.0, 1, 4242, 77)
+    await store.release(held)
+    assert (await store.get("h")).state == "dead" and await store.interrupted() == []
+    assert await claim_ids(store, 3.0) == ["next"]
+
+
+async def test_a_group_is_kept_while_a_job_cancelled_in_its_start_is_held(store: Store) -> None:
+    await store.define_group("solo", 1, create=True)
+    await store.add([spec("h", group="solo")], 0.0)
+    (held,) = await store.claim(1.0, 1)
+    await store.cancel(["h"], None, 2.0)
+    await refused("state", store.remove_group("solo"))  # its only job is dead, but still counts there
+    with pytest.raises(Withdrawn):
+        await store.start(held, 2.0, 1, 0, 0)
+    await store.release(held)
+    await store.remove_group("solo")
+    await store.define_group("solo", 1, create=True)
+    await store.add([spec("a", group="solo"), spec("b", group="solo")], 3.0)
+    assert await claim_ids(store, 3.0) == ["a"]  # the cap of the group made again holds
+
+
+async def test_retry_makes_failed_jobs_due_now_and_revives_dead_ones(store: Store) -> None:
+    await store.add([spec("f", max_retries=3), spec("d", max_retries=0), spec("p", run_at=1000.0)], 0.0)
+    assert await claim_ids(store, 1.0, 2) == ["f", "d"]
+    for job_id in ("f", "d"):
+        await end(store, await store.get(job_id), 2.0, 1, "exited with status 1")
+    assert (await store.get("f")).next_retry_at == 4.0
+    await refused("state", store.retry(["f", "p"], None, 3.0))  # p is pending: nothing changes
+    await refused("not_found", store.retry(["f", "zzz"], None, 3.0))
+    await refused("invalid", store.retry([], Selector(state="pending"), 3.0))
+    assert (await store.get("f")).next_retry_at == 4.0
+    assert sorted(await store.retry(["f", "d"], None, 3.0)) == ["d", "f"]
+    f, d = await store.get("f"), await store.get("d")
+    assert (f.state, f.attempts, f.next_retry_at) == ("failed", 1, 3.0)
+    assert (d.state, d.attempts, d.error_message, d.exit_code) == ("pending", 0, None, None)
+    assert await claim_ids(store, 3.0) == ["f", "d"]  # due now, in the order they were retried
+
+
+async def test_retry_by_selection_takes_what_can_be_retried(store: Store) -> None:
+    await store.define_group("g", 0, create=True)
+    await store.add([spec("a", group="g"), spec("b", group="g"), spec("c")], 0.0)
+    await store.cancel(["a", "b", "c"], None, 1.0)
+    assert await store.retry([], Selector(state="dead", group="g"), 2.0) == ["a", "b"]
+    assert (await store.get("c")).state == "dead"
+    assert await store.retry([], Selector(state="failed"), 2.0) == []
+
+
+async def test_delete_many_by_ids_is_all_or_nothing_and_by_selection_leaves_running_jobs(store: Store) -> None:
+    await store.define_group("g", 0, create=True)
+    await store.add([spec("run"), spec("a", group="g"), spec("b", group="g"), spec("c")], 0.0)
+    assert await claim_ids(store, 1.0, 1) == ["run"]
+    before = await snapshot(store)
+    await refused("state", store.delete_many(["a", "run"], None, 2.0))
+    await refused("not_found", store.delete_many(["a", "zzz"], None, 2.0))
+    await refused("invalid", store.delete_many([], None, 2.0))
+    await refused("invalid", store.delete_many(["a"], Selector(state="pending"), 2.0))
+    await refused("invalid", store.delete_many([], Selector(state="processing"), 2.0))
+    assert await snapshot(store) == before
+    assert await store.delete_many([], Selector(state="pending", group="g"), 2.0) == ["a", "b"]
+    assert await ids(store) == ["run", "c"]
+    assert await store.delete_many(["c"], None, 3.0) == ["c"]
+    for job_id in ("a", "c"):
+        await refused("not_found", store.get(job_id))
+    assert (await store.counts())["pending"] == 0
+
+
+async def test_a_selection_by_age_counts_from_the_last_change(store: Store) -> None:
+    await store.add([spec("old")], 0.0)
+    await store.add([spec("new")], 50.0)
+    assert await store.delete_many([], Selector(state="pending", older_than=30.0), 60.0) == ["old"]
+    assert await ids(store) == ["new"]
+
+
+async def test_edit_keeps_the_place_unless_priority_or_due_time_changes(store: Store) -> None:
+    await store.define_group("other", 0, create=True)
+    await store.add([spec("a"), spec("b"), spec("c"), spec("d")], 0.0)
+    job = await store.edit(Edit(id="b", max_retries=9, timeout=5.0, group="other"), 1.0)
+    assert (job.max_retries, job.timeout, job.group, job.updated_at) == (9, 5.0, "other", 1.0)
+    job = await store.edit(Edit(id="a", priority=2), 1.0)
+    assert job.priority == 2
+    job = await store.edit(Edit(id="c", delay=10.0), 1.0)
+    assert job.run_at == 11.0
+    assert await claim_ids(store, 2.0) == ["a", "b", "d"]  # b kept its place in its new group
+    assert await store.next_due() == 11.0
+    await store.edit(Edit(id="c", run_at=None), 3.0)
+    assert await claim_ids(store, 3.0) == ["c"]
+
+
+async def test_an_edited_job_is_claimed_once(store: Store) -> None:
+    await store.define_group("other", 0, create=True)
+    await store.add([spec("a"), spec("b")], 0.0)
+    await store.edit(Edit(id="a", max_retries=1), 1.0)
+    await store.edit(Edit(id="b", group="other"), 1.0)
+    await store.edit(Edit(id="b", group="default"), 1.0)  # and back
+    assert [j.id for j in await store.claim(2.0, 10)] == ["a", "b"]
+    assert await store.claim(2.0, 10) == []
+
+
+async def test_edit_refusals_change_nothing(store: Store) -> None:
+    await store.add([spec("r"), spec("w")], 0.0)
+    assert await claim_ids(store, 1.0, 1) == ["r"]
+    await refused("state", store.edit(Edit(id="r", priority=1), 2.0))
+    await refused("not_found", store.edit(Edit(id="zzz", priority=1), 2.0))
+    await refused("not_found", store.edit(Edit(id="w", group="nope"), 2.0))
+    await refused("invalid", store.edit(Edit(id="w", delay=1.0, run_at=5.0), 2.0))
+    job = await store.get("w")
+    assert (job.priority, job.group, job.run_at, job.updated_at) == (0, "default", None, 0.0)
+
+
+async def test_pages_of_one_group(store: Store) -> None:
+    await store.define_group("g", 0, create=True)
+    await store.add([spec("a", group="g"), spec("b"), spec("c", group="g"), spec("d", group="g")], 0.0)
+    assert await claim_ids(store, 1.0, 1) == ["a"]
+    pages = [[j.id for j in page] async for page in store.pages(None, None, 2, group="g")]
+    assert pages == [["a", "c"], ["d"]]  # processing first, then pending
+    assert [j.id async for page in store.pages("pending", 1, 2, group="g") for j in page] == ["c"]
+    assert [j.id async for page in store.pages("pending", None, 2, group="default") for j in page] == ["b"]
+
+
+async def test_expired_and_prune_take_the_oldest_final_jobs_first(store: Store) -> None:
+    await store.add([spec(f"j{i}", max_retries=0) for i in range(5)], 0.0)
+    for i, at in enumerate((10.0, 20.0, 30.0, 40.0)):
+        (job,) = await store.claim(at, 1)
+        await store.start(job, at, 1, 0, 0)
+        await end(store, job, at + 1, 0 if i % 2 == 0 else 1, None if i % 2 == 0 else "exited with status 1")
+    await store.cancel(["j4"], None, 50.0)
+    # completed: j0 (11), j2 (31); dead: j1 (21), j3 (41), j4 (50)
+    assert await store.expired({"completed": 35.0, "dead": 45.0}, None) == ["j0", "j2", "j1", "j3"]
+    assert await store.expired({"dead": 100.0}, 2) == ["j1", "j3"]
+    assert await store.expired({"completed": 5.0}, None) == []
+    assert await ids(store) == ["j1", "j3", "j4", "j0", "j2"]  # expired removes nothing
+    assert await store.prune({"dead": 100.0}, 2) == ["j1", "j3"]
+    assert await store.prune({"completed": 20.0, "dead": 45.0}, 10) == ["j0"]
+    assert await ids(store) == ["j4", "j2"]
+    assert await store.prune({"completed": 20.0}, 10) == []
+
+
+async def test_control_changes_survive_a_crash_and_a_cancelled_run_comes_back_cancelled(open_store: Opener) -> None:
+    store = await open_store()
+    await store.define_group("capped", 1, create=True)
+    await store.define_group("held", 0, create=True)
+    await store.define_group("gone", 0, create=True)
+    await store.pause(["held"], True)
+    await store.add([spec("c0", group="capped"), spec("c1", group="capped"), spec("h0", group="held"),
+                     spec("h1", group="held"), spec("h2", group="held"), spec("d0"), spec("d1"),
+                     spec("f0", max_retries=3), spec("x0", group="gone")], 0.0)
+    assert await claim_ids(store, 1.0, 2) == ["c0", "d0"]
+    claimed = await store.claim(1.0, 10)
+    assert [j.id for j in claimed] == ["d1", "f0", "x0"]
+    for job in claimed:
+        await store.start(job, 1.0, 2, 4242, 77)
+    await end(store, await store.get("f0"), 2.0, 1, "exited with status 1")
+    await end(store, await store.get("x0"), 2.0)
+    await store.remove_group("gone")
+    await store.define_group("capped", 2, create=False)
+    await store.cancel(["c0", "h1"], None, 3.0)  # one running, one waiting
+    await store.edit(Edit(id="h0", priority=4, max_retries=1), 3.0)
+    await store.retry(["f0"], None, 3.0)
+    assert await store.delete_many(["h2"], None, 3.0) == ["h2"]
+    assert await store.delete_many([], Selector(state="completed"), 3.0) == ["x0"]
+    await store.sync()
+    expected = (await snapshot(store), await group_infos(store))
+    # A second store on the same state, the first never closed: a restart after kill -9.
+    again = await open_store()
+    assert (await snapshot(again), await group_infos(again)) == expected
+    runs = {r.job.id: r for r in await again.interrupted()}
+    assert sorted(runs) == ["c0", "d0", "d1"]
+    assert runs["c0"].cancelled and not runs["d0"].cancelled
+    assert (runs["d1"].pgid, runs["d1"].pid_start) == (4242, 77)
+    for job_id in ("h2", "x0"):
+        await refused("not_found", again.get(job_id))
+    h0 = await again.get("h0")
+    assert (h0.priority, h0.max_retries) == (4, 1)
+    assert ((await again.get("h1")).state, (await again.get("h1")).error_message) == ("dead", "cancelled")
+    f0 = await again.get("f0")
+    assert (f0.state, f0.attempts, f0.next_retry_at) == ("failed", 1, 3.0)
+    for r in runs.values():
+        assert await again.finish(r.job, 4.0, plan_end(r.job, 4.0, None, INTERRUPTED, again.config))
+    assert ((await again.get("c0")).state, (await again.get("c0")).error_message) == ("dead", "cancelled")
+    assert (await again.get("d0")).state == "failed"  # the retry path: it was not cancelled
+    assert await claim_ids(again, 4.0) == ["c1", "f0"]  # held is paused; capped's cap is 2 now
+    assert (await group_infos(again))["held"][1] is True
+    # And once more, from what the second store wrote.
+    await again.sync()
+    third = await open_store()
+    assert await snapshot(third) == await snapshot(again)
+    assert await group_infos(third) == await group_infos(again)

@@ -9,11 +9,26 @@ import signal
 import subprocess
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 
+import msgspec
 import pytest
 
 from queuectl_client import Client, DaemonUnavailable, RequestFailed
+from queuectl_client import protocol as p
+from queuectl_client.paths import resolve
+from queuectld import events as ev
+from queuectld.journal_files import (
+    HEADER,
+    LOG_MAGIC,
+    MANIFEST_MAGIC,
+    SNAP_MAGIC3,
+    Manifest,
+    encode_records,
+    file_seed,
+    write_file,
+)
 from tests.conftest import QUEUECTL, QUEUECTLD, Env, wait_for
 
 Report = Callable[[str, object], None]
@@ -58,6 +73,130 @@ class Load:
             assert not t.is_alive()
 
 
+CANCELLED = {"state": "dead", "error_message": "cancelled"}
+
+
+class ControlLoad:
+    """A client changing what controls the queue until the daemon goes away: groups and their caps,
+    pauses, cancels of waiting and running jobs, retries, edits, deletes by selection.  Keeps what each
+    acknowledged change must leave behind, and what the one change in flight when the daemon died
+    touched (it may or may not have landed)."""
+
+    def __init__(self, home: str, prefix: str) -> None:
+        self.home = home
+        self.prefix = prefix
+        self.groups: dict[str, tuple[int, bool]] = {}  # name -> (parallel, paused), as last acknowledged
+        self.jobs: dict[str, dict[str, object]] = {}  # id -> the fields it must show
+        self.created: set[str] = set()
+        self.gone: set[str] = set()
+        self.unsure: set[str] = set()
+        self.acked = 0
+        self.running_cancels: list[str] = []  # cancels acknowledged while the job was seen running
+        self.errors: list[str] = []
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _send(self, touched: set[str], call: Callable[[], object]) -> object:
+        self.unsure = touched
+        result = call()
+        self.unsure = set()
+        self.acked += 1
+        return result
+
+    def _run(self) -> None:
+        try:
+            with Client(self.home, autostart=False) as c:
+                held_before = None
+                for k in range(1000):
+                    held_before = self._step(c, f"{self.prefix}k{k}", held_before)
+        except DaemonUnavailable:
+            return
+        except RequestFailed as e:
+            self.errors.append(f"refused: {e}")
+
+    def _step(self, c: Client, pre: str, held_before: str | None) -> str:
+        send = self._send
+        capped, held, toggled = f"{pre}-a", f"{pre}-p", f"{pre}-r"
+        run, wait = f"{pre}-run", f"{pre}-wait"
+        q = [f"{pre}-q{i}" for i in range(4)]
+        send({capped}, lambda: c.request(p.GroupAdd(capped, 1), retry=False))
+        self.groups[capped] = (1, False)
+        jobs = [{"command": "sleep 5", "id": run, "group": capped, "priority": 9},
+                {"command": "true", "id": wait, "group": capped, "delay": 3600}]
+        self.created.update(send({run, wait}, lambda: c.enqueue_many(jobs)))  # type: ignore[arg-type]
+        send({capped}, lambda: c.request(p.GroupSet(capped, 2), retry=False))
+        self.groups[capped] = (2, False)
+        send({wait}, lambda: _changed(c, p.Cancel(ids=[wait])))
+        self.jobs[wait] = CANCELLED
+        # Let the other job start if it will (a bounded look), then cancel it: running or not, it ends dead.
+        deadline = time.monotonic() + 5
+        while (seen := c.show(run).state) == "pending" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        try:
+            send({run}, lambda: _changed(c, p.Cancel(ids=[run])))
+            self.jobs[run] = CANCELLED
+            if seen == "processing":
+                self.running_cancels.append(run)
+        except RequestFailed as e:
+            if e.code != "state":  # it ended first: nothing was changed
+                raise
+            self.unsure = set()
+        send({held}, lambda: c.request(p.GroupAdd(held), retry=False))
+        self.groups[held] = (0, False)
+        send({held}, lambda: c.request(p.Pause(groups=[held]), retry=False))
+        self.groups[held] = (0, True)
+        self.created.update(send(set(q), lambda: c.enqueue_many([{"command": "true", "id": i, "group": held}
+                                                                  for i in q])))  # type: ignore[arg-type]
+        for job_id in q:
+            self.jobs[job_id] = {"state": "pending", "group": held}
+        send({q[0]}, lambda: _changed(c, p.Cancel(ids=[q[0]])))
+        self.jobs[q[0]] = {**CANCELLED, "group": held}
+        send({q[0]}, lambda: _changed(c, p.Retry(ids=[q[0]])))
+        self.jobs[q[0]] = {"state": "pending", "attempts": 0, "error_message": None, "group": held}
+        send({q[1]}, lambda: c.request(p.Edit(id=q[1], priority=7), retry=False))
+        self.jobs[q[1]] = {"state": "pending", "priority": 7, "group": held}
+        target = held_before or held
+        send({q[2]}, lambda: c.request(p.Edit(id=q[2], group=target), retry=False))
+        self.jobs[q[2]] = {"state": "pending", "group": target}
+        send({q[3]}, lambda: _changed(c, p.Cancel(ids=[q[3]])))
+        self.jobs[q[3]] = CANCELLED
+        deleted = send({q[3]}, lambda: _changed(c, p.Delete(select=p.Selector(state="dead", group=held))))
+        if deleted != [q[3]]:
+            self.errors.append(f"the selection deleted {deleted}, not {[q[3]]}")
+        del self.jobs[q[3]]
+        self.gone.add(q[3])
+        send({toggled}, lambda: c.request(p.GroupAdd(toggled, 3), retry=False))
+        self.groups[toggled] = (3, False)
+        send({toggled}, lambda: c.request(p.Pause(groups=[toggled]), retry=False))
+        self.groups[toggled] = (3, True)
+        send({toggled}, lambda: c.request(p.Pause(groups=[toggled], resume=True), retry=False))
+        self.groups[toggled] = (3, False)
+        return held
+
+    def join(self) -> None:
+        self._thread.join(20)
+        assert not self._thread.is_alive()
+        assert not self.errors, self.errors
+
+    def check(self, groups: dict[str, tuple[int, bool]], jobs: dict[str, p.Job]) -> int:
+        """Every acknowledged change holds (the one in flight may have landed or not); returns the checks made."""
+        checked = 0
+        for name, want in self.groups.items():
+            if name not in self.unsure:
+                assert groups.get(name) == want, (name, groups.get(name), want)
+                checked += 1
+        for job_id in self.created - self.unsure:
+            job = jobs.get(job_id)
+            if job_id in self.gone:
+                assert job is None, job
+            else:
+                assert job is not None, f"acknowledged job {job_id} lost"
+                got = {field: getattr(job, field) for field in self.jobs.get(job_id, {})}
+                assert got == self.jobs.get(job_id, {}), (job_id, got)
+            checked += 1
+        return checked
+
+
 def _all_ids(env: Env) -> list[str]:
     with Client(env.home, autostart=False) as c:
         return [j.id for j in c.list()]
@@ -67,57 +206,113 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     rng = random.Random(20261128)
     kills = 0
     acked: set[str] = set()
+    controls: list[ControlLoad] = []
     env.start_daemon("--workers", "0")
     env.ok("config", "set", "backoff-base", "1.1")
     env.stop_daemon()
     for round_ in range(25):
         env.start_daemon("--workers", "2", "--compact-min", "16K")
         load = Load(env.home, prefix=f"r{round_}-")
+        control = ControlLoad(env.home, prefix=f"r{round_}")
         time.sleep(rng.uniform(0.1, 0.8))  # the moment of the crash: random on purpose
         env.stop_daemon(signal.SIGKILL)
         kills += 1
-        load.join()
-        acked.update(load.acked)
-        env.start_daemon("--workers", "0")
-        ids = _all_ids(env)
-        assert len(ids) == len(set(ids))
-        missing = acked - set(ids)
-        assert not missing, f"round {round_}: {len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
-        with Client(env.home, autostart=False) as c:
-            assert c.status().jobs["processing"] == 0
+        try:
+            load.join()
+            control.join()
+            controls.append(control)
+            acked.update(load.acked)
+            env.start_daemon("--workers", "0")
+            with Client(env.home, autostart=False) as c:
+                listed = list(c.list())
+                groups = _groups(c)
+                assert c.status().jobs["processing"] == 0
+            jobs = {j.id: j for j in listed}
+            assert len(jobs) == len(listed)  # no id twice
+            missing = acked - jobs.keys()
+            assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
+            checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
+        except AssertionError as e:
+            raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
     compactions = env.log().count("compacted the journal")
     assert compactions >= 1
+    running_cancels = [job_id for done in controls for job_id in done.running_cancels
+                       if job_id not in done.unsure and jobs[job_id].attempts == 1]
+    assert running_cancels, "no cancel of a running job was acknowledged before a kill"
     report("kill -9 rounds survived", kills)
     report("acknowledged ids checked after each restart", len(acked))
     report("acknowledged ids lost", 0)
+    report("acknowledged control changes during the kill rounds", sum(done.acked for done in controls))
+    report("acknowledged control changes checked after the last restart (groups and jobs)", checked)
+    report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
+    report("acknowledged control changes lost", 0)
     report("compactions during the kill rounds", compactions)
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6])
 def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(env: Env, step: int) -> None:
     env.env["QUEUECTL_FAULTS"] = f"crash-at=compact-{step}"
-    env.start_daemon("--compact-min", "16K")
+    env.start_daemon("--compact-min", "16K", "--workers", "1")
     del env.env["QUEUECTL_FAULTS"]
     acked: list[str] = []
+    groups = {"default": (0, False), "capped": (2, False), "held": (0, True)}
+    unsure = ""  # a group whose change was sent when the daemon died: it may or may not have landed
     with Client(env.home, autostart=False) as c:
+        # Control records in the state each compaction folds: groups with caps, a pause, cancels, an edit,
+        # and a running job whose cancel is asked for (it ignores SIGTERM, and the grace is an hour).
+        acked.append(c.enqueue("trap '' TERM; sleep 600", id="stubborn", priority=9))
+        env.wait_state("stubborn", "processing")  # it holds the only worker: nothing else starts
+        c.request(p.GroupAdd("capped", 5))
+        c.request(p.GroupSet("capped", 2))
+        c.request(p.GroupAdd("held"))
+        c.request(p.Pause(groups=["held"]))
+        acked += c.enqueue_many([{"command": "true", "id": f"h{i}", "group": "held"} for i in range(3)])
+        assert _changed(c, p.Cancel(ids=["stubborn"], grace=3600)) == ["stubborn"]
+        assert _changed(c, p.Cancel(ids=["h0", "h2"])) == ["h0", "h2"]
+        assert _changed(c, p.Retry(ids=["h2"])) == ["h2"]
+        c.request(p.Edit(id="h1", priority=4, group="capped"))
         try:
             for k in range(1000):
                 acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
+                if k % 10 == 0:  # more control records, in the old logs and the new one
+                    name = unsure = f"k{k}"
+                    c.request(p.GroupAdd(name, k % 4))
+                    groups[name] = (k % 4, False)
+                    if k % 20 == 0:
+                        c.request(p.Pause(groups=[name]))
+                        groups[name] = (k % 4, True)
+                    unsure = ""
         except DaemonUnavailable:
             pass
     assert env.daemon is not None and env.daemon.wait(10) == 70, "the daemon did not reach the crash point"
     env.daemon = None
-    env.start_daemon()
+    env.start_daemon("--workers", "0")
     ids = _all_ids(env)
     assert set(acked) <= set(ids) and len(ids) == len(set(ids))
     assert len(ids) - len(acked) <= 10  # at most the batch whose reply was lost
+    with Client(env.home, autostart=False) as c:
+        found = _groups(c)
+        found.pop(unsure, None)
+        assert found == groups
+        jobs = _jobs(c)
+        assert c.status().jobs["processing"] == 0
+    # The running job's cancel held through the crash: its run ended dead, "cancelled", not retried.
+    assert (jobs["stubborn"].state, jobs["stubborn"].error_message, jobs["stubborn"].attempts) == \
+        ("dead", "cancelled", 1)
+    assert (jobs["h0"].state, jobs["h0"].error_message) == ("dead", "cancelled")
+    assert (jobs["h2"].state, jobs["h2"].error_message, jobs["h2"].attempts) == ("pending", None, 0)
+    assert (jobs["h1"].state, jobs["h1"].priority, jobs["h1"].group) == ("pending", 4, "capped")
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
     env.enqueue(command="true", id="after-crash")
     env.stop_daemon()
-    env.start_daemon()
+    env.start_daemon("--workers", "0")
     assert len(_all_ids(env)) == len(ids) + 1
+    with Client(env.home, autostart=False) as c:
+        found = _groups(c)
+        found.pop(unsure, None)
+        assert found == groups
 
 
 @pytest.mark.parametrize("damage", ["cut-1", "cut-half", "garbage", "zeros", "huge-length"])
@@ -371,3 +566,142 @@ def test_many_enqueue_processes_at_once_all_acknowledged(env: Env) -> None:
     codes = [p.wait(30) for p in procs]
     assert codes == [0] * 40
     assert len(_all_ids(env)) == 40
+
+
+# -- queue control under crashes -------------------------------------------------------------------
+
+
+def _changed(c: Client, msg: p.Message) -> list[str]:
+    """Send a request answered with `Changed` frames: the ids it changed, once the last frame came."""
+    ids: list[str] = []
+    for reply in c.stream(msg):
+        assert isinstance(reply, p.Changed), reply
+        ids += reply.ids
+    return ids
+
+
+def _groups(c: Client) -> dict[str, tuple[int, bool]]:
+    reply = c.request(p.GroupList())
+    return {g.name: (g.parallel, g.paused) for g in reply.groups}
+
+
+def _jobs(c: Client) -> dict[str, p.Job]:
+    return {j.id: j for j in c.list()}
+
+
+# The records of format 3, the last before groups: a job has no group, a run's `Running` no cancel flag,
+# and an enqueue's job is its first seven fields.
+
+
+class _Running3(ev.Record, frozen=True, tag="G"):
+    id: str
+    pgid: int
+    pid_start: int
+
+
+class _NewJob3(msgspec.Struct, array_like=True):
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None
+
+
+class _Added3(ev.Record, frozen=True, tag="a"):
+    at: float
+    jobs: list[_NewJob3]
+
+
+def _job3(job_id: str, state: str, ticket: int, t: float, **kw: object) -> ev.Job3:
+    fields: dict[str, object] = dict(
+        id=job_id, command="true", max_retries=3, priority=0, run_at=None, timeout=None, cwd=None, state=state,
+        attempts=0, created_at=t, updated_at=t, started_at=None, finished_at=None, next_retry_at=None,
+        exit_code=None, error_message=None, worker=None, due=t, ticket=ticket,
+    )
+    fields.update(kw)
+    return ev.Job3(**fields)  # type: ignore[arg-type]
+
+
+def _write_format3_journal(path: str) -> None:
+    """A journal as the last version before groups left it: a QCTLSNP3 snapshot and a log after it,
+    written with the journal's own framing."""
+    os.makedirs(path, mode=0o700)
+    base = 40  # the records the snapshot folded
+    t = time.time() - 3600  # an hour ago: within keep-completed, and every job is due
+    snapshot = [
+        ev.ConfigChanged("backoff-base", "1"),
+        ev.PoolSized(0),
+        ev.Restored3([_job3("p-low", "pending", 3, t), _job3("p-high", "pending", 4, t, priority=5)]),
+        ev.Restored3([_job3("was-running", "processing", 1, t, attempts=1, started_at=t + 1, worker=1)]),
+        ev.Restored3([_job3("done", "completed", 2, t, attempts=1, started_at=t + 1, finished_at=t + 2,
+                            exit_code=0)]),
+        ev.Restored3([_job3("retrying", "failed", 5, t, attempts=1, finished_at=t + 2, next_retry_at=t + 3,
+                            due=t + 3, exit_code=1, error_message="exited with status 1")]),
+        ev.Restored3([_job3("gave-up", "dead", 6, t, attempts=4, finished_at=t + 2, exit_code=1,
+                            error_message="exited with status 1")]),
+        _Running3("was-running", 0, 0),
+        ev.SnapshotEnd(6, 6),
+    ]
+    generation = os.urandom(8)
+    body, _ = encode_records(snapshot, file_seed(generation), base)  # type: ignore[arg-type]
+    write_file(os.path.join(path, "snap-1"), HEADER.pack(SNAP_MAGIC3, generation, base) + body)
+    generation = os.urandom(8)
+    added = _Added3(t + 5, [_NewJob3("logged", "true", 3, 0, None, None, None)])
+    body, _ = encode_records([added], file_seed(generation), base)  # type: ignore[list-item]
+    write_file(os.path.join(path, "log-2"), HEADER.pack(LOG_MAGIC, generation, base) + body)
+    manifest = msgspec.msgpack.encode(Manifest("snap-1", ["log-2"], 3))
+    write_file(os.path.join(path, "MANIFEST"), MANIFEST_MAGIC + zlib.crc32(manifest).to_bytes(4, "big") + manifest)
+
+
+def _snapshot_magic(journal: str) -> bytes | None:
+    try:
+        with open(os.path.join(journal, "MANIFEST"), "rb") as f:
+            name = msgspec.msgpack.decode(f.read()[12:], type=Manifest).snapshot
+        if name is None:
+            return None
+        with open(os.path.join(journal, name), "rb") as f:
+            return f.read(8)
+    except FileNotFoundError:
+        return None  # between a compaction's rename and its manifest: look again
+
+
+def test_a_format_3_snapshot_is_read_and_upgraded_with_its_jobs_in_default(env: Env) -> None:
+    journal = resolve(env.home).journal
+    _write_format3_journal(journal)
+    env.start_daemon("--workers", "0", "--compact-min", "16K")
+    with Client(env.home, autostart=False) as c:
+        jobs = _jobs(c)
+        assert {j.group for j in jobs.values()} == {"default"}
+        states = {job_id: j.state for job_id, j in jobs.items()}
+        assert states == {"p-low": "pending", "p-high": "pending", "was-running": "failed", "done": "completed",
+                          "retrying": "failed", "gave-up": "dead", "logged": "pending"}
+        assert jobs["was-running"].attempts == 1 and "interrupted" in (jobs["was-running"].error_message or "")
+        assert (jobs["gave-up"].attempts, jobs["gave-up"].error_message) == (4, "exited with status 1")
+        assert _groups(c) == {"default": (0, False)}
+        assert c.config_get("backoff-base") == "1"
+        # The upgraded jobs take the new commands: a group to move to, a cancel, a retry.
+        c.request(p.GroupAdd("later", 1))
+        c.request(p.Edit(id="p-low", group="later"))
+        assert _changed(c, p.Cancel(ids=["retrying"])) == ["retrying"]
+        assert _changed(c, p.Retry(ids=["gave-up"])) == ["gave-up"]
+        c.worker_start(1)  # one at a time: the order they start in is the queue's order
+    ran = ["p-high", "p-low", "logged", "gave-up"]
+    for job_id in [*ran, "was-running"]:  # the interrupted run is retried a second after the start
+        env.wait_state(job_id, "completed")
+    with Client(env.home, autostart=False) as c:
+        # Priority first, then due time and the tickets the old snapshot drew.
+        assert sorted(ran, key=lambda job_id: c.show(job_id).started_at or 0) == ran
+        assert c.show("p-low").group == "later"
+        assert (c.show("retrying").state, c.show("retrying").error_message) == ("dead", "cancelled")
+        c.worker_start(0)
+        # Enough records for a compaction: the new snapshot is format 4, and holds what the old one did.
+        c.enqueue_many([{"command": "echo " + "x" * 200, "id": f"fill-{i}", "run_at": 4e9} for i in range(200)])
+        wait_for(lambda: _snapshot_magic(journal) == b"QCTLSNP4", what="a format-4 snapshot")
+        before = _jobs(c)
+    env.stop_daemon()
+    env.start_daemon("--workers", "0")
+    with Client(env.home, autostart=False) as c:
+        assert _jobs(c) == before
+        assert _groups(c) == {"default": (0, False), "later": (1, False)}

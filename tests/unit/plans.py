@@ -1,6 +1,9 @@
-"""The journal records a live daemon would make, built from the shared rules (for queue and journal tests)."""
+"""The journal records a live daemon would make, built from the shared rules (for queue and journal tests),
+and the recount the queue's tallies are checked against."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from queuectl_client.protocol import JobSpec
 from queuectld import events as ev
@@ -21,5 +24,21 @@ def plan_start(job: Job, at: float, worker: int, pgid: int, pid_start: int) -> e
 
 
 def plan_end(q: Queue, job: Job, at: float, exit_code: int | None, error: str | None) -> ev.Ended:
-    o = rules.plan_end(job, at, exit_code, error, q.config)
+    """A run's end as the store records it: a run whose cancel was asked for ends dead."""
+    o = rules.plan_end(job, at, exit_code, error, q.config, cancelled=job.id in q.cancelled)
     return ev.Ended(job.id, at, o.state, o.exit_code, o.error, o.next_retry_at)
+
+
+def recount(q: Queue) -> dict[str, dict[str, int]]:
+    """Jobs per group per state, counted from the jobs themselves (groups without any left out)."""
+    counts: dict[str, Counter[str]] = {}
+    for state, jobs in q.by_state.items():
+        for job in jobs.values():
+            counts.setdefault(job.group, Counter())[state] += 1
+    return {name: dict(c) for name, c in counts.items()}
+
+
+def tallies(q: Queue) -> dict[str, dict[str, int]]:
+    """The queue's own tallies, zeros left out."""
+    out = {name: {s: n for s, n in c.items() if n} for name, c in q.tallies.items()}
+    return {name: c for name, c in out.items() if c}
