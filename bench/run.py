@@ -68,10 +68,10 @@ def raw_spawn_rate(loops: int, n: int) -> float:
     ctx = multiprocessing.get_context("fork")
     t = time.perf_counter()
     procs = [ctx.Process(target=_spawn_loop, args=(n,)) for _ in range(loops)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
     return loops * n / (time.perf_counter() - t)
 
 
