@@ -213,7 +213,7 @@ class Client:
         """Add jobs all or nothing and return their ids once they are on disk.
 
         Each job is a JobSpec or a dict of its JSON fields (`command`, `id`,
-        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`); a field
+        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`, `group`); a field
         that is None is not given.  A `run_at` datetime without a zone is local
         time in this process.  Raises msgspec.ValidationError (a ValueError)
         naming a bad field in the CLI's words, and TooLarge for a job that does

@@ -39,8 +39,8 @@ def friendly(message: str) -> str:
             words = "command must not be blank or contain a NUL byte"
     elif field == "cwd" and ("regex" in what or "length" in what):
         words = _PATH_WORDS
-    elif field == "id" and ("regex" in what or "length" in what):
-        words = _ID_WORDS
+    elif field in ("id", "group") and ("regex" in what or "length" in what):
+        words = _ID_WORDS.replace("id", field, 1)
     elif field == "state" and "Invalid enum value" in what:
         words = f'state must be "pending" {_NEW_JOB}'
     elif field == "attempts" and ("Invalid enum value" in what or "Expected" in what):

@@ -187,15 +187,20 @@ def _top_args(t: Parser) -> None:
 def _group_args(g: Parser) -> None:
     gsub = g.add_subparsers(dest="action", metavar="ACTION", required=True)
     parallel = "at most N of its jobs run at once, 0 to 1000000 (0: no limit but the pool's)"
-    ga = gsub.add_parser("add", help="create a group")
+    def sub(name: str, help_text: str, examples: str) -> Parser:
+        return gsub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                               epilog="examples:\n" + "".join(f"  {ln}\n" for ln in examples.splitlines()),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    ga = sub("add", "create a group", "queuectl group add backups --parallel 1\nqueuectl group add reports")
     ga.add_argument("name", type=values.group_name)
     ga.add_argument("--parallel", type=whole(0, MAX_PARALLEL), default=0, metavar="N", help=parallel + ", default 0")
-    gs = gsub.add_parser("set", help="change a group's limit")
+    gs = sub("set", "change a group's limit", "queuectl group set backups --parallel 2\nqueuectl group set backups --parallel 0")
     gs.add_argument("name")
     gs.add_argument("--parallel", type=whole(0, MAX_PARALLEL), required=True, metavar="N", help=parallel)
-    gr = gsub.add_parser("rm", help="remove a group that holds no job but completed or dead ones")
+    gr = sub("rm", "remove a group that holds no job but completed or dead ones", "queuectl group rm backups")
     gr.add_argument("name")
-    gl = gsub.add_parser("list", help="the groups, their limits, whether paused, their jobs")
+    gl = sub("list", "the groups, their limits, whether paused, their jobs", "queuectl group list\nqueuectl group list --json")
     gl.add_argument("--quiet", "-q", action="store_true", help="print only the names, one per line")
     _json_flag(gl)
 

@@ -68,7 +68,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     delay: Delay | None = None
     timeout: Timeout | None = None
     cwd: AbsPath | None = None  # the directory the job runs in; None: the request's
-    group: GroupName = DEFAULT_GROUP  # the group must exist
+    group: GroupName | None = None  # the group must exist; None: `default`
     # A new job's values of the job model's other fields: anything else is refused.
     state: Literal["pending"] | None = None
     attempts: Literal[0] | None = None

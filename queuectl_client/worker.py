@@ -213,6 +213,8 @@ def event_line(e: p.Event, shown: Callable[[str], str] = str) -> str:
     elif e.state == "failed":
         wait = f" in {e.next_retry_at - e.at:.3g}s" if e.next_retry_at is not None else ""
         what = f"failed: {shown(str(e.error_message))}; retry {e.attempts} of {e.max_retries}{wait}"
+    elif e.state == "pending":
+        what = "back to pending (retried)"
     else:
         what = f"dead: {shown(str(e.error_message))}; moved to the DLQ"
     return f"{clock(e.at)}  {who:<9} {e.id:<12} {paint(what, e.state)}"

@@ -87,6 +87,9 @@ class Control:
 
     async def rerun(self, req: p.Rerun, conn: Any) -> p.Message:
         job = await self.store.get(req.id)
+        if job.group not in {g.name for g in await self.store.groups()}:
+            raise QueueError("state", f"job {job.id} is in the group {job.group}, which no longer exists; create it "
+                                      f"with `queuectl group add {job.group}`")
         spec = p.JobSpec(command=job.command, id=req.new_id, max_retries=job.max_retries, priority=job.priority,
                          timeout=job.timeout, cwd=job.cwd, group=job.group)
         prefix = "" if req.new_id else new_id_prefix()

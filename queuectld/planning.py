@@ -69,15 +69,16 @@ def plan_delete(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> 
 
 
 def plan_cancel(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> tuple[ev.Cancelled, list[str]]:
-    """The event, and the jobs whose processes must be stopped (running, or being started)."""
+    """The event, and the jobs whose processes must be stopped (running, or being started).
+
+    A job whose cancel is under way may be cancelled again: its processes get the new signal,
+    and SIGKILL at the sooner of the two deadlines."""
     if sel is not None and sel.state not in CANCELLABLE:
         raise QueueError("invalid", f"only pending, failed or processing jobs can be cancelled, not {sel.state}")
     jobs = _named(q, ids, sel, at)
     for job in jobs:
         if job.state not in CANCELLABLE:
             raise QueueError("state", f"job {job.id} is already {job.state}")
-        if job.state == PROCESSING and job.id in q.cancelled:
-            raise QueueError("state", f"job {job.id} is being cancelled already")
     stop = [job.id for job in jobs if q.busy(job)]
     return ev.Cancelled([job.id for job in jobs], at), stop
 

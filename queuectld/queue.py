@@ -306,6 +306,8 @@ class Queue:
                 self._move(job, PENDING)
                 job.attempts = 0
                 job.error_message = job.next_retry_at = job.exit_code = None
+                if job.run_at is not None and job.run_at > e.at:
+                    job.run_at = None  # it runs now, not at the time it was once given
             elif job.state == FAILED:
                 job.next_retry_at = e.at  # its backoff is cut short
             else:
@@ -332,8 +334,7 @@ class Queue:
             tally[job.state] -= 1
             self.tallies.setdefault(e.group, Counter())[job.state] += 1
         job.priority, job.run_at, job.max_retries, job.timeout = e.priority, e.run_at, e.max_retries, e.timeout
-        job.group = sys.intern(e.group)
-        job.updated_at = e.at
+        job.group = sys.intern(e.group)  # updated_at stays: it is when the job's state last changed
         if job.state not in WAITS:
             return
         if job.state == FAILED:

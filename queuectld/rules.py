@@ -6,7 +6,7 @@ what these decide, so every store gives the same answers.
 
 from __future__ import annotations
 
-from queuectl_client.protocol import MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
+from queuectl_client.protocol import DEFAULT_GROUP, MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
 
 from .config import Config
 from .model import Job, NewJob
@@ -75,7 +75,7 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
             raise QueueError("invalid", f"job {job_id}: run_at must fall between 1970 and 9999")
         new.append(NewJob(
             job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
-            run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group,
+            run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group or DEFAULT_GROUP,
         ))
     return new
 

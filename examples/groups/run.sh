@@ -36,7 +36,7 @@ step queuectl resume backups
 queuectl wait "backup-extra-$tag" --timeout 30
 
 say "a job that hangs, cancelled: SIGTERM, SIGKILL after 1 s"
-enqueue "{\"id\": \"hung-$tag\", \"group\": \"backups\", \"command\": \"trap '' TERM; echo stuck; sleep 600\"}"
+enqueue "{\"id\": \"hung-$tag\", \"group\": \"backups\", \"command\": \"trap \\\"\\\" TERM; echo stuck; sleep 600\"}"
 for _ in $(seq 100); do [ "$(queuectl show "hung-$tag" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = processing ] && break; sleep 0.1; done
 step queuectl cancel "hung-$tag" --grace 1
 queuectl wait "hung-$tag" --timeout 30 || true   # it ends dead

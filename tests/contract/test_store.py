@@ -279,7 +279,7 @@ async def test_cancel_makes_waiting_jobs_dead_and_a_running_ones_run_end_dead(st
         assert (job.state, job.error_message, job.next_retry_at) == ("dead", "cancelled", None)
     job = await store.get("run")
     assert job.state == "processing"  # until its run ends
-    await refused("state", store.cancel(["run"], None, 3.5))  # being cancelled already
+    assert await store.cancel(["run"], None, 3.5) == (["run"], ["run"])  # again: its processes get the new signal
     # The run exits with a failure that would be retried: it ends dead, "cancelled", whatever `outcome` says.
     assert await store.finish(job, 4.0, plan_end(job, 4.0, 1, "exited with status 1", store.config))
     job = await store.get("run")
@@ -391,7 +391,7 @@ async def test_edit_keeps_the_place_unless_priority_or_due_time_changes(store: S
     await store.define_group("other", 0, create=True)
     await store.add([spec("a"), spec("b"), spec("c"), spec("d")], 0.0)
     job = await store.edit(Edit(id="b", max_retries=9, timeout=5.0, group="other"), 1.0)
-    assert (job.max_retries, job.timeout, job.group, job.updated_at) == (9, 5.0, "other", 1.0)
+    assert (job.max_retries, job.timeout, job.group, job.updated_at) == (9, 5.0, "other", 0.0)  # its state did not change
     job = await store.edit(Edit(id="a", priority=2), 1.0)
     assert job.priority == 2
     job = await store.edit(Edit(id="c", delay=10.0), 1.0)

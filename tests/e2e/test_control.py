@@ -204,6 +204,32 @@ def test_a_job_that_ignores_the_signal_is_killed_after_the_grace(d: Env, tmp_pat
     assert d.show(job_id)["exit_code"] is None, job  # killed by a signal
 
 
+def test_a_second_cancel_escalates_and_a_selection_still_takes_the_job(d: Env) -> None:
+    stubborn = d.enqueue(command="trap '' TERM; while :; do sleep 0.1; done")
+    other = d.enqueue(command="sleep 300")
+    d.ok("worker", "start", "--count", "2", "--detach")
+    d.wait_state(stubborn, "processing")
+    d.wait_state(other, "processing")
+    d.ok("cancel", stubborn, "--grace", "3600")  # it ignores TERM: a SIGKILL only an hour later
+    assert d.show(stubborn)["state"] == "processing"
+    # Cancelling again is no error: a selection takes both jobs, and KILL ends the stubborn one now.
+    assert sorted(d.ok("cancel", "--state", "processing", "--signal", "KILL", "--json").json()) == \
+        sorted([stubborn, other])
+    for job_id in (stubborn, other):
+        job = d.wait_state(job_id, "dead", timeout=15)
+        assert job["error_message"] == "cancelled", job
+
+
+def test_a_cancelled_scheduled_job_brought_back_runs_now_and_says_so(d: Env) -> None:
+    job_id = d.enqueue(command="true", delay=3600)
+    d.ok("cancel", job_id)
+    d.ok("retry", job_id)
+    job = d.show(job_id)
+    assert job["state"] == "pending" and job["run_at"] is None, job
+    d.ok("worker", "start", "--count", "1", "--detach")
+    d.wait_state(job_id, "completed", timeout=15)
+
+
 def test_cancel_sends_the_signal_named(d: Env, tmp_path: os.PathLike[str]) -> None:
     got = os.path.join(str(tmp_path), "got")
     job_id = d.enqueue(command=f"trap 'echo INT > {got}; exit 0' INT; trap '' TERM; while :; do sleep 0.1; done")

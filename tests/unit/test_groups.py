@@ -203,9 +203,10 @@ def test_cancel_of_a_running_job_marks_it_and_its_run_ends_dead() -> None:
     assert cancel(q, "r") == ["r"]  # its process must be stopped
     job = q.get("r")
     assert job.state == "processing" and "r" in q.cancelled
-    with pytest.raises(QueueError) as e:
-        plan.plan_cancel(q, ["r"], None, 51.0)
-    assert e.value.code == "state"  # being cancelled already
+    again, stop = plan.plan_cancel(q, ["r"], None, 51.0)  # a second cancel escalates: its processes are signalled
+    assert again.ids == ["r"] and stop == ["r"]
+    q.apply(again)
+    assert job.state == "processing" and "r" in q.cancelled
     outcome = rules.plan_end(job, 52.0, 0, None, q.config, cancelled=True)
     assert (outcome.state, outcome.error, outcome.exit_code) == ("dead", CANCELLED, 0)  # even after a clean exit
     e2 = end(q, "r", 52.0, 1)  # a failure with retries left: still dead, never retried
