@@ -195,18 +195,21 @@ def _group_args(g: Parser) -> None:
     ga = sub("add", "create a group", "queuectl group add backups --parallel 1\nqueuectl group add reports")
     ga.add_argument("name", type=values.group_name)
     ga.add_argument("--parallel", type=whole(0, MAX_PARALLEL), default=0, metavar="N", help=parallel + ", default 0")
-    gs = sub("set", "change a group's limit", "queuectl group set backups --parallel 2\nqueuectl group set backups --parallel 0")
-    gs.add_argument("name")
+    gs = sub("set", "change a group's limit",
+             "queuectl group set backups --parallel 2\nqueuectl group set backups --parallel 0")
+    gs.add_argument("name", type=values.group_name)
     gs.add_argument("--parallel", type=whole(0, MAX_PARALLEL), required=True, metavar="N", help=parallel)
     gr = sub("rm", "remove a group that holds no job but completed or dead ones", "queuectl group rm backups")
-    gr.add_argument("name")
-    gl = sub("list", "the groups, their limits, whether paused, their jobs", "queuectl group list\nqueuectl group list --json")
+    gr.add_argument("name", type=values.group_name)
+    gl = sub("list", "the groups, their limits, whether paused, their jobs",
+             "queuectl group list\nqueuectl group list --json")
     gl.add_argument("--quiet", "-q", action="store_true", help="print only the names, one per line")
     _json_flag(gl)
 
 
 def _pause_args(pr: Parser) -> None:
-    pr.add_argument("groups", nargs="*", metavar="GROUP", help="the groups (default: every group)")
+    pr.add_argument("groups", nargs="*", type=values.group_name, metavar="GROUP",
+                    help="the groups (default: every group)")
 
 
 def _cancel_args(c: Parser) -> None:

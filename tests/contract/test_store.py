@@ -391,7 +391,8 @@ async def test_edit_keeps_the_place_unless_priority_or_due_time_changes(store: S
     await store.define_group("other", 0, create=True)
     await store.add([spec("a"), spec("b"), spec("c"), spec("d")], 0.0)
     job = await store.edit(Edit(id="b", max_retries=9, timeout=5.0, group="other"), 1.0)
-    assert (job.max_retries, job.timeout, job.group, job.updated_at) == (9, 5.0, "other", 0.0)  # its state did not change
+    # updated_at stays: the job's state did not change
+    assert (job.max_retries, job.timeout, job.group, job.updated_at) == (9, 5.0, "other", 0.0)
     job = await store.edit(Edit(id="a", priority=2), 1.0)
     assert job.priority == 2
     job = await store.edit(Edit(id="c", delay=10.0), 1.0)
