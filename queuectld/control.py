@@ -13,7 +13,7 @@ from typing import Any
 from queuectl_client import protocol as p
 from queuectl_client.wire import new_id_prefix
 
-from .bus import Bus, Deleted
+from .bus import Bus
 from .model import Job
 from .retention import Retention
 from .rules import QueueError
@@ -114,10 +114,7 @@ class Control:
         """Tell followers and waits the job's new state."""
         if self.bus.listeners:
             job: Job = await self.store.get(job_id)
-            self.bus.publish(p.Event(
-                job.updated_at, job.id, job.state, job.attempts, None,  # type: ignore[arg-type]
-                job.exit_code, job.error_message, job.command, job.next_retry_at, job.max_retries,
-            ))
+            self.bus.publish(job.event(None))
 
 
 async def send_ids(conn: Any, ids: list[str]) -> None:
@@ -125,11 +122,3 @@ async def send_ids(conn: Any, ids: list[str]) -> None:
     count = len(ids)
     for start in range(0, max(count, 1), IDS_PAGE):
         await conn.send(p.Changed(count, ids[start : start + IDS_PAGE], start + IDS_PAGE < count))
-
-
-def deleted(bus: Bus, ids: list[str]) -> None:
-    for job_id in ids:
-        bus.publish(Deleted(job_id))
-
-
-__all__ = ["Control", "QueueError", "deleted", "send_ids"]

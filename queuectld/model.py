@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
+from queuectl_client.protocol import Event
 from queuectl_client.protocol import Job as JobView
 
 
@@ -61,4 +62,11 @@ class Job(JobFields, array_like=True, gc=False):
             self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
             self.cwd, f"{node}/{self.worker}" if running else None, self.started_at if running else None,
             self.group,
+        )
+
+    def event(self, slot: int | None) -> Event:
+        """The job's latest change, for followers; `slot` is the worker that holds or held it."""
+        return Event(
+            self.updated_at, self.id, self.state, self.attempts, slot,  # type: ignore[arg-type]
+            self.exit_code, self.error_message, self.command, self.next_retry_at, self.max_retries,
         )

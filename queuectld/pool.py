@@ -307,10 +307,7 @@ class Pool:
 
     def _announce(self, job: Job, slot: int | None) -> None:
         if self.bus.listeners:
-            self.bus.publish(p.Event(
-                job.updated_at, job.id, job.state, job.attempts, slot,  # type: ignore[arg-type]
-                job.exit_code, job.error_message, job.command, job.next_retry_at, job.max_retries,
-            ))
+            self.bus.publish(job.event(slot))
 
     # -- start-up and shutdown ----------------------------------------------------------
 
