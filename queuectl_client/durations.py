@@ -10,7 +10,7 @@ import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 MAX_DURATION = 100 * 365.25 * 86_400  # a century
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*$", re.IGNORECASE | re.ASCII)
 
 
 def parse_duration(text: str) -> float:
@@ -32,3 +32,8 @@ def show_duration(seconds: float) -> str:
         if seconds % UNITS[unit] == 0:
             return f"{int(seconds // UNITS[unit])}{unit}"
     return f"{seconds:g}s"
+
+
+def plain_number(text: str) -> bool:
+    """Written the way people write numbers here: ASCII, without `_` (which int() and float() accept)."""
+    return text.isascii() and "_" not in text

@@ -14,6 +14,7 @@ import msgspec
 
 from . import values
 from .connection import __version__
+from .durations import plain_number
 from .wire import STATES
 
 
@@ -33,7 +34,7 @@ def whole(lo: int, hi: int) -> Any:
 
     def parse(text: str) -> int:
         try:
-            n = int(text)
+            n = int(text) if plain_number(text) else None
         except ValueError:
             n = None
         if n is None or not lo <= n <= hi:
@@ -52,7 +53,7 @@ def seconds(lo: float, hi: float, what: str) -> Any:
 
     def parse(text: str) -> float:
         try:
-            x = float(text)
+            x = float(text) if plain_number(text) else math.nan
         except ValueError:
             x = math.nan
         if not lo <= x <= hi:  # NaN fails this too

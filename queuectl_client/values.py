@@ -17,7 +17,7 @@ import msgspec
 
 from . import protocol as p
 from .batches import unix_seconds
-from .durations import parse_duration
+from .durations import parse_duration, plain_number
 
 MAX_SIGNAL = 64
 MAX_GRACE = 86_400.0
@@ -32,7 +32,7 @@ def _quoted(text: str) -> str:
 def signal_number(text: str) -> int:
     """`TERM`, `SIGTERM`, `term`, or a number from 1 to 64."""
     if text.isdigit():
-        if 1 <= int(text) <= MAX_SIGNAL:
+        if plain_number(text) and 1 <= int(text) <= MAX_SIGNAL:
             return int(text)
     else:
         name = text.upper()
@@ -57,6 +57,8 @@ def when(text: str) -> float | None:
     if text.strip().lower() == "now":
         return None
     try:
+        if not plain_number(text):
+            raise ValueError(text)
         t = float(text)
     except ValueError:
         try:
@@ -74,14 +76,14 @@ def timeout(text: str) -> float | None:
     if text.strip().lower() == "none":
         return None
     try:
-        x = float(text)
+        x = float(text) if plain_number(text) else math.nan
     except ValueError:
         x = math.nan
     if x == 0:
         return None
     if not 0 < x <= p.MAX_TIMEOUT:
         raise argparse.ArgumentTypeError(f"expected seconds, more than 0 and at most {p.MAX_TIMEOUT:.0f} "
-                                         f"(ten years), or none, not {_quoted(text)}")
+                                         f"(ten years), or none (or 0), not {_quoted(text)}")
     return x
 
 
