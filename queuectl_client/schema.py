@@ -40,6 +40,15 @@ Parallel = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]  # 0: no cap beyond 
 Signal = Annotated[int, msgspec.Meta(ge=1, le=64)]
 Grace = Annotated[float, msgspec.Meta(ge=0, le=86_400)]
 Age = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]  # "older than" this many seconds
+MAX_DEPENDENCIES = 1_000_000  # ids in one job's `after` or `after_any`
+JobIds = Annotated[list[JobId], msgspec.Meta(max_length=MAX_DEPENDENCIES)]
+UniqueKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
+ExitCode = Annotated[int, msgspec.Meta(ge=0, le=255)]
+# What a retry rule names: an exit code, or a run killed for its timeout, or by a signal.
+RetryRule = Annotated[list[ExitCode | Literal["timeout", "signal"]], msgspec.Meta(max_length=256)]
+EnvName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+EnvValue = Annotated[str, msgspec.Meta(max_length=MAX_COMMAND_BYTES, pattern=r"^[^\x00]*$")]
+Environment = Annotated[dict[EnvName, EnvValue], msgspec.Meta(max_length=4096)]
 
 
 class Message(msgspec.Struct, frozen=True, tag=True, forbid_unknown_fields=False):
@@ -69,6 +78,14 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     timeout: Timeout | None = None
     cwd: AbsPath | None = None  # the directory the job runs in; None: the request's
     group: GroupName | None = None  # the group must exist; None: `default`
+    after: JobIds | None = None  # runs once all of these are completed
+    after_any: JobIds | None = None  # runs once all of these are final (completed or dead)
+    unique_key: UniqueKey | None = None  # while a job with this key is not final, no other is created
+    retry_on: RetryRule | None = None  # only these failures are retried
+    no_retry_on: RetryRule | None = None  # these failures are not retried
+    idle_timeout: Timeout | None = None  # seconds without output before the run is killed
+    env: Environment | None = None  # variables added to (or overriding) the inherited ones
+    inherit_env: bool = True  # False: only PATH, HOME, USER, LANG and SHELL are inherited
     # A new job's values of the job model's other fields: anything else is refused.
     state: Literal["pending"] | None = None
     attempts: Literal[0] | None = None
@@ -107,6 +124,17 @@ class Job(msgspec.Struct, frozen=True):
     locked_by: str | None = None  # "node/worker" while the job runs
     locked_at: float | None = None  # when that worker took it
     group: str = DEFAULT_GROUP
+    after: list[str] | None = None
+    after_any: list[str] | None = None
+    blocked_by: list[str] = []  # the dependencies not satisfied yet, while the job is pending
+    unique_key: str | None = None
+    retry_on: list[int | str] | None = None
+    no_retry_on: list[int | str] | None = None
+    idle_timeout: float | None = None
+    env: dict[str, str] | None = None  # given by `show` only: the variables the job runs with
+    schedule: str | None = None  # the schedule that fired the job
+    slot: float | None = None  # the slot it was fired for
+    late: bool = False  # fired after its slot, when the daemon came back from downtime
 
 
 class GroupInfo(msgspec.Struct, frozen=True):

@@ -163,7 +163,34 @@ encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)
 
 
-# -- snapshots of format 3, before groups: their jobs have no `group` -------------------
+# -- snapshots of formats 3 (before groups) and 4 (before scheduling) ---------------------
+# A job array of these formats lacks fields that were added in the middle of the Job (after
+# its enqueue fields, before its run fields): they are read as such, and upgraded.
+
+SCHEDULING_DEFAULTS = (None, None, None, None, None, None, None, None, None, False)  # after .. late
+
+
+class Job4(msgspec.Struct, array_like=True, gc=False):
+    id: str
+    command: str
+    max_retries: int
+    priority: int
+    run_at: float | None
+    timeout: float | None
+    cwd: str | None
+    group: str
+    state: str
+    attempts: int
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    next_retry_at: float | None
+    exit_code: int | None
+    error_message: str | None
+    worker: int | None
+    due: float
+    ticket: int
 
 
 class Job3(msgspec.Struct, array_like=True, gc=False):
@@ -188,16 +215,30 @@ class Job3(msgspec.Struct, array_like=True, gc=False):
     ticket: int
 
 
+class Restored4(Record, frozen=True, tag="R"):
+    jobs: list[Job4]
+
+
 class Restored3(Record, frozen=True, tag="R"):
     jobs: list[Job3]
 
 
-decoder3 = msgspec.msgpack.Decoder(Union[Restored3, ConfigChanged, PoolSized, Running, SnapshotEnd])
+Legacy = Union[Restored4, Restored3, ConfigChanged, PoolSized, Running, SnapshotEnd]
+Snapshot4 = Union[Restored4, ConfigChanged, PoolSized, Running, SnapshotEnd]
+Snapshot3 = Union[Restored3, ConfigChanged, PoolSized, Running, SnapshotEnd]
+decoder4: msgspec.msgpack.Decoder[Legacy] = msgspec.msgpack.Decoder(Snapshot4)
+decoder3: msgspec.msgpack.Decoder[Legacy] = msgspec.msgpack.Decoder(Snapshot3)
 
 
-def upgrade3(event: Restored3 | ConfigChanged | PoolSized | Running | SnapshotEnd) -> Replayed:
-    """A format-3 snapshot record as this version keeps it: its jobs in the group `default`."""
-    if not isinstance(event, Restored3):
-        return event
-    fields = msgspec.structs.astuple
-    return Restored([Job(*(t := fields(j))[:7], "default", *t[7:]) for j in event.jobs])  # type: ignore[call-arg]
+def upgrade(event: Legacy) -> Replayed:
+    """A format-3 or format-4 snapshot record as this version keeps it: format-3 jobs in the
+    group `default`, and every job without the scheduling fields."""
+    if isinstance(event, Restored4):
+        fields = msgspec.structs.astuple
+        return Restored([Job(*(t := fields(j))[:8], *SCHEDULING_DEFAULTS, *t[8:])  # type: ignore[call-arg]
+                         for j in event.jobs])
+    if isinstance(event, Restored3):
+        fields = msgspec.structs.astuple
+        return Restored([Job(*(t := fields(j))[:7], "default", *SCHEDULING_DEFAULTS, *t[7:])  # type: ignore[call-arg]
+                         for j in event.jobs])
+    return event

@@ -23,8 +23,9 @@ from . import events as ev
 from .store import Full, StoreError
 
 LOG_MAGIC = b"QCTLLOG1"
-SNAP_MAGIC = b"QCTLSNP4"  # 4: jobs have a group; 3 (read and upgraded): NewJob order, `Running` records
-SNAP_MAGIC3 = b"QCTLSNP3"
+SNAP_MAGIC = b"QCTLSNP5"  # 5: jobs have scheduling fields; 4: a group; 3: NewJob order, `Running` records
+# Older snapshot formats, read and upgraded.
+LEGACY_SNAPSHOTS = {b"QCTLSNP4": ev.decoder4, b"QCTLSNP3": ev.decoder3}
 MANIFEST_MAGIC = b"QCTLMAN1"
 HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
 REC = struct.Struct(">IIQ")
@@ -81,8 +82,8 @@ class FileScan:
         if len(data) < HEADER.size:
             raise JournalError(f"{path}: too short for a journal file header ({len(data)} bytes)")
         got_magic, self.generation, self.base_seq = HEADER.unpack_from(data)
-        legacy = magic == SNAP_MAGIC and got_magic == SNAP_MAGIC3
-        if got_magic != magic and not legacy:
+        legacy = LEGACY_SNAPSHOTS.get(got_magic) if magic == SNAP_MAGIC else None
+        if got_magic != magic and legacy is None:
             if got_magic[:7] == magic[:7]:
                 raise JournalError(f"{path}: written by another version of queuectl (format {got_magic[7:].decode()}, "
                                    f"this one reads {magic[7:].decode()})")
@@ -99,7 +100,7 @@ class FileScan:
                 end, rseq, payload = rec
                 try:
                     if rseq > after_seq:  # salvage: a log older than the snapshot
-                        self.events.append(ev.upgrade3(ev.decoder3.decode(payload)) if legacy
+                        self.events.append(ev.upgrade(legacy.decode(payload)) if legacy is not None
                                            else ev.decoder.decode(payload))
                 except msgspec.DecodeError as e:
                     raise JournalError(f"{path}: record {rseq} at offset {pos} passed its checksum but "

@@ -16,7 +16,11 @@ from queuectl_client.protocol import Job as JobView
 
 
 class JobFields(msgspec.Struct, array_like=True, gc=False):
-    """What an enqueue decides about a job; shared, in this order, by `NewJob` and `Job`."""
+    """What an enqueue decides about a job; shared, in this order, by `NewJob` and `Job`.
+
+    Fields are only ever appended, with defaults (a job of an older journal
+    decodes with the newer fields at their defaults).
+    """
 
     id: str
     command: str
@@ -26,6 +30,16 @@ class JobFields(msgspec.Struct, array_like=True, gc=False):
     timeout: float | None
     cwd: str | None = None
     group: str = "default"
+    after: list[str] | None = None  # dependencies that must complete
+    after_any: list[str] | None = None  # dependencies that must be final, completed or dead
+    unique_key: str | None = None
+    retry_on: list[int | str] | None = None  # exit codes, "timeout", "signal": only these are retried
+    no_retry_on: list[int | str] | None = None  # these are not retried
+    idle_timeout: float | None = None
+    env: str | None = None  # the key of its environment in the queue's table; None: the daemon's own
+    schedule: str | None = None  # the schedule whose fire made it
+    slot: float | None = None  # that fire's slot (UTC seconds)
+    late: bool = False  # fired after downtime, for a slot that had passed
 
 
 class NewJob(JobFields, array_like=True, gc=False):
@@ -52,16 +66,20 @@ class Job(JobFields, array_like=True, gc=False):
     worker: int | None = None
     due: float = 0.0  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
     ticket: int = 0  # drawn at each scheduling; a heap entry with an older one is stale
+    blocked: int = 0  # dependencies not satisfied yet: while above 0, a pending job is in no lane
+    cause: str | None = None  # the dependency whose death made this job dead
 
-    def view(self, node: str) -> JobView:
-        """The wire view; `node` names the machine whose worker holds a running job."""
+    def view(self, node: str, blocked_by: list[str] | None = None, env: dict[str, str] | None = None) -> JobView:
+        """The wire view; `node` names the machine whose worker holds a running job.  What the job
+        alone cannot tell comes from the store: its unsatisfied dependencies, its environment."""
         running = self.state == "processing"
         return JobView(
             self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
             self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
             self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
             self.cwd, f"{node}/{self.worker}" if running else None, self.started_at if running else None,
-            self.group,
+            self.group, self.after, self.after_any, blocked_by or [], self.unique_key, self.retry_on,
+            self.no_retry_on, self.idle_timeout, env, self.schedule, self.slot, self.late,
         )
 
     def event(self, slot: int | None) -> Event:

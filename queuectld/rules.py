@@ -6,6 +6,8 @@ what these decide, so every store gives the same answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from queuectl_client.protocol import DEFAULT_GROUP, MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
 
 from .config import Config
@@ -73,11 +75,26 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
             run_at = at + s.delay
         if run_at is not None and not 0 <= run_at <= MAX_TIME:
             raise QueueError("invalid", f"job {job_id}: run_at must fall between 1970 and 9999")
+        if s.retry_on is not None and s.no_retry_on is not None:
+            raise QueueError("invalid", f"job {job_id}: give retry_on or no_retry_on, not both")
+        if (s.after and job_id in s.after) or (s.after_any and job_id in s.after_any):
+            raise QueueError("invalid", f"job {job_id}: a job cannot depend on itself")
         new.append(NewJob(
             job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
             run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group or DEFAULT_GROUP,
+            _ids(s.after), _ids(s.after_any), s.unique_key, _rule(s.retry_on), _rule(s.no_retry_on),
+            s.idle_timeout,
         ))
     return new
+
+
+def _ids(ids: list[str] | None) -> list[str] | None:
+    """A dependency list without repeats; an empty one is none."""
+    return list(dict.fromkeys(ids)) if ids else None
+
+
+def _rule(codes: Sequence[int | str] | None) -> list[int | str] | None:
+    return list(dict.fromkeys(codes)) if codes is not None else None
 
 
 def backoff(base: float, attempts: int) -> float:

@@ -23,7 +23,6 @@ from queuectld.journal_files import (
     HEADER,
     LOG_MAGIC,
     MANIFEST_MAGIC,
-    SNAP_MAGIC3,
     Manifest,
     encode_records,
     file_seed,
@@ -653,7 +652,7 @@ def _write_format3_journal(path: str) -> None:
     ]
     generation = os.urandom(8)
     body, _ = encode_records(snapshot, file_seed(generation), base)  # type: ignore[arg-type]
-    write_file(os.path.join(path, "snap-1"), HEADER.pack(SNAP_MAGIC3, generation, base) + body)
+    write_file(os.path.join(path, "snap-1"), HEADER.pack(b"QCTLSNP3", generation, base) + body)
     generation = os.urandom(8)
     added = _Added3(t + 5, [_NewJob3("logged", "true", 3, 0, None, None, None)])
     body, _ = encode_records([added], file_seed(generation), base)  # type: ignore[list-item]
@@ -705,7 +704,7 @@ def test_a_format_3_snapshot_is_read_and_upgraded_with_its_jobs_in_default(env: 
         c.worker_start(0)
         # Enough records for a compaction: the new snapshot is format 4, and holds what the old one did.
         c.enqueue_many([{"command": "echo " + "x" * 200, "id": f"fill-{i}", "run_at": 4e9} for i in range(200)])
-        wait_for(lambda: _snapshot_magic(journal) == b"QCTLSNP4", what="a format-4 snapshot")
+        wait_for(lambda: _snapshot_magic(journal) == b"QCTLSNP5", what="a format-5 snapshot")
         before = _jobs(c)
     env.stop_daemon()
     env.start_daemon("--workers", "0")
