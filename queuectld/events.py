@@ -167,7 +167,7 @@ decoder = msgspec.msgpack.Decoder(Replayed)
 # A job array of these formats lacks fields that were added in the middle of the Job (after
 # its enqueue fields, before its run fields): they are read as such, and upgraded.
 
-SCHEDULING_DEFAULTS = (None, None, None, None, None, None, None, None, None, False)  # after .. late
+SCHEDULING_DEFAULTS = (None, None)  # env, extra
 
 
 class Job4(msgspec.Struct, array_like=True, gc=False):

@@ -9,17 +9,63 @@ strings and numbers), so a million jobs cost the collector nothing.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import msgspec
 
 from queuectl_client.protocol import Event
 from queuectl_client.protocol import Job as JobView
+
+T = TypeVar("T")
+
+
+class Extras(msgspec.Struct, array_like=True, gc=False):
+    """A job's rarer fields, in one struct that most jobs do without (a job pays 8 bytes for
+    `extra`, not one slot per field).  `blocked` and `cause` are kept by the queue, not enqueued."""
+
+    after: list[str] | None = None  # dependencies that must complete
+    after_any: list[str] | None = None  # dependencies that must be final, completed or dead
+    unique_key: str | None = None
+    retry_on: list[int | str] | None = None  # exit codes, "timeout", "signal": only these are retried
+    no_retry_on: list[int | str] | None = None  # these are not retried
+    idle_timeout: float | None = None
+    schedule: str | None = None  # the schedule whose fire made the job
+    slot: float | None = None  # that fire's slot (UTC seconds)
+    late: bool = False  # fired after downtime, for a slot that had passed
+    blocked: int = 0  # dependencies not satisfied yet: while above 0, a pending job is in no lane
+    cause: str | None = None  # the dependency whose death made this job dead
+
+
+class _Extra(Generic[T]):
+    """A field of `Extras` read and written as if it were the job's own."""
+
+    __slots__ = ("default", "name")
+
+    def __init__(self, name: str, default: T) -> None:
+        self.name = name
+        self.default = default
+
+    def __get__(self, job: JobFields | None, owner: type | None = None) -> T:
+        if job is None:
+            return self  # type: ignore[return-value]  # on the class: the descriptor itself
+        e = job.extra
+        return self.default if e is None else getattr(e, self.name)
+
+    def __set__(self, job: JobFields, value: T) -> None:
+        e = job.extra
+        if e is None:
+            if value == self.default:
+                return
+            e = job.extra = Extras()
+        setattr(e, self.name, value)
 
 
 class JobFields(msgspec.Struct, array_like=True, gc=False):
     """What an enqueue decides about a job; shared, in this order, by `NewJob` and `Job`.
 
     Fields are only ever appended, with defaults (a job of an older journal
-    decodes with the newer fields at their defaults).
+    decodes with the newer fields at their defaults).  The rarer ones are in
+    `extra`, read and written through the properties below.
     """
 
     id: str
@@ -30,16 +76,20 @@ class JobFields(msgspec.Struct, array_like=True, gc=False):
     timeout: float | None
     cwd: str | None = None
     group: str = "default"
-    after: list[str] | None = None  # dependencies that must complete
-    after_any: list[str] | None = None  # dependencies that must be final, completed or dead
-    unique_key: str | None = None
-    retry_on: list[int | str] | None = None  # exit codes, "timeout", "signal": only these are retried
-    no_retry_on: list[int | str] | None = None  # these are not retried
-    idle_timeout: float | None = None
     env: str | None = None  # the key of its environment in the queue's table; None: the daemon's own
-    schedule: str | None = None  # the schedule whose fire made it
-    slot: float | None = None  # that fire's slot (UTC seconds)
-    late: bool = False  # fired after downtime, for a slot that had passed
+    extra: Extras | None = None
+
+    after = _Extra[list[str] | None]("after", None)
+    after_any = _Extra[list[str] | None]("after_any", None)
+    unique_key = _Extra[str | None]("unique_key", None)
+    retry_on = _Extra[list[int | str] | None]("retry_on", None)
+    no_retry_on = _Extra[list[int | str] | None]("no_retry_on", None)
+    idle_timeout = _Extra[float | None]("idle_timeout", None)
+    schedule = _Extra[str | None]("schedule", None)
+    slot = _Extra[float | None]("slot", None)
+    late = _Extra[bool]("late", False)
+    blocked = _Extra[int]("blocked", 0)
+    cause = _Extra[str | None]("cause", None)
 
 
 class NewJob(JobFields, array_like=True, gc=False):
@@ -66,8 +116,6 @@ class Job(JobFields, array_like=True, gc=False):
     worker: int | None = None
     due: float = 0.0  # when it may start: run_at, next_retry_at, or when it was enqueued or revived
     ticket: int = 0  # drawn at each scheduling; a heap entry with an older one is stale
-    blocked: int = 0  # dependencies not satisfied yet: while above 0, a pending job is in no lane
-    cause: str | None = None  # the dependency whose death made this job dead
 
     def view(self, node: str, blocked_by: list[str] | None = None, env: dict[str, str] | None = None) -> JobView:
         """The wire view; `node` names the machine whose worker holds a running job.  What the job

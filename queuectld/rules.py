@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from queuectl_client.protocol import DEFAULT_GROUP, MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
 
 from .config import Config
-from .model import Job, NewJob
+from .model import Extras, Job, NewJob
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
 # `list` without a state: the jobs that need attention first, each state in the order its jobs entered it.
@@ -82,10 +82,18 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
         new.append(NewJob(
             job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
             run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group or DEFAULT_GROUP,
-            _ids(s.after), _ids(s.after_any), s.unique_key, _rule(s.retry_on), _rule(s.no_retry_on),
-            s.idle_timeout,
+            None, _extras(s),
         ))
     return new
+
+
+def _extras(s: JobSpec) -> Extras | None:
+    """The job's rarer fields, or None when it uses none of them (most jobs)."""
+    if (s.after or s.after_any or s.unique_key is not None or s.retry_on is not None
+            or s.no_retry_on is not None or s.idle_timeout is not None):
+        return Extras(_ids(s.after), _ids(s.after_any), s.unique_key, _rule(s.retry_on), _rule(s.no_retry_on),
+                      s.idle_timeout)
+    return None
 
 
 def _ids(ids: list[str] | None) -> list[str] | None:
