@@ -223,8 +223,8 @@ class Restored3(Record, frozen=True, tag="R"):
     jobs: list[Job3]
 
 
-Legacy = Union[Restored4, Restored3, ConfigChanged, PoolSized, Running, SnapshotEnd]
-Snapshot4 = Union[Restored4, ConfigChanged, PoolSized, Running, SnapshotEnd]
+Legacy = Union[Restored4, Restored3, ConfigChanged, PoolSized, GroupDefined, Running, SnapshotEnd]
+Snapshot4 = Union[Restored4, ConfigChanged, PoolSized, GroupDefined, Running, SnapshotEnd]  # groups came in format 4
 Snapshot3 = Union[Restored3, ConfigChanged, PoolSized, Running, SnapshotEnd]
 decoder4: msgspec.msgpack.Decoder[Legacy] = msgspec.msgpack.Decoder(Snapshot4)
 decoder3: msgspec.msgpack.Decoder[Legacy] = msgspec.msgpack.Decoder(Snapshot3)
