@@ -99,6 +99,11 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     worker: None = None
     locked_by: None = None
     locked_at: None = None
+    # What the daemon derives or stamps, ignored like created_at: a shown job enqueues again.
+    blocked_by: list[str] | None = None
+    schedule: str | None = None
+    slot: float | None = None
+    late: bool | None = None
 
 
 class Job(msgspec.Struct, frozen=True):
