@@ -211,8 +211,9 @@ class Queue:
 
     def add_new(self, event: ev.Added) -> list[Job]:
         """Apply an `Added` record made live; returns the new jobs."""
-        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group)
-                for n in event.jobs]
+        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group, n.after,
+                    n.after_any, n.unique_key, n.retry_on, n.no_retry_on, n.idle_timeout, n.env, n.schedule, n.slot,
+                    n.late) for n in event.jobs]
         self._added(event.at, jobs)
         return jobs
 
