@@ -21,6 +21,7 @@ _NEW_JOB = "(a new job's value) or left out"
 # The job model's fields a new job holds as null (JobSpec declares them `None`).
 _BOUND = re.compile(r"Expected `(?:int|float)` (<=|>=|<|>) (-?[0-9.]+)$")
 _BOUND_WORDS = {"<=": "at most", ">=": "at least", "<": "less than", ">": "greater than"}
+_RULE_ENTRY = re.compile(r"^(?:no_)?retry_on\[\d+\]$")
 _NULL_ONLY = frozenset(name for name, kind in p.JobSpec.__annotations__.items() if kind in ("None", None))
 
 
@@ -47,6 +48,8 @@ def friendly(message: str) -> str:
         words = f"attempts must be 0 {_NEW_JOB}"
     elif field in _NULL_ONLY and "Expected `null`" in what:
         words = f"{field} must be null {_NEW_JOB}"
+    elif _RULE_ENTRY.match(field):
+        words = f'{field.partition("[")[0]} entries must be exit codes from 0 to 255, "timeout" or "signal"'
     elif m := _BOUND.match(what):
         x = float(m.group(2))
         words = f"{field} must be {_BOUND_WORDS[m.group(1)]} {int(x) if x.is_integer() else x:,}"

@@ -169,6 +169,9 @@ def human_job(job: p.Job) -> str:
         ("priority", str(job.priority)),
         *([("group", shown(job.group))] if job.group != DEFAULT_GROUP else []),
         ("timeout", "none" if job.timeout is None else f"{job.timeout:g} s"),
+        *([("idle timeout", f"{job.idle_timeout:g} s without output")] if job.idle_timeout is not None else []),
+        *([("retry on", _rule(job.retry_on))] if job.retry_on is not None else []),
+        *([("no retry on", _rule(job.no_retry_on))] if job.no_retry_on is not None else []),
         ("directory", shown(job.cwd or "-")),
     ]
     for f in TIME_FIELDS:
@@ -185,6 +188,11 @@ def human_job(job: p.Job) -> str:
         lines.append(("worker", str(job.worker)))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
+
+
+def _rule(kinds: list[int | str]) -> str:
+    """A retry rule's failure kinds: 'exit 75, timeout'; an empty list names none."""
+    return ", ".join(f"exit {k}" if isinstance(k, int) else k for k in kinds) or "nothing"
 
 
 # Status is rendered from the reply as plain data (msgspec.to_builtins of a StatusReply, or the

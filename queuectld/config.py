@@ -48,6 +48,14 @@ def _base(text: str) -> float:
     return x
 
 
+def _backoff_max(text: str) -> float:
+    """Seconds, or a duration (90s, 30m, 12h, 7d); at least 1, at most a century."""
+    x = _duration(text)
+    if x < 1:
+        raise ConfigError(f"{text} is too short (at least 1 second)")
+    return x
+
+
 def _timeout(text: str) -> float | None:
     if text.strip().lower() in ("none", "null", "off", "0", ""):
         return None
@@ -105,6 +113,7 @@ def _show_size(n: int) -> str:
 KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "max-retries": (_int, _show_number, 3, "retries after the first run, for jobs enqueued afterwards"),
     "backoff-base": (_base, _show_number, 2.0, "a failed job waits backoff-base ^ attempts seconds"),
+    "backoff-max": (_backoff_max, _show_number, 3600.0, "the longest a failed job waits to be retried, in seconds"),
     "job-timeout": (_timeout, _show_number, None, "default timeout in seconds for jobs enqueued afterwards, or none"),
     "output-limit": (_output_limit, _show_size, 1024**2, "bytes kept per stream per run: the head and the tail"),
     "keep-completed": (_duration, show_duration, 7 * 86_400.0,
@@ -156,6 +165,11 @@ class Config:
     @property
     def backoff_base(self) -> float:
         x: float = self.values["backoff-base"]
+        return x
+
+    @property
+    def backoff_max(self) -> float:
+        x: float = self.values["backoff-max"]
         return x
 
     @property

@@ -24,6 +24,7 @@ from queuectl_client import protocol as p
 from queuectl_client.paths import Paths
 
 from .bus import Bus
+from .exits import Failure
 from .procs import kill_orphan_group
 from .rules import INTERRUPTED, plan_end
 from .runner import KILL_GRACE, Result, Run, Runner
@@ -216,7 +217,7 @@ class Pool:
             _remove(out, err)  # the files hold the latest run only
         try:
             run = self.runner.start(job.id, job.command, job.attempts + 1, job.cwd, job.timeout, out, err,
-                                    self.store.config.output_limit)
+                                    self.store.config.output_limit, job.idle_timeout)
         except Exception as e:  # whatever stops a job from starting is that job's failure
             return await self._cannot_start(job, now, slot, f"cannot start: {e}")
         self.slots[slot] = run
@@ -288,14 +289,16 @@ class Pool:
                 await self.store.release(job)
             elif not run.started:
                 await self._cannot_start(job, now, slot, result.error or "cannot start")
+            elif run.interrupted:  # the daemon stopped it: no retry rule judges that
+                await self._finish(job, slot, time.time(), result.exit_code, INTERRUPTED)
             else:
-                error = INTERRUPTED if run.interrupted else result.error
-                await self._finish(job, slot, time.time(), result.exit_code, error)
+                await self._finish(job, slot, time.time(), result.exit_code, result.error, result.failure)
         if not self.slots:
             self.idle.set()
 
-    async def _finish(self, job: Job, slot: int, now: float, exit_code: int | None, error: str | None) -> None:
-        outcome = plan_end(job, now, exit_code, error, self.store.config)
+    async def _finish(self, job: Job, slot: int, now: float, exit_code: int | None, error: str | None,
+                      failure: Failure = None) -> None:
+        outcome = plan_end(job, now, exit_code, error, self.store.config, failure=failure)
         if await self.store.finish(job, now, outcome):
             self._announce(job, slot)
 

@@ -211,7 +211,7 @@ class Queue:
 
     def add_new(self, event: ev.Added) -> list[Job]:
         """Apply an `Added` record made live; returns the new jobs."""
-        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group)
+        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group, n.env, n.extra)
                 for n in event.jobs]
         self._added(event.at, jobs)
         return jobs

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from queuectl_client.protocol import DEFAULT_GROUP, MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
 
 from .config import Config
+from .exits import Failure
 from .model import Extras, Job, NewJob
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
@@ -105,23 +106,51 @@ def _rule(codes: Sequence[int | str] | None) -> list[int | str] | None:
     return list(dict.fromkeys(codes)) if codes is not None else None
 
 
-def backoff(base: float, attempts: int) -> float:
-    """Seconds before retry number `attempts`: base ^ attempts, without overflowing."""
+def backoff(base: float, attempts: int, cap: float = MAX_TIME) -> float:
+    """Seconds before retry number `attempts`: base ^ attempts, at most `cap`, without overflowing."""
     try:
-        return min(base**attempts, MAX_TIME)
+        return min(base**attempts, cap, MAX_TIME)
     except OverflowError:
-        return MAX_TIME
+        return min(cap, MAX_TIME)
+
+
+def retried(job: Job, failure: Failure) -> bool:
+    """Whether the job's retry rule lets this kind of failure be retried.  A failure without a kind
+    (the run could not start, the daemon stopped it) is retried as any failure is: no rule names it."""
+    if failure is None:
+        return True
+    if job.retry_on is not None:
+        return failure in job.retry_on
+    if job.no_retry_on is not None:
+        return failure not in job.no_retry_on
+    return True
+
+
+def failure_name(failure: Failure) -> str:
+    """A failure kind as a retry rule's message says it: "exit 2", "timeout", "signal"."""
+    return f"exit {failure}" if isinstance(failure, int) else str(failure)
 
 
 def plan_end(job: Job, at: float, exit_code: int | None, error: str | None, config: Config,
-             cancelled: bool = False) -> Outcome:
-    """The outcome of a run: completed, or failed with a retry time, or dead.  A run whose cancel
-    was asked for ends dead, never retried, whatever its exit."""
+             cancelled: bool = False, failure: Failure = None) -> Outcome:
+    """The outcome of a run: completed, or failed with a retry time, or dead.
+
+    A run whose cancel was asked for ends dead, never retried, whatever its
+    exit.  A failed run with retries left is retried after backoff-base ^
+    attempts seconds, at most backoff-max, unless the job's retry rule says
+    its failure kind (`failure`: an exit code, "timeout", "signal") is not
+    retried: then it is dead at once, and its error says so after the reason
+    ("exited with status 2; exit 2 is not retried").  A job that used up its
+    retries is dead with the run's own error, whatever its rule.
+    """
     if cancelled:
         return Outcome(DEAD, exit_code, CANCELLED, None)
     if error is None and exit_code == 0:
         return Outcome(COMPLETED, 0, None, None)
     if job.attempts <= job.max_retries:
-        retry_at = min(at + backoff(config.backoff_base, job.attempts), MAX_TIME)
+        if not retried(job, failure):
+            ruled = f"{failure_name(failure)} is not retried"
+            return Outcome(DEAD, exit_code, f"{error}; {ruled}" if error else ruled, None)
+        retry_at = min(at + backoff(config.backoff_base, job.attempts, config.backoff_max), MAX_TIME)
         return Outcome(FAILED, exit_code, error, retry_at)
     return Outcome(DEAD, exit_code, error, None)

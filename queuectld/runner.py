@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 
 from . import spawner as sp
+from .exits import Failure
 from .procs import become_subreaper, children, kill_with_group, proc_stat, reap
 
 log = logging.getLogger("queuectld.runner")
@@ -37,12 +38,13 @@ SPAWNER_DIED = "interrupted: the job's spawner process died"
 
 
 class Result:
-    __slots__ = ("error", "exit_code", "output")
+    __slots__ = ("error", "exit_code", "failure", "output")
 
-    def __init__(self, exit_code: int | None, error: str | None, output: bool = True) -> None:
+    def __init__(self, exit_code: int | None, error: str | None, output: bool = True, failure: Failure = None) -> None:
         self.exit_code = exit_code
         self.error = error
         self.output = output  # the run may have left output files (False: it created none)
+        self.failure = failure  # what a retry rule judges: an exit code, "timeout", "signal" (see exits)
 
 
 class Run:
@@ -132,7 +134,7 @@ class Runner:
                 self.on_started(run)
             elif kind == sp.EXITED:
                 del link.runs[token]
-                self.on_exit(run, Result(msg[2], msg[3], msg[4]))
+                self.on_exit(run, Result(msg[2], msg[3], msg[4], msg[5]))
             elif kind == sp.FAILED:
                 del link.runs[token]
                 self.on_exit(run, Result(None, msg[2], False))
@@ -177,13 +179,15 @@ class Runner:
     # -- jobs ------------------------------------------------------------------------
 
     def start(self, job_id: str, command: str, attempt: int, cwd: str | None, timeout: float | None,
-              out_path: str, err_path: str, limit: int) -> Run:
-        """Ask the least busy spawner to start the job; its start or failure is reported later."""
+              out_path: str, err_path: str, limit: int, idle_timeout: float | None = None) -> Run:
+        """Ask the least busy spawner to start the job; its start or failure is reported later.
+        `timeout` and `idle_timeout` (seconds without output) are kept by the spawner."""
         link = min(self.links, key=lambda lk: len(lk.runs))
         self._token += 1
         run = Run(self._token, job_id, link)
         link.runs[run.token] = run
-        self._send(link, [sp.SPAWN, run.token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout])
+        self._send(link, [sp.SPAWN, run.token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout,
+                          idle_timeout])
         return run
 
     def terminate(self, run: Run, interrupted: bool = False) -> None:

@@ -33,6 +33,7 @@ import time
 import msgspec
 
 from .capture import Capture
+from .exits import cannot_start, run_end
 from .procs import become_subreaper, boot_ticks, children, kill_with_group, proc_stat, reap, signal_group
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
@@ -46,13 +47,13 @@ HEADER = 4
 
 # Messages, each a list whose first item says what it is.
 # daemon -> spawner
-SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout]
+SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout, idle_timeout]
 SIGNAL = "k"  # [SIGNAL, token, TERMINATE or KILL] or [SIGNAL, token, CANCEL, signal number, grace]
 TERMINATE, KILL, CANCEL = 1, 0, 2
 # spawner -> daemon
 STARTED = "S"  # [STARTED, token, pid, pid_start]
 FAILED = "F"  # [FAILED, token, error]: the job could not be started
-EXITED = "X"  # [EXITED, token, exit_code, error, output files created]
+EXITED = "X"  # [EXITED, token, exit_code, error, output files created, failure kind (see exits)]
 
 encode = msgspec.msgpack.Encoder().encode
 decode = msgspec.msgpack.Decoder(list[list]).decode  # type: ignore[type-arg]
@@ -75,48 +76,24 @@ def unframe(buf: bytearray) -> list[list]:  # type: ignore[type-arg]
     return out
 
 
-def describe_status(code: int) -> str | None:
-    """The error message for an exit code from os.waitstatus_to_exitcode (negative: a signal)."""
-    if code == 0:
-        return None
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"killed by {name}"
-    if code == 127:
-        return "exited with status 127 (command not found)"
-    if code == 126:
-        return "exited with status 126 (command not executable)"
-    return f"exited with status {code}"
-
-
-def cannot_start(e: BaseException) -> str:
-    if isinstance(e, OSError):
-        return f"cannot start: {e.strerror or e}" + (f" ({e.filename})" if e.filename else "")
-    return f"cannot start: {e}"
-
-
-def secs(x: float | None) -> str:
-    if x is None:
-        return "?"
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
 class Job:
-    __slots__ = ("captures", "deadline", "killing", "pid", "pidfd", "timed_out", "timeout", "token")
+    __slots__ = ("captures", "deadline", "idle_at", "idle_timeout", "killed_for", "killing", "pid", "pidfd",
+                 "timeout", "token")
 
-    def __init__(self, token: int, pid: int, pidfd: int, captures: list[Capture], timeout: float | None) -> None:
+    def __init__(self, token: int, pid: int, pidfd: int, captures: list[Capture], timeout: float | None,
+                 idle_timeout: float | None, now: float) -> None:
         self.token = token
         self.pid = pid
         self.pidfd = pidfd
         self.captures = captures
         self.timeout = timeout
+        self.idle_timeout = idle_timeout
         # Its timeout, or once it was sent SIGTERM (`killing`), when it gets SIGKILL.
-        self.deadline = time.monotonic() + timeout if timeout is not None else None
+        self.deadline = now + timeout if timeout is not None else None
+        # When it will have been silent for its idle timeout: moved on by each read of its output.
+        self.idle_at = now + idle_timeout if idle_timeout is not None else None
         self.killing = False
-        self.timed_out = False
+        self.killed_for: str | None = None  # "timeout" or "idle": the spawner stopped it for that
 
 
 class Spawner:
@@ -139,7 +116,9 @@ class Spawner:
 
     def run(self) -> None:
         while True:
-            for fd, _ in self.poll.poll(self._wait_ms()):
+            events = self.poll.poll(self._wait_ms())
+            now = time.monotonic()  # once per wake-up: output read now counts as output at this time
+            for fd, what in events:
                 if fd == self.sock:
                     if not self._read():
                         return
@@ -150,13 +129,17 @@ class Spawner:
                     job, cap = entry
                     if cap is None:
                         self._exited(job)
-                    elif not cap.read_available():
+                        continue
+                    if what & select.POLLIN and job.idle_at is not None:
+                        job.idle_at = now + job.idle_timeout  # type: ignore[operator]
+                    if not cap.read_available():
                         self._unwatch(cap.fd)
             self._deadlines()
             self._flush()
 
     def _wait_ms(self) -> int:
         times = [j.deadline for j in self.jobs.values() if j.deadline is not None]
+        times += [j.idle_at for j in self.jobs.values() if j.idle_at is not None and not j.killing]
         if self.sweep_at is not None:
             times.append(self.sweep_at)
         if not times:
@@ -199,7 +182,7 @@ class Spawner:
     # -- jobs -------------------------------------------------------------------
 
     def _spawn(self, token: int, job_id: str, command: str, attempt: int, cwd: str | None, out_path: str,
-               err_path: str, limit: int, timeout: float | None) -> None:
+               err_path: str, limit: int, timeout: float | None, idle_timeout: float | None) -> None:
         pipes: list[int] = []
         try:
             # Every time, even for the same path: the directory may have been replaced since.
@@ -229,7 +212,8 @@ class Spawner:
         os.set_blocking(r_out, False)
         os.set_blocking(r_err, False)
         pidfd = os.pidfd_open(pid)
-        job = Job(token, pid, pidfd, [Capture(r_out, out_path, limit), Capture(r_err, err_path, limit)], timeout)
+        job = Job(token, pid, pidfd, [Capture(r_out, out_path, limit), Capture(r_err, err_path, limit)], timeout,
+                  idle_timeout, time.monotonic())
         self.jobs[token] = job
         self.by_fd[pidfd] = (job, None)
         self.poll.register(pidfd, select.POLLIN)
@@ -261,8 +245,11 @@ class Spawner:
                     job.deadline = None
                     signal_group(job.pid, signal.SIGKILL)
                 else:  # its own timeout: SIGTERM first
-                    job.timed_out = True
+                    job.killed_for = "timeout"
                     self._stop(job, TERMINATE)
+            elif job.idle_at is not None and job.idle_at <= now and not job.killing:
+                job.killed_for = "idle"  # silent too long: stopped as a timeout is
+                self._stop(job, TERMINATE)
         if self.sweep_at is not None and self.sweep_at <= now:
             self._sweep()
 
@@ -286,13 +273,9 @@ class Spawner:
         self.ended_sessions[job.pid] = time.monotonic() + ENDED_WATCH
         if self.sweep_at is None:
             self._sweep()
-        if job.timed_out:
-            error: str | None = f"timed out after {secs(job.timeout)} s"
-            exit_code = None if code < 0 else code
-        else:
-            error = describe_status(code)
-            exit_code = code if code >= 0 else None
-        self.outbox.append([EXITED, job.token, exit_code, error, any(cap.wrote for cap in job.captures)])
+        exit_code, error, kind = run_end(code, job.timeout if job.killed_for == "timeout" else None,
+                                         job.idle_timeout if job.killed_for == "idle" else None)
+        self.outbox.append([EXITED, job.token, exit_code, error, any(cap.wrote for cap in job.captures), kind])
 
     def _unwatch(self, fd: int) -> None:
         self.poll.unregister(fd)

@@ -1,4 +1,5 @@
-"""A local HTTP server that fails the first two requests for each path with 503, then serves it."""
+"""A local HTTP server that fails the first two requests for each path with 503, then serves it;
+a path under /missing/ is not found (404) at once."""
 
 import http.server
 import sys
@@ -9,6 +10,9 @@ seen: Counter[str] = Counter()
 
 class Flaky(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path.startswith("/missing/"):
+            self.send_error(404, "no such report")
+            return
         seen[self.path] += 1
         if seen[self.path] <= 2:
             self.send_error(503, "busy, try again")

@@ -106,6 +106,28 @@ async def test_failures_wait_out_the_backoff_then_die(store: Store) -> None:
     assert (job.state, job.error_message, job.next_retry_at) == ("dead", "exited with status 3", None)
 
 
+async def test_a_retry_rule_and_the_backoff_cap_hold_through_the_store_and_a_reopen(open_store: Opener) -> None:
+    store = await open_store()
+    await store.configure("backoff-base", "60")
+    await store.configure("backoff-max", "2")
+    await store.add([spec("ruled", no_retry_on=[2, "signal"], max_retries=3), spec("capped", max_retries=3),
+                     spec("kept", retry_on=[75, "timeout"], idle_timeout=1.5)], 0.0)
+    for job_id, code, error, failure in (("ruled", 2, "exited with status 2", 2),
+                                         ("capped", 1, "exited with status 1", 1)):
+        job = await store.get(job_id)
+        await store.start(job, 0.0, 1, 0, 0)
+        outcome = plan_end(job, 1.0, code, error, store.config, failure=failure)
+        assert await store.finish(job, 1.0, outcome)
+    again = await open_store()
+    job = await again.get("ruled")
+    assert (job.state, job.attempts, job.error_message) == ("dead", 1, "exited with status 2; exit 2 is not retried")
+    job = await again.get("capped")
+    assert (job.state, job.next_retry_at) == ("failed", 3.0)  # 1 + min(60 ^ 1, 2)
+    job = await again.get("kept")
+    assert (job.retry_on, job.no_retry_on, job.idle_timeout) == ([75, "timeout"], None, 1.5)
+    assert again.config.backoff_max == 2
+
+
 async def test_delete_refuses_running_and_unknown_jobs_and_frees_the_id(store: Store) -> None:
     await store.add([spec("a"), spec("b")], 0.0)
     await store.delete("a", 1.0)

@@ -106,8 +106,9 @@ def test_worker_start_with_no_workers_points_to_worker_stop(d: Env, extra: list[
 def test_config_get_without_a_key_prints_every_setting(d: Env) -> None:
     assert d.ok("config", "get").out == d.ok("config", "list").out
     assert d.ok("config", "get", "--json").json() == d.ok("config", "list", "--json").json()
-    assert set(d.ok("config", "get", "--json").json()) == {"max-retries", "backoff-base", "job-timeout",
-                                                             "output-limit", "keep-completed", "keep-dead"}
+    assert set(d.ok("config", "get", "--json").json()) == {"max-retries", "backoff-base", "backoff-max",
+                                                             "job-timeout", "output-limit", "keep-completed",
+                                                             "keep-dead"}
 
 
 # --- enqueue ----------------------------------------------------------------------

@@ -183,9 +183,10 @@ def test_config_get_set_list_and_persistence(env: Env) -> None:
     env.ok("config", "set", "backoff_base", "1.5")
     env.ok("config", "set", "output-limit", "64K")
     env.ok("config", "set", "max_retries", "0")
+    env.ok("config", "set", "backoff_max", "10m")
     listed = env.ok("config", "list", "--json").json()
-    assert listed == {"max-retries": "0", "backoff-base": "1.5", "job-timeout": "none", "output-limit": "64K",
-                      "keep-completed": "7d", "keep-dead": "0"}
+    assert listed == {"max-retries": "0", "backoff-base": "1.5", "backoff-max": "600", "job-timeout": "none",
+                      "output-limit": "64K", "keep-completed": "7d", "keep-dead": "0"}
     assert "backoff-base" in env.ok("config", "list").out
     env.stop_daemon()
     env.start_daemon()

@@ -15,7 +15,8 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 
 @pytest.mark.parametrize(("script", "expected"), [
     ("convert/run.sh", [r"completed  [23]/5", r"\.csv\.gz"]),
-    ("fetch/run.sh", ["attempts:    3 of at most 4", "report for daily.csv: 42 rows"]),
+    ("fetch/run.sh", ["attempts: +3 of at most 4", "report for daily.csv: 42 rows",
+                      r"attempts: +1 of at most 4\n(.*\n)*error: +exited with status 1; exit 1 is not retried"]),
     ("backup/run.sh", ["home.tar.gz", "timed out after 2 s", "upload-.*  dead"]),
     ("priorities/run.sh", ["the order they ran in:\npage-oncall\nrebuild-index\nreport-a\nreport-b\nreport-c"]),
     ("groups/run.sh", ["start db\n(thumbnail \\d\n)*end db\n(thumbnail \\d\n)*start web\n(thumbnail \\d\n)*end web",

@@ -39,7 +39,8 @@ def _log_file(home: str) -> str:
 
 
 class Load:
-    """Clients enqueueing (some jobs fail and retry) until the daemon goes away; keeps the acked ids."""
+    """Clients enqueueing (some jobs fail and retry, some fail and their retry rule kills them at once)
+    until the daemon goes away; keeps the acked ids."""
 
     def __init__(self, home: str, threads: int = 3, prefix: str = "") -> None:
         self.home = home
@@ -57,8 +58,9 @@ class Load:
             with Client(self.home, autostart=False) as c:
                 while True:
                     size = rng.choice((1, 1, 5, 20))
-                    jobs = [{"command": rng.choice(("true", "exit 1", "sleep 0.05")), "max_retries": 2,
-                             "id": f"{self.prefix}t{n}-{k}-{i}"} for i in range(size)]
+                    jobs = [{"command": rng.choice(("true", "exit 1", "exit 2", "sleep 0.05")), "max_retries": 2,
+                             "no_retry_on": [2], "idle_timeout": 60, "id": f"{self.prefix}t{n}-{k}-{i}"}
+                            for i in range(size)]
                     ids = c.enqueue_many(jobs)
                     with self._lock:
                         self.acked.extend(ids)
@@ -205,6 +207,7 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     rng = random.Random(20261128)
     kills = 0
     acked: set[str] = set()
+    ruled: set[str] = set()  # jobs a retry rule sent to dead
     controls: list[ControlLoad] = []
     env.start_daemon("--workers", "0")
     env.ok("config", "set", "backoff-base", "1.1")
@@ -230,6 +233,14 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
             assert len(jobs) == len(listed)  # no id twice
             missing = acked - jobs.keys()
             assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
+            for job_id in acked:  # the retry rule and idle timeout survive replay and snapshots
+                job = jobs[job_id]
+                assert (job.no_retry_on, job.idle_timeout) == ([2], 60), job
+                # An exit 2 with retries left is never retried: dead at once, the rule named.
+                assert not (job.exit_code == 2 and job.state == "failed"), job
+                if job.exit_code == 2 and job.attempts <= job.max_retries:
+                    ruled.add(job_id)
+                    assert job.error_message == "exited with status 2; exit 2 is not retried", job
             checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
@@ -242,6 +253,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("kill -9 rounds survived", kills)
     report("acknowledged ids checked after each restart", len(acked))
     report("acknowledged ids lost", 0)
+    report("jobs a retry rule sent to dead, each checked after every later restart", len(ruled))
+    assert ruled
     report("acknowledged control changes during the kill rounds", sum(done.acked for done in controls))
     report("acknowledged control changes checked after the last restart (groups and jobs)", checked)
     report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
@@ -261,6 +274,10 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     with Client(env.home, autostart=False) as c:
         # Control records in the state each compaction folds: groups with caps, a pause, cancels, an edit,
         # and a running job whose cancel is asked for (it ignores SIGTERM, and the grace is an hour).
+        # A run that its retry rule sends to dead, and the settings and fields of the rules.
+        acked.append(c.enqueue("exit 2", id="ruled", no_retry_on=[2], max_retries=3))
+        env.wait_state("ruled", "dead")
+        c.config_set("backoff-max", "5m")
         acked.append(c.enqueue("trap '' TERM; sleep 600", id="stubborn", priority=9))
         env.wait_state("stubborn", "processing")  # it holds the only worker: nothing else starts
         c.request(p.GroupAdd("capped", 5))
@@ -268,6 +285,7 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         c.request(p.GroupAdd("held"))
         c.request(p.Pause(groups=["held"]))
         acked += c.enqueue_many([{"command": "true", "id": f"h{i}", "group": "held"} for i in range(3)])
+        acked.append(c.enqueue("true", id="rules", group="held", retry_on=[75, "timeout"], idle_timeout=2.5))
         assert _changed(c, p.Cancel(ids=["stubborn"], grace=3600)) == ["stubborn"]
         assert _changed(c, p.Cancel(ids=["h0", "h2"])) == ["h0", "h2"]
         assert _changed(c, p.Retry(ids=["h2"])) == ["h2"]
@@ -303,6 +321,13 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     assert (jobs["h0"].state, jobs["h0"].error_message) == ("dead", "cancelled")
     assert (jobs["h2"].state, jobs["h2"].error_message, jobs["h2"].attempts) == ("pending", None, 0)
     assert (jobs["h1"].state, jobs["h1"].priority, jobs["h1"].group) == ("pending", 4, "capped")
+    assert (jobs["ruled"].state, jobs["ruled"].attempts, jobs["ruled"].error_message) == \
+        ("dead", 1, "exited with status 2; exit 2 is not retried")
+    rules = jobs["rules"]
+    assert (rules.state, rules.retry_on, rules.no_retry_on, rules.idle_timeout) == \
+        ("pending", [75, "timeout"], None, 2.5)
+    with Client(env.home, autostart=False) as c:
+        assert c.config_get("backoff-max") == "300"
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
     env.enqueue(command="true", id="after-crash")

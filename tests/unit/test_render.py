@@ -58,3 +58,13 @@ def test_format_characters_that_reorder_text_are_escaped_on_a_terminal() -> None
     finally:
         render.set_escape(False)
     assert render.shown("a\u202eb") == "a\u202eb"  # piped: as it is
+
+
+def test_show_names_a_retry_rule_and_an_idle_timeout_only_when_set() -> None:
+    base = ("j", "true", "pending", 0, 3, 0, None, None, 1.0, 1.0, None, None, None, None, None, None, "/")
+    plain = render.human_job(p.Job(*base))  # type: ignore[arg-type]
+    assert "retry on" not in plain and "idle timeout" not in plain
+    shown = render.human_job(p.Job(*base, retry_on=[75, "timeout"], idle_timeout=600))  # type: ignore[arg-type]
+    assert "\nretry on:     exit 75, timeout\n" in shown and "\nidle timeout: 600 s without output\n" in shown
+    assert "\nno retry on: nothing\n" in render.human_job(p.Job(*base, no_retry_on=[]))  # type: ignore[arg-type]
+    assert "\nretry on:   nothing\n" in render.human_job(p.Job(*base, retry_on=[]))  # type: ignore[arg-type]
