@@ -174,7 +174,17 @@ class Deps:
 
     def died(self, job: Job, at: float) -> None:
         """A live job became dead."""
+        job.blocked = 0
         self._cascade([job], at)
+
+    def revive(self, job: Job, at: float) -> None:
+        """A dead job back to pending, attempts reset, due now; `revived` then counts and schedules it."""
+        self.q._move(job, PENDING)
+        job.attempts = 0
+        job.error_message = job.next_retry_at = job.exit_code = job.cause = None
+        if job.run_at is not None and job.run_at > at:
+            job.run_at = None  # it runs now, not at the time it was once given
+        job.updated_at = job.due = at
 
     def deleted(self, job: Job, was: str, at: float) -> None:
         """A job in state `was` is gone: its dependents see it final, its own edges leave the index."""
@@ -229,7 +239,7 @@ class Deps:
                     dependent.cause = other[0]
                     dependent.error_message = death(other[0])
                     continue
-                q._revive(dependent, at)
+                self.revive(dependent, at)
                 revived.append(dependent)
                 self._note(dependent)
         for job in back:  # planning named only jobs whose `after` dependencies come back too

@@ -38,7 +38,7 @@ from queuectl_client.protocol import DEFAULT_GROUP, STATES
 from . import events as ev
 from .config import Config
 from .deps import GONE, Deps
-from .lanes import Group
+from .lanes import Group, by_place
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
 
@@ -255,7 +255,7 @@ class Queue:
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
         self._tally(jobs, PENDING)
-        for (_, priority), same in _by_place(self.deps.added(jobs, at)).items():
+        for (_, priority), same in by_place(self.deps.added(jobs, at)).items():
             self._group_of(same[0]).lanes.place(priority, [(job.due, job.ticket, job) for job in same], at, ordered)
 
     def _started(self, e: ev.Started) -> None:
@@ -317,21 +317,12 @@ class Queue:
         for job_id in e.ids:
             job = self.get(job_id)
             if job.state == DEAD:
-                self._revive(job, e.at)
+                self.deps.revive(job, e.at)
                 back.append(job)
             elif job.state == FAILED:
                 job.next_retry_at = job.updated_at = job.due = e.at  # its backoff is cut short
                 self._schedule(job, e.at)
         self.deps.revived(back, e.at)  # they and their dependents are counted, and scheduled if unblocked
-
-    def _revive(self, job: Job, at: float) -> None:
-        """A dead job back to pending, attempts reset, due now; `deps` schedules it."""
-        self._move(job, PENDING)
-        job.attempts = 0
-        job.error_message = job.next_retry_at = job.exit_code = job.cause = None
-        if job.run_at is not None and job.run_at > at:
-            job.run_at = None  # it runs now, not at the time it was once given
-        job.updated_at = job.due = at
 
     def _cancelled(self, e: ev.Cancelled) -> None:
         for job_id in e.ids:
@@ -343,7 +334,6 @@ class Queue:
                 job.error_message = CANCELLED
                 job.next_retry_at = None
                 job.finished_at = job.updated_at = e.at
-                job.blocked = 0
                 self.deps.died(job, e.at)
 
     def _edited(self, e: ev.Edited) -> None:
@@ -404,7 +394,7 @@ class Queue:
             self._count_in(self._group_of(job))
         self.deps.restored(chunk)
         waits = [job for job in chunk if job.state in WAITS and not job.blocked]
-        for (_, priority), same in _by_place(waits).items():
+        for (_, priority), same in by_place(waits).items():
             self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
 
     # -- snapshots ------------------------------------------------------------
@@ -426,15 +416,3 @@ class Queue:
         out.append(ev.SnapshotEnd(total, self._ticket))
         return out
 
-
-def _by_place(jobs: list[Job]) -> dict[tuple[str, int], list[Job]]:
-    """Jobs by (group, priority), each list in the given order."""
-    if not jobs:
-        return {}
-    first = jobs[0]
-    if all(job.priority == first.priority and job.group == first.group for job in jobs):
-        return {(first.group, first.priority): jobs}
-    places: dict[tuple[str, int], list[Job]] = {}
-    for job in jobs:
-        places.setdefault((job.group, job.priority), []).append(job)
-    return places
