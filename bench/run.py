@@ -8,7 +8,7 @@ bench/results/results.json and a chart of throughput against queue depth and
 of the drain rates side by side, bench/results/throughput.png.
 
     .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000]
-                                  [--stall-only | --groups-only | --retention-only]
+                                  [--stall-only | --groups-only | --retention-only | --deps-only]
 
 Nothing here is a pass/fail test: it reports.
 """
@@ -533,6 +533,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     r["groups"] = measure_groups(args)
     r["retention"] = measure_retention(args)
+    r["deps"] = measure_deps(args)
 
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
@@ -553,6 +554,37 @@ def measure_retention(args: argparse.Namespace) -> dict[str, Any]:
     say(f"retention while dispatching: enqueue-to-start latency of trivial jobs (one every 10 ms, 4 workers) "
         f"while {args.depth:,} expired jobs are removed, beside the same state with nothing to remove")
     return retention_dispatch(args.depth, samples)
+
+
+def deps_drains(n: int) -> dict[str, Any]:
+    """A fan-in (n trivial jobs, then one `after` all of them, 4 workers) and a chain (n jobs, each `after`
+    the one before: one runs at a time, so 1 worker), each beside the plain drain of n trivial jobs on the
+    same number of workers, on a fresh daemon each, in the same run.  Rates count every job, the sink too."""
+    out: dict[str, Any] = {"jobs": n}
+
+    def run(specs: list[JobSpec], workers: int) -> tuple[float, float]:
+        with daemon() as (_, _, c):
+            t = time.perf_counter()
+            for start in range(0, len(specs), 20_000):
+                c.enqueue_specs(specs[start : start + 20_000])
+            enqueue = len(specs) / (time.perf_counter() - t)
+            return len(specs) / run_until_completed(c, len(specs), workers), enqueue
+
+    plain = [JobSpec(command="true", id=f"p{i}") for i in range(n)]
+    fan_in = [JobSpec(command="true", id=f"f{i}") for i in range(n)]
+    fan_in.append(JobSpec(command="true", id="sink", after=[f"f{i}" for i in range(n)]))
+    chain = [JobSpec(command="true", id="c0")]
+    chain += [JobSpec(command="true", id=f"c{i}", after=[f"c{i - 1}"]) for i in range(1, n)]
+    for name, specs, workers in (("plain_4", plain, 4), ("fan_in", fan_in, 4),
+                                 ("plain_1", plain, 1), ("chain", chain, 1)):
+        say(f"dependencies: {name.replace('_', ' ')}, {len(specs):,} jobs on {workers} worker(s)")
+        out[name], out[f"{name}_enqueue"] = run(specs, workers)
+    return out
+
+
+def measure_deps(args: argparse.Namespace) -> dict[str, Any]:
+    n = 10_000 if args.quick else args.deps_jobs
+    return deps_drains(n)
 
 
 def wait_lag(queued: int, watched: int) -> float:
@@ -581,7 +613,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def report(r: dict[str, Any], depth: int) -> str:
     raw = r["raw_spawn_all"]
     xargs, par, stall = r["xargs"], r["parallel"], r["stall"]
-    groups, ret = r["groups"], r["retention"]
+    groups, ret, deps = r["groups"], r["retention"], r["deps"]
     quiet, busy = ret["quiet"], ret["busy"]
     rows: list[tuple[str, str, str, float, float | None]] = [
         ("1 throughput, empty queue", f"{r['throughput_empty']:,.0f} jobs/s",
@@ -628,6 +660,10 @@ def report(r: dict[str, Any], depth: int) -> str:
          f"without: {quiet['p50_ms']:.2f} ms", 0.0, None),
         (f"14 removal of {ret['expired']:,} expired", f"{ret['removal_s']:.1f} s",
          f"{ret['expired'] / ret['removal_s']:,.0f} jobs/s", 0.0, None),
+        (f"15 fan-in of {deps['jobs']:,} into one", f"{deps['fan_in']:,.0f} jobs/s",
+         f"plain drain {deps['plain_4']:,.0f}/s, 4 workers", 0.0, None),
+        (f"16 chain of {deps['jobs']:,}", f"{deps['chain']:,.0f} jobs/s",
+         f"plain drain {deps['plain_1']:,.0f}/s, 1 worker", 0.0, None),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
            f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core",
@@ -637,7 +673,7 @@ def report(r: dict[str, Any], depth: int) -> str:
     for name, value, bar, score, need in rows:
         verdict = "" if need is None else "meets" if score >= need else "MISSES"
         out.append(f"{name:34} {value:>22}  {bar:30} {verdict}")
-    out += ["", groups_report(groups), retention_report(ret)]
+    out += ["", groups_report(groups), retention_report(ret), deps_report(deps)]
     peer = r.get("peers")
     if peer:
         out += ["", "side by side, trivial jobs, 4 workers/slots:"]
@@ -665,6 +701,17 @@ def stall_report(s: dict[str, Any]) -> str:
             f"(median of paired ratios {s['ratio']:.0%}: {each})\n"
             f"worst status wait during it: {s['worst_deep_ms']:,.1f} ms (each run: {worst} ms); "
             f"on the empty queue: {s['worst_empty_ms']:.1f} ms")
+
+
+def deps_report(d: dict[str, Any]) -> str:
+    n = d["jobs"]
+    return (f"dependencies: a fan-in of {n:,} trivial jobs into one (the sink `after` all of them) drains at "
+            f"{d['fan_in']:,.0f} jobs/s on 4 workers against {d['plain_4']:,.0f}/s for {n:,} jobs without "
+            f"dependencies ({d['fan_in'] / d['plain_4']:.0%}); a chain of {n:,} (each `after` the one before, so "
+            f"one at a time) runs at {d['chain']:,.0f} jobs/s on 1 worker against {d['plain_1']:,.0f}/s "
+            f"without ({d['chain'] / d['plain_1']:.0%})\n"
+            f"  enqueue, 20,000 a request: fan-in {d['fan_in_enqueue']:,.0f} jobs/s, chain "
+            f"{d['chain_enqueue']:,.0f} jobs/s, plain {d['plain_4_enqueue']:,.0f} jobs/s")
 
 
 def groups_report(g: dict[str, Any]) -> str:
@@ -752,6 +799,9 @@ def main() -> None:
                       help="only the drain in the one open group of 100, --depth jobs waiting in the others")
     only.add_argument("--retention-only", action="store_true",
                       help="only the dispatch latency while retention removes --depth expired jobs")
+    only.add_argument("--deps-only", action="store_true",
+                      help="only the fan-in and the chain of --deps-jobs jobs, beside plain drains")
+    ap.add_argument("--deps-jobs", type=int, default=100_000, help="jobs in the fan-in and in the chain")
     args = ap.parse_args()
     if args.stall_only:
         print(stall_report(stall_at_depth(args.depth, 1000 if args.quick else 3000, 1 if args.quick else 3)))
@@ -761,6 +811,9 @@ def main() -> None:
         return
     if args.retention_only:
         print(retention_report(measure_retention(args)))
+        return
+    if args.deps_only:
+        print(deps_report(measure_deps(args)))
         return
     r = measure(args)
     os.makedirs(RESULTS, exist_ok=True)

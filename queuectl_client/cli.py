@@ -38,6 +38,8 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
         specs = [jobs.parse_one(args.job)]
     else:
         raise UsageError("give a job as JSON, - for stdin, or --file")
+    if args.after:
+        specs = jobs.after(specs, args.after)
     cwd = jobs.cwd_for(specs)
     if args.json:
         json_array(client.enqueue_jobs(specs, cwd))

@@ -31,7 +31,7 @@ DYNAMIC = {
 }
 FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish", "signals": "TERM INT HUP KILL QUIT USR1 USR2"}
 # The values of flags without choices in the parser.
-FLAG_VALUES = {"--group": "groups", "--signal": "signals"}
+FLAG_VALUES = {"--group": "groups", "--signal": "signals", "--after": "ids"}
 FILE_FLAGS = {("enqueue", "--file")}
 
 

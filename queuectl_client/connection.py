@@ -293,8 +293,10 @@ class Client:
         reply: p.JobReply = self.request(p.Show(job_id))
         return reply.job
 
-    def delete(self, job_id: str) -> None:
-        self.request(p.Delete(job_id), retry=False)
+    def delete(self, job_id: str, cascade: bool = False) -> None:
+        """Delete a job that is not running; one that others wait for only with `cascade` (its `after`
+        dependents die with it)."""
+        self.request(p.Delete(job_id, cascade=cascade), retry=False)
 
     def dlq_list(self, limit: int | None = None) -> Iterator[p.Job]:
         for page in self.stream(p.DlqList(limit=limit)):

@@ -60,9 +60,11 @@ def retry(client: Client, ids: Sequence[str] = (), select: p.Selector | None = N
     return changes(client, p.Retry(list(ids), select))
 
 
-def delete(client: Client, ids: Sequence[str] = (), select: p.Selector | None = None) -> p.Changed:
-    """Delete jobs that are not running, and their output."""
-    return changes(client, p.Delete(ids=list(ids), select=select))
+def delete(client: Client, ids: Sequence[str] = (), select: p.Selector | None = None,
+           cascade: bool = False) -> p.Changed:
+    """Delete jobs that are not running, and their output; with `cascade`, also jobs others wait for (their
+    `after` dependents die with them)."""
+    return changes(client, p.Delete(ids=list(ids), select=select, cascade=cascade))
 
 
 def prune(client: Client, state: str | None = None, older_than: float | None = None,

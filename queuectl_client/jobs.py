@@ -16,6 +16,7 @@ from . import protocol as p
 from .batches import local_seconds
 from .fields import friendly
 from .parser import UsageError
+from .schema import MAX_DEPENDENCIES
 from .text import utf8
 
 _decode_one = msgspec.json.Decoder(p.JobSpec).decode
@@ -105,6 +106,17 @@ def _settle(spec: p.JobSpec, where: str) -> p.JobSpec:
         return local_seconds(spec)
     except msgspec.ValidationError as e:
         raise UsageError(f"{where}invalid job: {e}") from None
+
+
+def after(specs: list[p.JobSpec], ids: list[str]) -> list[p.JobSpec]:
+    """`--after ID`: each job also waits for these (after its own `after`, each once)."""
+    out = []
+    for s in specs:
+        merged = list(dict.fromkeys([*(s.after or ()), *ids]))
+        if len(merged) > MAX_DEPENDENCIES:
+            raise UsageError(f"invalid job: `after` may name at most {MAX_DEPENDENCIES} jobs")
+        out.append(msgspec.structs.replace(s, after=merged))
+    return out
 
 
 def cwd_for(specs: list[p.JobSpec]) -> str | None:

@@ -88,13 +88,13 @@ def cmd_retry(client: Client, args: argparse.Namespace) -> int:
 def cmd_delete(client: Client, args: argparse.Namespace) -> int:
     select = _select(args)
     if select is None and len(args.ids) == 1:
-        client.delete(args.ids[0])
+        client.delete(args.ids[0], args.cascade)
         if args.json:
             json_out(args.ids)
         else:
             print(f"deleted {args.ids[0]}", file=sys.stderr)
         return EXIT_OK
-    return _report(control.delete(client, args.ids, select), "deleted", args.json)
+    return _report(control.delete(client, args.ids, select, args.cascade), "deleted", args.json)
 
 
 def cmd_prune(client: Client, args: argparse.Namespace) -> int:

@@ -87,6 +87,8 @@ def _json_flag(parser: Parser, text: str = "print JSON instead of text") -> None
 def _enqueue_args(e: Parser) -> None:
     e.add_argument("job", nargs="?", help="a job as JSON, or - to read JSON lines from stdin")
     e.add_argument("--file", "-f", help="read one JSON job per line from this file")
+    e.add_argument("--after", action="append", type=values.job_id, metavar="ID",
+                   help="run only once job ID has completed (repeat for more); added to each job's `after`")
     _json_flag(e)
 
 
@@ -135,6 +137,8 @@ def _logs_args(lg: Parser) -> None:
 def _delete_args(d: Parser) -> None:
     d.add_argument("ids", nargs="*", metavar="ID", help="the jobs to delete (all or none)")
     _select_args(d, ("pending", "completed", "failed", "dead"), "delete never touches running jobs")
+    d.add_argument("--cascade", action="store_true",
+                   help="also when other jobs wait for it: those that need it to complete (`after`) die with it")
     _json_flag(d, "print the ids of the deleted jobs as a JSON array")
 
 
@@ -274,6 +278,7 @@ SUBCOMMANDS: dict[str, tuple[str, Any, str]] = {
                 """queuectl enqueue '{"command": "make test", "max_retries": 2, "timeout": 600}'
 queuectl enqueue '{"command": "./report.sh", "run_at": "2026-12-01T09:00:00"}'
 queuectl enqueue '{"id": "nightly", "command": "backup.sh", "priority": 10}'
+queuectl enqueue '{"id": "load", "command": "./load.sh"}' --after fetch --after transform
 jq -c '.[]' jobs.json | queuectl enqueue -
 queuectl enqueue --file jobs.jsonl --json"""),
     "worker": ("start or stop the worker pool", _worker_args,
@@ -292,7 +297,8 @@ queuectl logs JOB_ID --stderr --tail 20"""),
     "delete": ("delete jobs that are not running, and their output", _delete_args, """queuectl delete JOB_ID
 queuectl delete JOB_ID JOB_ID --json
 queuectl delete --state completed --older-than 7d
-queuectl delete --state dead --group backups"""),
+queuectl delete --state dead --group backups
+queuectl delete fetch --cascade        # and the jobs waiting for it die with it"""),
     "dlq": ("the dead-letter queue", _dlq_args, """queuectl dlq list
 queuectl dlq retry JOB_ID [JOB_ID...]
 queuectl dlq retry --all"""),

@@ -107,11 +107,16 @@ class Logs(Message, frozen=True):
 
 
 class Delete(Message, frozen=True):
-    """Delete a job that is not running (`id`); or with `ids` or `select`, many at once, replied to with `Changed`."""
+    """Delete a job that is not running (`id`); or with `ids` or `select`, many at once, replied to with `Changed`.
+
+    A job that is not final and has pending dependents is refused unless `cascade`: then its `after`
+    dependents die with it ("dependency X is dead"), and its `after_any` ones count it met.
+    """
 
     id: str = ""
     ids: list[str] = []
     select: Selector | None = None
+    cascade: bool = False
 
 
 class DlqList(Message, frozen=True):

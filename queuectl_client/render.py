@@ -114,7 +114,18 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def blocked_by(job: p.Job, most: int = 3) -> str:
+    """'blocked by a, b' for a pending job that waits for dependencies, at most `most` named; else ''."""
+    ids = job.blocked_by if job.state == "pending" else None
+    if not ids:
+        return ""
+    more = f" and {len(ids) - most} more" if len(ids) > most else ""
+    return "blocked by " + ", ".join(shown(i) for i in ids[:most]) + more
+
+
 def _when(job: p.Job, now: float) -> str:
+    if job.blocked_by and job.state == "pending":
+        return blocked_by(job)
     if job.state == "failed" and job.next_retry_at is not None:
         return f"retry {ago(job.next_retry_at, now)}"
     if job.state == "pending" and job.run_at is not None and job.run_at > now:
@@ -178,6 +189,11 @@ def human_job(job: p.Job) -> str:
         t = getattr(job, f)
         if t is not None:
             lines.append((f.replace("_", " "), f"{iso(t)} ({ago(t, now)})"))
+    for name, ids in (("after", job.after), ("after any", job.after_any)):
+        if ids:
+            lines.append((name, _clip(", ".join(shown(i) for i in ids), 200)))
+    if job.blocked_by and job.state == "pending":
+        lines.append(("waiting", blocked_by(job, 20)))
     if job.exit_code is not None:
         lines.append(("exit code", str(job.exit_code)))
     if job.error_message:

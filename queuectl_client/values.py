@@ -87,6 +87,14 @@ def timeout(text: str) -> float | None:
     return x
 
 
+def job_id(text: str) -> str:
+    try:
+        return msgspec.convert(text, p.JobId)
+    except msgspec.ValidationError:
+        raise argparse.ArgumentTypeError(f"a job id is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
+                                         f"letter or digit, not {_quoted(text)}") from None
+
+
 def group_name(text: str) -> str:
     try:
         return msgspec.convert(text, p.GroupName)

@@ -100,7 +100,7 @@ class Control:
     async def edit(self, req: p.Edit, conn: Any) -> p.Message:
         job = await self.store.edit(req, time.time())
         self.pool.wake()  # it may be due now, or in a group that can start it
-        return p.JobReply(job.view(self.store.node))
+        return p.JobReply(job.view(self.store.node, (await self.store.blockers([job])).get(job.id)))
 
     async def prune(self, req: p.Prune, conn: Any) -> None:
         before = self.retention.cutoffs(time.time(), req.state, req.older_than)

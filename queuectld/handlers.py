@@ -121,7 +121,11 @@ class Handlers:
         jobs = await self.store.add(specs, time.time(), req.id_prefix, req.cwd)
         faults.point("enqueue-committed")
         self.pool.wake()
-        views = [job.view(self.node) for job in jobs] if req.want_jobs else []
+        if req.want_jobs:
+            blocked = await self.store.blockers(jobs)
+            views = [job.view(self.node, blocked.get(job.id)) for job in jobs]
+        else:
+            views = []
         return p.Enqueued([job.id for job in jobs], views)
 
     async def status(self, req: p.Status, conn: Conn) -> p.Message:
@@ -144,17 +148,19 @@ class Handlers:
         views: list[p.Job] = []
         size = 0
         async for page in self.store.pages(state, limit, page_size, group):
+            blocked = await self.store.blockers(page)
             for job in page:
                 cost = JOB_OVERHEAD + len(job.command) + len(job.cwd or "") + len(job.error_message or "")
                 if views and (len(views) == page_size or size + cost > PAGE_BYTES):
                     await conn.send(p.JobPage(views, True))
                     views, size = [], 0
-                views.append(job.view(node))
+                views.append(job.view(node, blocked.get(job.id)))
                 size += cost
         await conn.send(p.JobPage(views, False))
 
     async def show(self, req: p.Show, conn: Conn) -> p.Message:
-        return p.JobReply((await self.store.get(req.id)).view(self.node))
+        job = await self.store.get(req.id)
+        return p.JobReply(job.view(self.node, (await self.store.blockers([job])).get(job.id)))
 
     async def logs(self, req: p.Logs, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)
@@ -165,10 +171,10 @@ class Handlers:
         if req.id and (req.ids or req.select):
             raise QueueError("invalid", "give one id, or many ids, or a selection")
         if req.id:
-            await self.store.delete(req.id, time.time())
+            await self.store.delete(req.id, time.time(), req.cascade)
             ids = [req.id]
         else:
-            ids = await self.store.delete_many(req.ids, req.select, time.time())
+            ids = await self.store.delete_many(req.ids, req.select, time.time(), req.cascade)
         self.pool.forget(ids)
         for job_id in ids:
             self.bus.publish(Deleted(job_id))  # the pool announces every change but this one

@@ -55,6 +55,7 @@ class JournalStore(Store):
         for event in self.journal.open():
             apply(event)
             replayed += 1
+        self.queue.deps.changed = []  # from now on, what dependencies change is announced
         self.journal.snapshot_source = self.queue.snapshot
         self.journal.on_fatal.append(self._fatal)
         if self.salvage:
@@ -84,6 +85,16 @@ class JournalStore(Store):
         apply = self.queue.apply
         for e in events:
             apply(e)
+        self._report()
+
+    def _report(self) -> None:
+        """Tell the pool what a record changed beyond the jobs it names: dependents that died or came
+        back, or may start now; after the caller's own announcements (next loop turn)."""
+        deps = self.queue.deps
+        if deps.changed or deps.woke:
+            changed, deps.changed, deps.woke = deps.changed or [], [], False
+            if self.on_change is not None:
+                asyncio.get_running_loop().call_soon(self.on_change, changed)
 
     async def _commit(self, events: list[ev.Event]) -> None:
         self._record(events)
@@ -97,6 +108,7 @@ class JournalStore(Store):
         event = ev.Added(at, new)
         self.journal.write([event])
         jobs = self.queue.add_new(event)
+        self._report()
         await self.journal.commit()
         return jobs
 
@@ -118,6 +130,8 @@ class JournalStore(Store):
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
         if job.state not in WAITS:
             raise Withdrawn(f"job {job.id} was {'deleted' if job.state == 'gone' else 'cancelled'} while it started")
+        if job.blocked:
+            raise Withdrawn(f"job {job.id} waits for a dependency brought back while it started")
         self._record([ev.Started(job.id, at, worker, pgid, pid_start)])
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
@@ -154,11 +168,12 @@ class JournalStore(Store):
         if landed and self.on_change is not None:
             self.on_change(landed)
 
-    async def delete(self, job_id: str, at: float) -> None:
-        await self._commit([plan.plan_delete(self.queue, [job_id], None, at)])
+    async def delete(self, job_id: str, at: float, cascade: bool = False) -> None:
+        await self._commit([plan.plan_delete(self.queue, [job_id], None, at, cascade)])
 
-    async def delete_many(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
-        event = plan.plan_delete(self.queue, ids, select, at)
+    async def delete_many(self, ids: list[str], select: Selector | None, at: float,
+                          cascade: bool = False) -> list[str]:
+        event = plan.plan_delete(self.queue, ids, select, at, cascade)
         if event.ids:
             await self._commit([event])
         return event.ids
@@ -228,6 +243,10 @@ class JournalStore(Store):
         for i in range(0, len(jobs), size):
             # A job deleted while the stream was sent is left out.
             yield [job for job in jobs[i : i + size] if job.state in STATES]
+
+    async def blockers(self, jobs: list[Job]) -> dict[str, list[str]]:
+        blockers = self.queue.deps.blockers
+        return {job.id: blockers(job) for job in jobs if job.blocked and job.state == rules.PENDING}
 
     async def counts(self) -> dict[str, int]:
         return self.queue.counts()

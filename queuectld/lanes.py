@@ -205,6 +205,19 @@ class Lanes:
         self._rouse(lane, priority)
 
 
+def by_place(jobs: list[Job]) -> dict[tuple[str, int], list[Job]]:
+    """Jobs by (group, priority), each list in the given order: what one `place` (or `restore`) takes."""
+    if not jobs:
+        return {}
+    first = jobs[0]
+    if all(job.priority == first.priority and job.group == first.group for job in jobs):
+        return {(first.group, first.priority): jobs}
+    places: dict[tuple[str, int], list[Job]] = {}
+    for job in jobs:
+        places.setdefault((job.group, job.priority), []).append(job)
+    return places
+
+
 class Group:
     """A group's settings, its waiting jobs, and how many of its jobs are claimed or running."""
 

@@ -9,11 +9,13 @@ Each rule is stated so that a database can say it too: a selection is a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 
 from msgspec import UNSET
 
 from queuectl_client import protocol as p
 
+from . import deps
 from . import events as ev
 from .model import Job, NewJob
 from .queue import WAITS, Queue
@@ -24,13 +26,26 @@ RETRYABLE = (FAILED, DEAD)
 
 
 def check_new(q: Queue, jobs: list[NewJob]) -> None:
-    """Refuse a batch that names a job the queue holds, or a group it does not."""
-    find, groups = q.find, q.groups
-    for job in jobs:
+    """Refuse a batch that names a job the queue holds, or a group it does not; or a dependency that is
+    neither in the queue nor earlier in the batch; or an id that a job not completed names as a dependency."""
+    find, groups, index = q.find, q.groups, q.deps
+    places: dict[str, int] | None = None
+    for i, job in enumerate(jobs):
         if find(job.id) is not None:
             raise QueueError("duplicate", f"a job with id {job.id!r} already exists")
         if job.group not in groups:
             raise QueueError("invalid", f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
+        if (job.id in index.after_of or job.id in index.any_of) and (by := index.reserved(job.id)) is not None:
+            raise QueueError("duplicate", f"the id {job.id} is still named as a dependency by job {by.id}, which is "
+                                          f"{by.state}; choose another id, or delete {by.id} first")
+        if job.after is None and job.after_any is None:
+            continue
+        for d in deps.names(job):
+            if find(d) is None:
+                if places is None:
+                    places = {j.id: n for n, j in enumerate(jobs)}
+                if places.get(d, i) >= i:
+                    raise QueueError("invalid", f"job {job.id}: unknown dependency {d}")
 
 
 def select(q: Queue, sel: p.Selector, at: float) -> list[Job]:
@@ -56,7 +71,10 @@ def _named(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> list[
     return [q.get(job_id) for job_id in dict.fromkeys(ids)]
 
 
-def plan_delete(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> ev.DeletedMany:
+def plan_delete(q: Queue, ids: list[str], sel: p.Selector | None, at: float,
+                cascade: bool = False) -> ev.DeletedMany:
+    """Without `cascade`, a job that is not final and has pending dependents outside the selection is
+    refused: deleting it would kill its `after` dependents (and release its `after_any` ones)."""
     if sel is not None and sel.state == PROCESSING:
         raise QueueError("invalid", "delete never touches running jobs: select another state")
     jobs = _named(q, ids, sel, at)
@@ -65,7 +83,22 @@ def plan_delete(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> 
             if sel is not None:
                 continue  # taken for a start in this moment: a selection leaves it out
             raise QueueError("state", f"job {job.id} is running; delete it after it finishes")
-    return ev.DeletedMany([job.id for job in jobs if not q.busy(job)], at)
+    chosen = [job for job in jobs if not q.busy(job)]
+    if not cascade:
+        _check_dependents(q, chosen)
+    return ev.DeletedMany([job.id for job in chosen], at)
+
+
+def _check_dependents(q: Queue, jobs: list[Job]) -> None:
+    deleting = {job.id for job in jobs}
+    for job in jobs:
+        if job.state in deps.LIVE:
+            waiting = [d.id for d in chain(q.deps.after_of.get(job.id, ()), q.deps.any_of.get(job.id, ()))
+                       if d.state == PENDING and d.id not in deleting]
+            if waiting:
+                some = ", ".join(dict.fromkeys(waiting[:5])) + (", ..." if len(waiting) > 5 else "")
+                raise QueueError("state", f"job {job.id} has dependents waiting for it ({some}); delete them too, "
+                                          "or delete with --cascade (its `after` dependents die with it)")
 
 
 def plan_cancel(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> tuple[ev.Cancelled, list[str]]:
@@ -89,8 +122,9 @@ def plan_retry(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> e
         raise QueueError("invalid", f"only failed or dead jobs can be retried, not {sel.state}")
     jobs = _named(q, ids, sel, at)
     chosen = []
+    naming = {job.id for job in jobs} if sel is None else set()
     for job in jobs:
-        why = _not_retryable(q, job)
+        why = _not_retryable(q, job) or _dead_dependency(q, job, naming)
         if why is None:
             chosen.append(job.id)
         elif sel is None:
@@ -109,17 +143,34 @@ def _not_retryable(q: Queue, job: Job) -> str | None:
     return None
 
 
+def _dead_dependency(q: Queue, job: Job, naming: set[str]) -> str | None:
+    """Why a dead job cannot come back: an `after` dependency of it is dead and not brought back in the same
+    request, or was deleted before it completed.  (Its dependents whose cause is revived come back anyway.)"""
+    if job.state != DEAD:
+        return None
+    for d in q.deps.fatal(job):
+        if q.find(d) is None:
+            return (f"job {job.id} waits for {d}, which was deleted before it completed, so it can never run; "
+                    f"`queuectl rerun {job.id}` makes a copy that waits for nothing")
+        if d not in naming:
+            return f"job {job.id} waits for {d}, which is dead: retry {d} first"
+    return None
+
+
 def plan_revive(q: Queue, ids: list[str], everything: bool, at: float) -> ev.Revived:
-    """`dlq retry`: the named dead jobs (all must be dead), or every dead job whose group exists."""
+    """`dlq retry`: the named dead jobs (all must be dead), or every dead job whose group exists and whose
+    `after` dependencies are not dead (those whose cause comes back come back with it)."""
     if everything:
-        return ev.Revived([job.id for job in q.by_state[DEAD].values() if job.group in q.groups], at)
+        fatal = q.deps.fatal
+        return ev.Revived([job.id for job in q.by_state[DEAD].values()
+                           if job.group in q.groups and not (job.after is not None and fatal(job))], at)
     if not ids:
         raise QueueError("invalid", "name the jobs to retry, or use --all")
     for job_id in ids:
         job = q.get(job_id)
         if job.state != DEAD:
             raise QueueError("state", f"job {job_id} is {job.state}, not dead; only dead jobs can be retried")
-        why = _not_retryable(q, job)
+        why = _not_retryable(q, job) or _dead_dependency(q, job, set(ids))
         if why is not None:
             raise QueueError("state", why)
     return ev.Revived(list(dict.fromkeys(ids)), at)

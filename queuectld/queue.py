@@ -37,11 +37,11 @@ from queuectl_client.protocol import DEFAULT_GROUP, STATES
 
 from . import events as ev
 from .config import Config
-from .lanes import Group
+from .deps import GONE, Deps
+from .lanes import Group, by_place
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
 
-GONE = "gone"  # a deleted job's state, so stale heap entries see it
 WAITS = (PENDING, FAILED)  # the states in which a job waits to start
 
 
@@ -61,6 +61,7 @@ class Queue:
         self._ticket = 0
         self.config = Config()
         self.pool_size = 0
+        self.deps = Deps(self)  # who depends on whom (a blocked job is in no lane until its dependencies are met)
         self._appliers = self._table()
 
     # -- queries ----------------------------------------------------------
@@ -143,7 +144,7 @@ class Queue:
         group = self.groups.get(job.group)
         if group is not None:
             self._count_out(group)
-            if job.state in WAITS:
+            if job.state in WAITS and not job.blocked:
                 group.lanes.place(job.priority, [(job.due, job.ticket, job)], job.due, True)
 
     def next_due(self) -> float | None:
@@ -188,8 +189,8 @@ class Queue:
         return {
             ev.Started: self._started, ev.Ended: self._ended,
             ev.AddedJobs: lambda e: self._added(e.at, e.jobs),  # replay: decoded as Job structs already
-            ev.Added: self.add_new, ev.Deleted: lambda e: self._deleted([e.id]),
-            ev.DeletedMany: lambda e: self._deleted(e.ids), ev.Revived: self._revived,
+            ev.Added: self.add_new, ev.Deleted: lambda e: self._deleted([e.id], e.at),
+            ev.DeletedMany: lambda e: self._deleted(e.ids, e.at), ev.Revived: self._revived,
             ev.Cancelled: self._cancelled, ev.Edited: self._edited, ev.GroupDefined: self._group_defined,
             ev.GroupRemoved: self._group_removed, ev.Paused: self._paused,
             ev.ConfigChanged: lambda e: self.config.restore(e.key, e.value),
@@ -254,7 +255,7 @@ class Queue:
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
         self._tally(jobs, PENDING)
-        for (_, priority), same in _by_place(jobs).items():
+        for (_, priority), same in by_place(self.deps.added(jobs, at)).items():
             self._group_of(same[0]).lanes.place(priority, [(job.due, job.ticket, job) for job in same], at, ordered)
 
     def _started(self, e: ev.Started) -> None:
@@ -285,35 +286,43 @@ class Queue:
             assert e.next_retry_at is not None
             job.due = e.next_retry_at
             self._schedule(job, e.at)
+        elif e.state == COMPLETED:
+            self.deps.completed(job, e.at)
+        else:
+            self.deps.died(job, e.at)
 
     def _schedule(self, job: Job, at: float) -> None:
-        """(Re)schedule a waiting job at `at` with a new ticket; its old entry, if any, is stale from now."""
+        """(Re)schedule a waiting job at `at` with a new ticket; its old entry, if any, is stale from now.
+        A blocked job only draws the ticket: it enters a lane once its dependencies are met."""
+        self._draw(job)
+        if not job.blocked:
+            self._group_of(job).lanes.place(job.priority, [(job.due, job.ticket, job)], at, True)
+
+    def _draw(self, job: Job) -> None:
         self._ticket += 1
         job.ticket = self._ticket
-        self._group_of(job).lanes.place(job.priority, [(job.due, self._ticket, job)], at, True)
 
-    def _deleted(self, ids: list[str]) -> None:
+    def _deleted(self, ids: list[str], at: float) -> None:
         for job_id in ids:
             job = self.get(job_id)
-            del self.by_state[job.state][job.id]
-            self.tallies[job.group][job.state] -= 1
+            was = job.state
+            del self.by_state[was][job.id]
+            self.tallies[job.group][was] -= 1
             job.state = GONE
+            self.deps.deleted(job, was, at)
+        self.deps.purge()
 
     def _revived(self, e: ev.Revived) -> None:
+        back = []
         for job_id in e.ids:
             job = self.get(job_id)
             if job.state == DEAD:
-                self._move(job, PENDING)
-                job.attempts = 0
-                job.error_message = job.next_retry_at = job.exit_code = None
-                if job.run_at is not None and job.run_at > e.at:
-                    job.run_at = None  # it runs now, not at the time it was once given
+                self.deps.revive(job, e.at)
+                back.append(job)
             elif job.state == FAILED:
-                job.next_retry_at = e.at  # its backoff is cut short
-            else:
-                continue
-            job.updated_at = job.due = e.at
-            self._schedule(job, e.at)
+                job.next_retry_at = job.updated_at = job.due = e.at  # its backoff is cut short
+                self._schedule(job, e.at)
+        self.deps.revived(back, e.at)  # they and their dependents are counted, and scheduled if unblocked
 
     def _cancelled(self, e: ev.Cancelled) -> None:
         for job_id in e.ids:
@@ -325,6 +334,7 @@ class Queue:
                 job.error_message = CANCELLED
                 job.next_retry_at = None
                 job.finished_at = job.updated_at = e.at
+                self.deps.died(job, e.at)
 
     def _edited(self, e: ev.Edited) -> None:
         job = self.get(e.id)
@@ -342,7 +352,7 @@ class Queue:
         job.due = e.due
         if e.reschedule:
             self._schedule(job, e.at)
-        elif moved:  # another group, the same place in line: the old entry is stale (its group is not the job's)
+        elif moved and not job.blocked:  # another group, the same place: the old entry is stale (not the job's group)
             self._group_of(job).lanes.place(job.priority, [(job.due, job.ticket, job)], e.at, True)
         # else: the same group and place: its entry stands (a second one would hand the job out twice)
 
@@ -382,8 +392,9 @@ class Queue:
             running = [job for job in chunk if job.state == PROCESSING]
         for job in running:
             self._count_in(self._group_of(job))
-        waits = [job for job in chunk if job.state in WAITS]
-        for (_, priority), same in _by_place(waits).items():
+        self.deps.restored(chunk)
+        waits = [job for job in chunk if job.state in WAITS and not job.blocked]
+        for (_, priority), same in by_place(waits).items():
             self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
 
     # -- snapshots ------------------------------------------------------------
@@ -405,15 +416,3 @@ class Queue:
         out.append(ev.SnapshotEnd(total, self._ticket))
         return out
 
-
-def _by_place(jobs: list[Job]) -> dict[tuple[str, int], list[Job]]:
-    """Jobs by (group, priority), each list in the given order."""
-    if not jobs:
-        return {}
-    first = jobs[0]
-    if all(job.priority == first.priority and job.group == first.group for job in jobs):
-        return {(first.group, first.priority): jobs}
-    places: dict[tuple[str, int], list[Job]] = {}
-    for job in jobs:
-        places.setdefault((job.group, job.priority), []).append(job)
-    return places

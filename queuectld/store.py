@@ -62,7 +62,8 @@ class Store(ABC):
     node: str  # the machine this daemon runs on, for `locked_by`
     config: Config  # the current settings (read-only; change them with `configure`)
     pool_size: int  # the configured number of workers
-    # Called when the store itself changes what the pool may do (a held ending was written).
+    # Called when the store itself changes what the pool may do: a held ending was written, or a change
+    # reached a job's dependents (they died or came back: announce them; or they may start now).
     on_change: Callable[[list[Job]], None] | None = None
     # Called when the store fails for good: nothing more can be acknowledged, the daemon must stop.
     on_fatal: Callable[[StoreError], None] | None = None
@@ -109,16 +110,21 @@ class Store(ABC):
         meanwhile, and `on_change` reports it once written)."""
 
     @abstractmethod
-    async def delete(self, job_id: str, at: float) -> None:
-        """Remove a job that is not running."""
+    async def delete(self, job_id: str, at: float, cascade: bool = False) -> None:
+        """Remove a job that is not running.  One that is not final with pending dependents is refused
+        (QueueError state) unless `cascade`: then its `after` dependents die with it."""
 
     @abstractmethod
-    async def delete_many(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
-        """Remove the named jobs (none may be running) or the selected ones (running ones left out), at once."""
+    async def delete_many(self, ids: list[str], select: Selector | None, at: float,
+                          cascade: bool = False) -> list[str]:
+        """Remove the named jobs (none may be running) or the selected ones (running ones left out), at once;
+        dependents as for `delete`."""
 
     @abstractmethod
     async def revive(self, ids: list[str], everything: bool, at: float) -> list[str]:
-        """Move dead jobs back to pending, attempts reset: the named ones (all must be dead), or all."""
+        """Move dead jobs back to pending, attempts reset: the named ones (all must be dead), or all.  Their
+        dependents that died because of them come back too.  A job whose `after` dependency is dead (and not
+        revived with it) or was deleted before it completed is refused, or left out of `everything`."""
 
     @abstractmethod
     async def retry(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
@@ -169,6 +175,10 @@ class Store(ABC):
     def pages(self, state: str | None, limit: int | None, size: int,
               group: str | None = None) -> AsyncIterator[list[Job]]:
         """Jobs in the order they entered `state` (or every state, in rules.LIST_ORDER), of `group`, in pages."""
+
+    @abstractmethod
+    async def blockers(self, jobs: list[Job]) -> dict[str, list[str]]:
+        """For each of these jobs that is pending and blocked: the dependencies it still waits for."""
 
     @abstractmethod
     async def groups(self) -> list[GroupInfo]:

@@ -524,3 +524,27 @@ async def test_control_changes_survive_a_crash_and_a_cancelled_run_comes_back_ca
     third = await open_store()
     assert await snapshot(third) == await snapshot(again)
     assert await group_infos(third) == await group_infos(again)
+
+
+async def test_dependencies_block_cascade_come_back_and_survive_a_reopen(open_store: Opener) -> None:
+    store = await open_store()
+    await store.add([spec("a", max_retries=0), spec("b", after=["a"]), spec("c", after_any=["a", "b"])], 0.0)
+    with pytest.raises(QueueError) as e:
+        await store.add([spec("d", after=["zz"])], 0.0)
+    assert e.value.code == "invalid" and "unknown dependency zz" in str(e.value)
+    jobs = [await store.get(x) for x in "abc"]
+    assert await store.blockers(jobs) == {"b": ["a"], "c": ["a", "b"]}
+    with pytest.raises(QueueError) as e:
+        await store.delete("a", 1.0)
+    assert e.value.code == "state"
+    job = await run(store, 1.0)
+    assert job is not None and job.id == "a" and await run(store, 1.0) is None  # b and c wait
+    await end(store, job, 2.0, 1, "x")
+    b = await store.get("b")
+    assert (b.state, b.error_message) == ("dead", "dependency a is dead")
+    assert await store.blockers([await store.get("c")]) == {}  # both final: c may run
+    assert await store.revive(["a"], False, 3.0) == ["a"]
+    again = await open_store()  # a restart: the same blocks
+    assert await again.blockers([await again.get(x) for x in "abc"]) == {"b": ["a"], "c": ["a", "b"]}
+    await again.delete("a", 4.0, cascade=True)
+    assert (await again.get("b")).state == "dead" and await again.blockers([await again.get("c")]) == {}

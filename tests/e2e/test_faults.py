@@ -58,9 +58,14 @@ class Load:
             with Client(self.home, autostart=False) as c:
                 while True:
                     size = rng.choice((1, 1, 5, 20))
-                    jobs = [{"command": rng.choice(("true", "exit 1", "exit 2", "sleep 0.05")), "max_retries": 2,
-                             "no_retry_on": [2], "idle_timeout": 60, "id": f"{self.prefix}t{n}-{k}-{i}"}
-                            for i in range(size)]
+                    jobs: list[dict[str, object]] = [
+                        {"command": rng.choice(("true", "exit 1", "exit 2", "sleep 0.05")), "max_retries": 2,
+                         "no_retry_on": [2], "idle_timeout": 60, "id": f"{self.prefix}t{n}-{k}-{i}"}
+                        for i in range(size)]
+                    if size == 5:  # a pipeline: each after the one before, the last also after_any the first
+                        for i in range(1, 5):
+                            jobs[i]["after"] = [jobs[i - 1]["id"]]
+                        jobs[4]["after_any"] = [jobs[0]["id"]]
                     ids = c.enqueue_many(jobs)
                     with self._lock:
                         self.acked.extend(ids)
@@ -198,6 +203,27 @@ class ControlLoad:
         return checked
 
 
+def _check_dependencies(jobs: dict[str, p.Job]) -> int:
+    """No job ran before its `after` dependencies completed; a pending one is blocked by exactly its live
+    dependencies; one that died of a dependency names a dead one.  Returns the jobs with dependencies."""
+    live = ("pending", "processing", "failed")
+    checked = 0
+    for job in jobs.values():
+        if not job.after and not job.after_any:
+            continue
+        checked += 1
+        state = {d: jobs[d].state if d in jobs else None for d in [*(job.after or ()), *(job.after_any or ())]}
+        if job.attempts > 0:
+            assert all(state[d] == "completed" for d in job.after or ()), (job.id, state)
+        if job.state == "pending":
+            assert job.blocked_by == [d for d in state if state[d] in live], (job.id, job.blocked_by, state)
+            assert not any(state[d] == "dead" for d in job.after or ()), (job.id, state)
+        elif job.state == "dead" and (job.error_message or "").startswith("dependency "):
+            cause = (job.error_message or "").split()[1]
+            assert cause in (job.after or ()) and state[cause] in ("dead", None), (job.id, job.error_message, state)
+    return checked
+
+
 def _all_ids(env: Env) -> list[str]:
     with Client(env.home, autostart=False) as c:
         return [j.id for j in c.list()]
@@ -242,6 +268,7 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
                     ruled.add(job_id)
                     assert job.error_message == "exited with status 2; exit 2 is not retried", job
             checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
+            with_deps = _check_dependencies(jobs)
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
@@ -260,6 +287,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
     report("acknowledged control changes lost", 0)
     report("compactions during the kill rounds", compactions)
+    report("jobs with dependencies checked after the last restart", with_deps)
+    assert with_deps > 0
 
 
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6])
@@ -290,6 +319,18 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         assert _changed(c, p.Cancel(ids=["h0", "h2"])) == ["h0", "h2"]
         assert _changed(c, p.Retry(ids=["h2"])) == ["h2"]
         c.request(p.Edit(id="h1", priority=4, group="capped"))
+        # Dependencies: a pipeline whose head is cancelled (its after dependents die) and brought back
+        # (they come back, blocked), and a job deleted with --cascade (its dependent dies).
+        acked += c.enqueue_many([{"command": "true", "id": "x1", "group": "held"},
+                                 {"command": "true", "id": "x2", "after": ["x1"]},
+                                 {"command": "true", "id": "x3", "after": ["x2"]},
+                                 {"command": "true", "id": "xa", "after_any": ["x1"]}])
+        c.enqueue_many([{"command": "true", "id": "y1", "group": "held"}])  # deleted below: not in `acked`
+        acked += c.enqueue_many([{"command": "true", "id": "y2", "after": ["y1"]}])
+        assert _changed(c, p.Cancel(ids=["x1"])) == ["x1"]
+        assert c.show("x3").error_message == "dependency x2 is dead"
+        assert _changed(c, p.Retry(ids=["x1"])) == ["x1"]
+        c.request(p.Delete(id="y1", cascade=True))
         try:
             for k in range(1000):
                 acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
@@ -328,6 +369,10 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         ("pending", [75, "timeout"], None, 2.5)
     with Client(env.home, autostart=False) as c:
         assert c.config_get("backoff-max") == "300"
+    assert {j: (jobs[j].state, jobs[j].blocked_by) for j in ("x1", "x2", "x3", "xa")} == {
+        "x1": ("pending", []), "x2": ("pending", ["x1"]), "x3": ("pending", ["x2"]), "xa": ("pending", ["x1"])}
+    assert "y1" not in jobs and (jobs["y2"].state, jobs["y2"].error_message) == ("dead", "dependency y1 is dead")
+    assert _check_dependencies(jobs) == 4
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
     env.enqueue(command="true", id="after-crash")

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from msgspec import UNSET
 
 from queuectl_client.protocol import Edit, JobSpec, Selector
+from queuectld import deps
 from queuectld import events as ev
 from queuectld import planning as plan
 from queuectld.model import Job
@@ -336,12 +337,13 @@ class Model:
     def expected(self, q: Queue, now: float) -> Job | None:
         held, open_ = self.held_ids(), self.open(q)
         due = [j for s in WAITING for j in q.by_state[s].values()
-               if j.id not in held and j.due <= now and j.group in open_]
+               if j.id not in held and j.due <= now and j.group in open_ and not j.blocked]
         return min(due, key=lambda j: (-j.priority, j.due, j.ticket), default=None)
 
 
 def _views(q: Queue) -> object:
-    return ([j.view("n") for j in q.iter_jobs()], {s: list(jobs) for s, jobs in q.by_state.items()},
+    return ([(j.view("n", q.deps.blockers(j)), j.blocked, j.cause) for j in q.iter_jobs()],
+            {s: list(jobs) for s, jobs in q.by_state.items()},
             {name: (g.parallel, g.paused) for name, g in q.groups.items()}, tallies(q), q.running, q.cancelled)
 
 
@@ -354,6 +356,15 @@ def _check(q: Queue, m: Model) -> None:
     assert tallies(q) == recount(q)
     assert q.held == m.held_ids()
     assert q.cancelled <= q.by_state["processing"].keys() and q.running.keys() == q.by_state["processing"].keys()
+    # Dependencies: a pending job counts its unmet edges and has no dead `after` dependency; a job that ran
+    # had every `after` dependency completed (or deleted once completed).
+    state_of = q.deps.state_of
+    for job in q.by_state["pending"].values():
+        assert job.blocked == deps.count_unmet(job, state_of), job.id
+        assert not deps.fatal(job, state_of), job.id
+    for s in ("processing", "failed", "completed"):
+        for job in q.by_state[s].values():
+            assert all(state_of(d) in ("completed", None) for d in job.after or ()), job.id
 
 
 def _replayed(m: Model) -> Queue:
@@ -374,7 +385,7 @@ def _check_replay_and_reach(q: Queue, m: Model, now: float) -> None:
     # none), each once, in the contract's order.
     for name in list(twin.groups):
         twin.apply(ev.GroupDefined(name, 0, False))
-    waiting = sorted((j for s in WAITING for j in twin.by_state[s].values()),
+    waiting = sorted((j for s in WAITING for j in twin.by_state[s].values() if not j.blocked),
                      key=lambda j: (-j.priority, j.due, j.ticket))
     got = []
     while (job := twin.take(now + 1e6)) is not None:
@@ -408,6 +419,9 @@ selector = st.builds(lambda state, g, age: Selector(state=state, group=g, older_
 op = st.one_of(
     st.tuples(st.just("add"), st.lists(st.tuples(st.integers(0, 2), st.sampled_from([None, -1.0, 0.0, 1.0, 4.0]),
                                                   st.sampled_from(NAMES)), min_size=1, max_size=6)),
+    st.tuples(st.just("add_dep"), st.tuples(st.sampled_from(["after", "after_any"]),
+                                            st.lists(st.integers(0, 50), min_size=1, max_size=2),
+                                            st.sampled_from(NAMES), st.booleans())),
     st.tuples(st.just("tick"), st.sampled_from([0.0, 0.5, 1.0, 3.0])),
     st.tuples(st.just("take"), st.sampled_from(["start", "hold", "put_back"])),
     st.tuples(st.just("start_held"), st.just(0)),
@@ -461,6 +475,19 @@ def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[
             assert (event is None) == any(s.group not in m.groups for s in specs)
             if event is not None:
                 _apply(q, m, event)
+        elif name == "add_dep":
+            kind, picks, group, chained = arg
+            named = list(dict.fromkeys(j.id for k in picks if (j := _pick(q, k)) is not None))
+            if not named:
+                continue
+            n += 1
+            specs = [spec(f"j{n}", group=group, max_retries=0, **{kind: named})]
+            if chained:  # a second job, after the first in the same batch
+                n += 1
+                specs.append(spec(f"j{n}", group=group, after=[f"j{n - 1}"]))
+            event = _refused(("invalid", "duplicate"), plan_add, q, specs, now)
+            if event is not None:
+                _apply(q, m, event)
         elif name == "tick":
             now += arg
         elif name == "take":
@@ -471,7 +498,7 @@ def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[
                 # Once nothing is due, next_due is exact: the earliest job that waits in an open group.
                 held, open_ = m.held_ids(), m.open(q)
                 later = [j.due for s in WAITING for j in q.by_state[s].values()
-                         if j.id not in held and j.group in open_]
+                         if j.id not in held and j.group in open_ and not j.blocked]
                 assert q.next_due() == min(later, default=None)
                 continue
             cap = m.groups[job.group][0]
@@ -500,18 +527,20 @@ def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[
             held = m.held_ids()
             waiting = [j for j in q.iter_jobs("pending") + q.iter_jobs("failed") if j.id not in held]
             if waiting:
-                _apply(q, m, plan_delete(q, [waiting[arg % len(waiting)].id], None, now))
+                event = _refused(("state",), plan_delete, q, [waiting[arg % len(waiting)].id], None, now)
+                if event is not None:
+                    _apply(q, m, event)
         elif name == "delete_ids":
             jobs = [j for k in arg if (j := _pick(q, k)) is not None]
             if not jobs:
                 continue
-            event = _refused(("state",), plan_delete, q, [j.id for j in jobs], None, now)
+            event = _refused(("state",), plan_delete, q, [j.id for j in jobs], None, now, True)
             # All or nothing: refused if one of them runs or is being started.
             assert (event is None) == any(q.busy(j) for j in jobs)
             if event is not None:
                 _apply(q, m, event)
         elif name == "delete_sel":
-            event = _refused(("invalid", "not_found"), plan_delete, q, [], arg, now)
+            event = _refused(("invalid", "not_found", "state"), plan_delete, q, [], arg, now)
             if event is not None:
                 assert not any(q.busy(q.get(job_id)) for job_id in event.ids)  # type: ignore[attr-defined]
                 _apply(q, m, event)
@@ -573,8 +602,8 @@ def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[
             for job in changed:
                 if job.id in stop and job.state == "processing":
                     assert job.id in q.cancelled
-                else:  # waiting, or held: dead at once
-                    assert (job.state, job.error_message) == ("dead", CANCELLED)
+                else:  # waiting, or held: dead at once (or first, because a dependency was cancelled with it)
+                    assert job.state == "dead" and job.error_message in (CANCELLED, deps.death(str(job.cause)))
         elif name in ("retry", "retry_sel"):
             jobs = [j for k in arg if (j := _pick(q, k)) is not None] if name == "retry" else []
             if name == "retry" and not jobs:
