@@ -99,6 +99,7 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     worker: None = None
     locked_by: None = None
     locked_at: None = None
+    created: bool | None = None  # what `enqueue --json` adds to a job: ignored
 
 
 class Job(msgspec.Struct, frozen=True):

@@ -101,6 +101,7 @@ class Handlers:
             p.WorkerStop: self.worker_stop,
             p.Subscribe: self.subscribe,
             p.Wait: self.wait,
+            p.Why: self.why,
         }
         self.table.update(Control(store, pool, bus, retention).table)
 
@@ -122,7 +123,7 @@ class Handlers:
         faults.point("enqueue-committed")
         self.pool.wake()
         views = [job.view(self.node) for job in jobs] if req.want_jobs else []
-        return p.Enqueued([job.id for job in jobs], views)
+        return p.Enqueued([job.id for job in jobs], views, jobs.created)
 
     async def status(self, req: p.Status, conn: Conn) -> p.Message:
         return p.StatusReply(
@@ -155,6 +156,11 @@ class Handlers:
 
     async def show(self, req: p.Show, conn: Conn) -> p.Message:
         return p.JobReply((await self.store.get(req.id)).view(self.node))
+
+    async def why(self, req: p.Why, conn: Conn) -> p.Message:
+        now = time.time()
+        reason = await self.store.why(req.id, now, self.store.pool_size, self.pool.busy)
+        return p.WhyReply(req.id, reason, p.sentence(reason, now), now)
 
     async def logs(self, req: p.Logs, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)

@@ -40,6 +40,7 @@ from .config import Config
 from .lanes import Group
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
+from .unique import Uniques
 
 GONE = "gone"  # a deleted job's state, so stale heap entries see it
 WAITS = (PENDING, FAILED)  # the states in which a job waits to start
@@ -58,6 +59,7 @@ class Queue:
         # Jobs per group per state, including groups removed since (they may hold final jobs).
         self.tallies: dict[str, Counter[str]] = {}
         self.held: set[str] = set()  # jobs taken, not started yet: they count as running for changes
+        self.uniques = Uniques()  # the unique keys the jobs that are not final hold
         self._ticket = 0
         self.config = Config()
         self.pool_size = 0
@@ -211,8 +213,9 @@ class Queue:
 
     def add_new(self, event: ev.Added) -> list[Job]:
         """Apply an `Added` record made live; returns the new jobs."""
-        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group)
-                for n in event.jobs]
+        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group, n.after,
+                    n.after_any, n.unique_key, n.retry_on, n.no_retry_on, n.idle_timeout, n.env, n.schedule,
+                    n.slot, n.late) for n in event.jobs]
         self._added(event.at, jobs)
         return jobs
 
@@ -223,6 +226,8 @@ class Queue:
         tally[state] += 1
         job.state = state
         self.by_state[state][job.id] = job
+        if job.unique_key is not None:
+            self.uniques.moved(job)
 
     def _tally(self, jobs: list[Job], state: str) -> None:
         name = jobs[0].group
@@ -254,6 +259,7 @@ class Queue:
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
         self._tally(jobs, PENDING)
+        self.uniques.added(jobs)
         for (_, priority), same in _by_place(jobs).items():
             self._group_of(same[0]).lanes.place(priority, [(job.due, job.ticket, job) for job in same], at, ordered)
 
@@ -297,6 +303,7 @@ class Queue:
             job = self.get(job_id)
             del self.by_state[job.state][job.id]
             self.tallies[job.group][job.state] -= 1
+            self.uniques.deleted(job)
             job.state = GONE
 
     def _revived(self, e: ev.Revived) -> None:
@@ -382,6 +389,7 @@ class Queue:
             running = [job for job in chunk if job.state == PROCESSING]
         for job in running:
             self._count_in(self._group_of(job))
+        self.uniques.restored(chunk)
         waits = [job for job in chunk if job.state in WAITS]
         for (_, priority), same in _by_place(waits).items():
             self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
