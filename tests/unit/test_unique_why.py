@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from queuectl_client.protocol import JobSpec, sentence
-from queuectld import diagnose
+from queuectld import diagnose, rules
 from queuectld import events as ev
 from queuectld import planning as plan
-from queuectld import rules
 from queuectld.queue import Queue
 from queuectld.rules import QueueError
 from queuectld.unique import plan_batch
