@@ -81,7 +81,7 @@ def cmd_show(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_why(client: Client, args: argparse.Namespace) -> int:
-    from .reasons import local_time, sentence
+    from .reasons import CODES, local_time, sentence
 
     reply = client.request(p.Why(args.id))
     assert isinstance(reply, p.WhyReply)
@@ -90,7 +90,9 @@ def cmd_why(client: Client, args: argparse.Namespace) -> int:
         fields["at"] = iso(reply.reason.at)
         json_out({"id": reply.id, **fields, "text": reply.text})
     else:
-        sys.stdout.write(shown(sentence(reply.reason, time.time(), local_time)) + "\n")
+        known = reply.reason.code in CODES  # a reason of a newer daemon: its own words
+        line = sentence(reply.reason, time.time(), local_time) if known else reply.text
+        sys.stdout.write(shown(line) + "\n")
     return EXIT_OK
 
 

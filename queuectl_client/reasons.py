@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
 
 import msgspec
 
 from .durations import show_duration
 from .schema import Message
 
-# In the order they are looked for: the first that holds is the reason.
+# In the order they are looked for: the first that holds is the reason.  A code is a string on the
+# wire, so that a client reads a reason a newer daemon adds (and prints its `text`).
 CODES = ("completed", "dead", "running", "dependency", "paused", "scheduled", "backoff", "no_workers", "busy",
          "group_full", "next")
-Code = Literal["completed", "dead", "running", "dependency", "paused", "scheduled", "backoff", "no_workers", "busy",
-               "group_full", "next"]
 
 
 class Reason(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,7 +33,7 @@ class Reason(msgspec.Struct, frozen=True, kw_only=True):
     would start before it).
     """
 
-    code: Code
+    code: str  # one of CODES
     at: float | None = None
     job: str | None = None
     state: str | None = None
@@ -131,4 +129,6 @@ def sentence(r: Reason, now: float, when: Callable[[float], str] = utc) -> str:
         return f"{busy}; {_jobs(ahead)} ahead of it" if ahead else busy
     if code == "group_full":
         return f"group {r.group} full ({r.count} of {r.limit} running)"
-    return f"next in line, {_jobs(ahead)} ahead of it" if ahead else "next in line, nothing ahead of it"
+    if code == "next":
+        return f"next in line, {_jobs(ahead)} ahead of it" if ahead else "next in line, nothing ahead of it"
+    return code
