@@ -100,6 +100,10 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     locked_by: None = None
     locked_at: None = None
     created: bool | None = None  # what `enqueue --json` adds to a job: ignored
+    blocked_by: list[JobId] | None = None  # the view's: ignored (the dependencies are `after`, `after_any`)
+    schedule: None = None
+    slot: None = None
+    late: Literal[False] | None = None
 
 
 class Job(msgspec.Struct, frozen=True):
