@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -20,7 +21,7 @@ from .connection import Client, DaemonUnavailable, RequestFailed
 from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
-from .render import human_job, job_dict, print_table, set_color, set_escape, status_json, status_lines
+from .render import human_job, iso, job_dict, print_table, set_color, set_escape, shown, status_json, status_lines
 from .worker import cmd_worker
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -42,7 +43,8 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
         specs = jobs.after(specs, args.after)
     cwd = jobs.cwd_for(specs)
     if args.json:
-        json_array(client.enqueue_jobs(specs, cwd))
+        reply = client.enqueue_reply(specs, cwd)
+        json_array(reply.jobs, reply.created)
     else:
         ids = client.enqueue_specs(specs, cwd)
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
@@ -77,6 +79,22 @@ def cmd_show(client: Client, args: argparse.Namespace) -> int:
         json_out(job_dict(job))
     else:
         sys.stdout.write(human_job(job))
+    return EXIT_OK
+
+
+def cmd_why(client: Client, args: argparse.Namespace) -> int:
+    from .reasons import CODES, local_time, sentence
+
+    reply = client.request(p.Why(args.id))
+    assert isinstance(reply, p.WhyReply)
+    if args.json:
+        fields = msgspec.to_builtins(reply.reason)
+        fields["at"] = iso(reply.reason.at)
+        json_out({"id": reply.id, **fields, "text": reply.text})
+    else:
+        known = reply.reason.code in CODES  # a reason of a newer daemon: its own words
+        line = sentence(reply.reason, time.time(), local_time) if known else reply.text
+        sys.stdout.write(shown(line) + "\n")
     return EXIT_OK
 
 
@@ -167,7 +185,7 @@ def cmd_completions(client: Client, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "enqueue": cmd_enqueue, "worker": cmd_worker, "status": cmd_status, "list": cmd_list,
-    "show": cmd_show, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
+    "show": cmd_show, "why": cmd_why, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
     "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
     "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
     "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune,

@@ -20,7 +20,7 @@ from .wire import STATES
 POSITIONAL = {
     "show": "ids", "logs": "ids", "delete": "ids", "wait": "ids", "cancel": "ids", "retry": "ids", "rerun": "ids",
     "edit": "ids", "dlq retry": "dead", "config get": "keys", "config set": "keys", "completions": "shells",
-    "pause": "groups", "resume": "groups", "group set": "groups", "group rm": "groups",
+    "pause": "groups", "resume": "groups", "group set": "groups", "group rm": "groups", "why": "ids",
 }
 # What each kind of value is, as a shell command (run at Tab time) or a fixed list.
 DYNAMIC = {

@@ -231,12 +231,16 @@ class Client:
         return self._enqueue(specs, cwd, batch, False).ids
 
     def enqueue_jobs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> list[p.Job]:
-        """As `enqueue_specs`, but return the created jobs as `show` gives them."""
+        """As `enqueue_specs`, but return the jobs as `show` gives them."""
+        return self.enqueue_reply(specs, cwd, batch).jobs
+
+    def enqueue_reply(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> p.Enqueued:
+        """The jobs, and whether each was created (`created`, empty if all were) or holds the spec's unique key."""
         reply = self._enqueue(specs, cwd, batch, True)
         if len(reply.jobs) == len(reply.ids):
-            return reply.jobs
+            return reply
         # A daemon that predates `want_jobs`, or a lost reply resent: ask for each job.
-        return [self.show(job_id) for job_id in reply.ids]
+        return p.Enqueued(reply.ids, [self.show(job_id) for job_id in reply.ids], reply.created)
 
     def _enqueue(self, specs: list[p.JobSpec], cwd: str | None, batch: int, want_jobs: bool) -> p.Enqueued:
         if any(isinstance(s.run_at, datetime) for s in specs):

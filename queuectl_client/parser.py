@@ -120,6 +120,11 @@ def _show_args(sh: Parser) -> None:
     _json_flag(sh)
 
 
+def _why_args(w: Parser) -> None:
+    w.add_argument("id")
+    _json_flag(w, "print the reason as JSON: its code, the facts it rests on, and the line")
+
+
 def _logs_args(lg: Parser) -> None:
     lg.add_argument("id")
     which = lg.add_mutually_exclusive_group()
@@ -291,6 +296,8 @@ queuectl list --state failed --limit 20
 queuectl list --state dead --quiet | xargs queuectl dlq retry
 queuectl list --json"""),
     "show": ("one job in full", _show_args, "queuectl show JOB_ID\nqueuectl show JOB_ID --json"),
+    "why": ("why a job is not running now, in one line", _why_args, """queuectl why JOB_ID
+queuectl why JOB_ID --json"""),
     "logs": ("a job's output from its latest run", _logs_args, """queuectl logs JOB_ID
 queuectl logs JOB_ID --follow
 queuectl logs JOB_ID --stderr --tail 20"""),

@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
+from .reasons import Reason, Why, WhyReply, sentence  # noqa: F401
 from .schema import (  # noqa: F401
     DEFAULT_GROUP,
     INT32,
@@ -264,7 +265,7 @@ class Wait(Message, frozen=True):
 Request = Union[
     Hello, Enqueue, Status, List, Show, Logs, Delete, DlqList, DlqRetry,
     ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe, Wait,
-    GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune,
+    GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune, Why,
 ]
 
 
@@ -283,8 +284,11 @@ class Error(Message, frozen=True):
 
 
 class Enqueued(Message, frozen=True):
+    """The job of each spec, in order: the one it created, or the one that holds its unique key."""
+
     ids: list[str]
     jobs: list[Job] = []  # with `want_jobs`
+    created: list[bool] = []  # whether each job was created; empty: every one was
 
 
 class Workers(Message, frozen=True):
@@ -387,5 +391,5 @@ class WaitChanges(Message, frozen=True):
 
 Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
-    ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply,
+    ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply, WhyReply,
 ]

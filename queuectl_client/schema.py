@@ -99,9 +99,9 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     worker: None = None
     locked_by: None = None
     locked_at: None = None
-    # What the daemon derives or stamps, ignored like created_at: a shown job enqueues again.
-    blocked_by: list[str] | None = None
-    schedule: str | None = None
+    created: bool | None = None  # what `enqueue --json` adds to a job: ignored
+    blocked_by: list[JobId] | None = None  # the view's: ignored (the dependencies are `after`, `after_any`)
+    schedule: str | None = None  # a fire's: ignored (the copy is a job of its own)
     slot: float | None = None
     late: bool | None = None
 

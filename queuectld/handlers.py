@@ -101,6 +101,7 @@ class Handlers:
             p.WorkerStop: self.worker_stop,
             p.Subscribe: self.subscribe,
             p.Wait: self.wait,
+            p.Why: self.why,
         }
         self.table.update(Control(store, pool, bus, retention).table)
 
@@ -126,7 +127,7 @@ class Handlers:
             views = [job.view(self.node, blocked.get(job.id)) for job in jobs]
         else:
             views = []
-        return p.Enqueued([job.id for job in jobs], views)
+        return p.Enqueued([job.id for job in jobs], views, jobs.created)
 
     async def status(self, req: p.Status, conn: Conn) -> p.Message:
         return p.StatusReply(
@@ -161,6 +162,11 @@ class Handlers:
     async def show(self, req: p.Show, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)
         return p.JobReply(job.view(self.node, (await self.store.blockers([job])).get(job.id)))
+
+    async def why(self, req: p.Why, conn: Conn) -> p.Message:
+        now = time.time()
+        reason = await self.store.why(req.id, now, self.store.pool_size, self.pool.busy)
+        return p.WhyReply(req.id, reason, p.sentence(reason, now), now)
 
     async def logs(self, req: p.Logs, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)

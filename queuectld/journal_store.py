@@ -16,16 +16,16 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Selector
+from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Reason, Selector
 
+from . import diagnose, rules, unique
 from . import events as ev
 from . import planning as plan
-from . import rules
 from .journal import DiskFull, Journal, JournalError
 from .model import Job
 from .queue import WAITS, Queue
 from .rules import Outcome
-from .store import RunRecord, Store, Withdrawn
+from .store import Batch, RunRecord, Store, Withdrawn
 
 log = logging.getLogger("queuectld.store")
 
@@ -102,15 +102,22 @@ class JournalStore(Store):
 
     # -- changes ----------------------------------------------------------------------
 
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> list[Job]:
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> Batch:
         new = rules.new_jobs(specs, at, self.config, id_prefix, cwd)
-        plan.check_new(self.queue, new)
-        event = ev.Added(at, new)
-        self.journal.write([event])
-        jobs = self.queue.add_new(event)
-        self._report()
-        await self.journal.commit()
-        return jobs
+        fresh, instead = unique.plan_batch(self.queue.uniques.holders, new)
+        plan.check_new(self.queue, fresh)
+        jobs: list[Job] = []
+        if fresh:
+            event = ev.Added(at, fresh)
+            self.journal.write([event])
+            jobs = self.queue.add_new(event)
+            self._report()
+        await self.journal.commit()  # a job that holds a key is answered for once it is on disk too
+        if not instead:
+            return Batch(jobs)
+        made = iter(jobs)
+        return Batch([next(made) if other is None else self.queue.get(other) for other in instead],
+                     [other is None for other in instead])
 
     async def claim(self, now: float, count: int) -> list[Job]:
         if self._held:
@@ -258,6 +265,9 @@ class JournalStore(Store):
 
     async def next_due(self) -> float | None:
         return self.queue.next_due()
+
+    async def why(self, job_id: str, now: float, pool_size: int, busy: int) -> Reason:
+        return diagnose.why(self.queue, job_id, now, pool_size, busy, self.node)
 
     async def interrupted(self) -> list[RunRecord]:
         running, cancelled = self.queue.running, self.queue.cancelled

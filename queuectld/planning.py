@@ -20,6 +20,7 @@ from . import events as ev
 from .model import Job, NewJob
 from .queue import WAITS, Queue
 from .rules import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, QueueError
+from .unique import revive_conflict
 
 CANCELLABLE = (PENDING, FAILED, PROCESSING)
 RETRYABLE = (FAILED, DEAD)
@@ -123,8 +124,9 @@ def plan_retry(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> e
     jobs = _named(q, ids, sel, at)
     chosen = []
     naming = {job.id for job in jobs} if sel is None else set()
+    taken: dict[str, str] = {}
     for job in jobs:
-        why = _not_retryable(q, job) or _dead_dependency(q, job, naming)
+        why = _not_retryable(q, job, taken) or _dead_dependency(q, job, naming)
         if why is None:
             chosen.append(job.id)
         elif sel is None:
@@ -132,7 +134,8 @@ def plan_retry(q: Queue, ids: list[str], sel: p.Selector | None, at: float) -> e
     return ev.Revived(chosen, at)
 
 
-def _not_retryable(q: Queue, job: Job) -> str | None:
+def _not_retryable(q: Queue, job: Job, taken: dict[str, str]) -> str | None:
+    """Why the job cannot be retried, or None; `taken`: the unique keys the jobs revived before it take back."""
     if job.state not in RETRYABLE:
         return f"job {job.id} is {job.state}; only failed or dead jobs can be retried"
     if q.busy(job):
@@ -140,7 +143,7 @@ def _not_retryable(q: Queue, job: Job) -> str | None:
     if job.group not in q.groups:
         return (f"job {job.id} is in the group {job.group}, which no longer exists; create it with "
                 f"`queuectl group add {job.group}` or move the job with `queuectl edit {job.id} --group G`")
-    return None
+    return revive_conflict(q.uniques.holders, job, taken)
 
 
 def _dead_dependency(q: Queue, job: Job, naming: set[str]) -> str | None:
@@ -158,19 +161,21 @@ def _dead_dependency(q: Queue, job: Job, naming: set[str]) -> str | None:
 
 
 def plan_revive(q: Queue, ids: list[str], everything: bool, at: float) -> ev.Revived:
-    """`dlq retry`: the named dead jobs (all must be dead), or every dead job whose group exists and whose
-    `after` dependencies are not dead (those whose cause comes back come back with it)."""
+    """`dlq retry`: the named dead jobs (all must be dead), or every dead job whose group exists, whose unique
+    key is free, and whose `after` dependencies are not dead (those whose cause comes back come back with it)."""
+    taken: dict[str, str] = {}
     if everything:
         fatal = q.deps.fatal
         return ev.Revived([job.id for job in q.by_state[DEAD].values()
-                           if job.group in q.groups and not (job.after is not None and fatal(job))], at)
+                           if job.group in q.groups and not (job.after is not None and fatal(job))
+                           and not _not_retryable(q, job, taken)], at)
     if not ids:
         raise QueueError("invalid", "name the jobs to retry, or use --all")
-    for job_id in ids:
+    for job_id in dict.fromkeys(ids):
         job = q.get(job_id)
         if job.state != DEAD:
             raise QueueError("state", f"job {job_id} is {job.state}, not dead; only dead jobs can be retried")
-        why = _not_retryable(q, job) or _dead_dependency(q, job, set(ids))
+        why = _not_retryable(q, job, taken) or _dead_dependency(q, job, set(ids))
         if why is not None:
             raise QueueError("state", why)
     return ev.Revived(list(dict.fromkeys(ids)), at)

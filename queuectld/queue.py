@@ -41,6 +41,7 @@ from .deps import GONE, Deps
 from .lanes import Group, by_place
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
+from .unique import Uniques
 
 WAITS = (PENDING, FAILED)  # the states in which a job waits to start
 
@@ -58,6 +59,7 @@ class Queue:
         # Jobs per group per state, including groups removed since (they may hold final jobs).
         self.tallies: dict[str, Counter[str]] = {}
         self.held: set[str] = set()  # jobs taken, not started yet: they count as running for changes
+        self.uniques = Uniques()  # the unique keys the jobs that are not final hold
         self._ticket = 0
         self.config = Config()
         self.pool_size = 0
@@ -224,6 +226,8 @@ class Queue:
         tally[state] += 1
         job.state = state
         self.by_state[state][job.id] = job
+        if job.unique_key is not None:
+            self.uniques.moved(job)
 
     def _tally(self, jobs: list[Job], state: str) -> None:
         name = jobs[0].group
@@ -255,6 +259,7 @@ class Queue:
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
         self._tally(jobs, PENDING)
+        self.uniques.added(jobs)
         for (_, priority), same in by_place(self.deps.added(jobs, at)).items():
             self._group_of(same[0]).lanes.place(priority, [(job.due, job.ticket, job) for job in same], at, ordered)
 
@@ -305,6 +310,7 @@ class Queue:
     def _deleted(self, ids: list[str], at: float) -> None:
         for job_id in ids:
             job = self.get(job_id)
+            self.uniques.deleted(job)
             was = job.state
             del self.by_state[was][job.id]
             self.tallies[job.group][was] -= 1
@@ -393,6 +399,7 @@ class Queue:
         for job in running:
             self._count_in(self._group_of(job))
         self.deps.restored(chunk)
+        self.uniques.restored(chunk)
         waits = [job for job in chunk if job.state in WAITS and not job.blocked]
         for (_, priority), same in by_place(waits).items():
             self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])

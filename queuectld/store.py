@@ -20,15 +20,15 @@ and `sync()` waits for it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 
-from queuectl_client.protocol import Edit, GroupInfo, JobSpec, Selector
+from queuectl_client.protocol import Edit, GroupInfo, JobSpec, Reason, Selector
 
 from .config import Config
 from .model import Job
 from .rules import Outcome, QueueError
 
-__all__ = ["Full", "Job", "Outcome", "QueueError", "RunRecord", "Store", "StoreError", "Withdrawn"]
+__all__ = ["Batch", "Full", "Job", "Outcome", "QueueError", "Reason", "RunRecord", "Store", "StoreError", "Withdrawn"]
 
 
 class StoreError(Exception):
@@ -41,6 +41,18 @@ class Full(StoreError):
 
 class Withdrawn(StoreError):
     """The job was cancelled or deleted while it was being started: its run must not go on."""
+
+
+class Batch(list[Job]):
+    """What an add did: for each job of the batch, in its order, the job created, or the job that
+    holds its unique key (one already in the queue, or created earlier in the batch); `created`
+    says which, and is empty when every job was created."""
+
+    __slots__ = ("created",)
+
+    def __init__(self, jobs: Iterable[Job], created: list[bool] | None = None) -> None:
+        super().__init__(jobs)
+        self.created = created or []
 
 
 class RunRecord:
@@ -85,8 +97,9 @@ class Store(ABC):
     # -- changes ----------------------------------------------------------------
 
     @abstractmethod
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> list[Job]:
-        """Add a batch, all or nothing (QueueError names the first problem); returns the new jobs."""
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> Batch:
+        """Add a batch, all or nothing (QueueError names the first problem).  A job whose unique key a job
+        that is not final holds (or one earlier in the batch) creates nothing; see `Batch`."""
 
     @abstractmethod
     async def claim(self, now: float, count: int) -> list[Job]:
@@ -124,7 +137,8 @@ class Store(ABC):
     async def revive(self, ids: list[str], everything: bool, at: float) -> list[str]:
         """Move dead jobs back to pending, attempts reset: the named ones (all must be dead), or all.  Their
         dependents that died because of them come back too.  A job whose `after` dependency is dead (and not
-        revived with it) or was deleted before it completed is refused, or left out of `everything`."""
+        revived with it) or was deleted before it completed is refused, or left out of `everything`; so is
+        one whose unique key another job that is not final holds."""
 
     @abstractmethod
     async def retry(self, ids: list[str], select: Selector | None, at: float) -> list[str]:
@@ -191,6 +205,11 @@ class Store(ABC):
     @abstractmethod
     async def counts(self) -> dict[str, int]:
         """Jobs per state."""
+
+    @abstractmethod
+    async def why(self, job_id: str, now: float, pool_size: int, busy: int) -> Reason:
+        """The first reason the job is not running at `now` (see `diagnose`), given the pool's size and
+        how many of its workers are busy; QueueError not_found for an unknown id."""
 
     @abstractmethod
     async def next_due(self) -> float | None:

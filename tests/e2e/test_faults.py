@@ -98,6 +98,7 @@ class ControlLoad:
         self.unsure: set[str] = set()
         self.acked = 0
         self.running_cancels: list[str] = []  # cancels acknowledged while the job was seen running
+        self.keys: dict[str, str] = {}  # unique key -> the job that must hold it
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -171,6 +172,7 @@ class ControlLoad:
             self.errors.append(f"the selection deleted {deleted}, not {[q[3]]}")
         del self.jobs[q[3]]
         self.gone.add(q[3])
+        self._unique(c, pre, held)
         send({toggled}, lambda: c.request(p.GroupAdd(toggled, 3), retry=False))
         self.groups[toggled] = (3, False)
         send({toggled}, lambda: c.request(p.Pause(groups=[toggled]), retry=False))
@@ -178,6 +180,41 @@ class ControlLoad:
         send({toggled}, lambda: c.request(p.Pause(groups=[toggled], resume=True), retry=False))
         self.groups[toggled] = (3, False)
         return held
+
+    def _unique(self, c: Client, pre: str, group: str) -> None:
+        """Unique keys taken, mapped to, freed by a cancel, taken by another job and taken back by a revive."""
+        send = self._send
+        key, first, second = f"{pre}-key", f"{pre}-u1", f"{pre}-u2"
+        self.created.update(send({first, key}, lambda: c.enqueue_many([{"command": "true", "id": first,
+                                                                          "unique_key": key, "group": group}])))
+        self.keys[key] = first
+        self.jobs[first] = {"state": "pending", "unique_key": key}
+        mapped = send({first, key}, lambda: c.enqueue_many([{"command": "true", "id": f"{pre}-u0", "unique_key": key}]))
+        if mapped != [first]:
+            self.errors.append(f"a held key made {mapped}, not {[first]}")
+        send({first, key}, lambda: _changed(c, p.Cancel(ids=[first])))
+        del self.keys[key]
+        self.jobs[first] = {**CANCELLED, "unique_key": key}
+        self.created.update(send({second, key}, lambda: c.enqueue_many([{"command": "true", "id": second,
+                                                                           "unique_key": key, "group": group}])))
+        self.keys[key] = second
+        self.jobs[second] = {"state": "pending", "unique_key": key}
+        send({second, key}, lambda: _changed(c, p.Cancel(ids=[second])))
+        del self.keys[key]
+        self.jobs[second] = {**CANCELLED, "unique_key": key}
+        send({first, key}, lambda: _changed(c, p.Retry(ids=[first])))
+        self.keys[key] = first
+        self.jobs[first] = {"state": "pending", "attempts": 0, "unique_key": key}
+
+    def check_keys(self, c: Client) -> int:
+        """Each acknowledged key is held by its job: another job with it creates nothing."""
+        checked = 0
+        for key, holder in self.keys.items():
+            if key not in self.unsure:
+                ids = c.enqueue_many([{"command": "true", "unique_key": key, "delay": 3600}])
+                assert ids == [holder], (key, ids, holder)
+                checked += 1
+        return checked
 
     def join(self) -> None:
         self._thread.join(20)
@@ -269,6 +306,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
                     assert job.error_message == "exited with status 2; exit 2 is not retried", job
             checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
             with_deps = _check_dependencies(jobs)
+            with Client(env.home, autostart=False) as c:
+                keys = sum(done.check_keys(c) for done in controls)
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
@@ -286,6 +325,7 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("acknowledged control changes checked after the last restart (groups and jobs)", checked)
     report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
     report("acknowledged control changes lost", 0)
+    report("unique keys checked held by their job after the last restart", keys)
     report("compactions during the kill rounds", compactions)
     report("jobs with dependencies checked after the last restart", with_deps)
     assert with_deps > 0
@@ -331,6 +371,14 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         assert c.show("x3").error_message == "dependency x2 is dead"
         assert _changed(c, p.Retry(ids=["x1"])) == ["x1"]
         c.request(p.Delete(id="y1", cascade=True))
+        # Unique keys: one held, one taken back by a revive after another job held it.
+        acked += c.enqueue_many([{"command": "true", "id": "u1", "unique_key": "nightly", "group": "held"}])
+        assert c.enqueue_many([{"command": "true", "id": "u2", "unique_key": "nightly"}]) == ["u1"]
+        acked += c.enqueue_many([{"command": "true", "id": "u3", "unique_key": "weekly", "group": "held"}])
+        assert _changed(c, p.Cancel(ids=["u3"])) == ["u3"]
+        acked += c.enqueue_many([{"command": "true", "id": "u4", "unique_key": "weekly", "group": "held"}])
+        assert _changed(c, p.Cancel(ids=["u4"])) == ["u4"]
+        assert _changed(c, p.Retry(ids=["u3"])) == ["u3"]
         try:
             for k in range(1000):
                 acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
@@ -373,6 +421,7 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         "x1": ("pending", []), "x2": ("pending", ["x1"]), "x3": ("pending", ["x2"]), "xa": ("pending", ["x1"])}
     assert "y1" not in jobs and (jobs["y2"].state, jobs["y2"].error_message) == ("dead", "dependency y1 is dead")
     assert _check_dependencies(jobs) == 4
+    assert "u2" not in jobs and (jobs["u3"].state, jobs["u4"].state) == ("pending", "dead")
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
     env.enqueue(command="true", id="after-crash")
@@ -381,6 +430,16 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     assert len(_all_ids(env)) == len(ids) + 1
     with Client(env.home, autostart=False) as c:
         _check_groups(_groups(c), groups, maybe)
+        # The keys as the crash left them, then as the replay after it keeps them.
+        assert c.enqueue_many([{"command": "true", "unique_key": "nightly"},
+                               {"command": "true", "unique_key": "weekly"}]) == ["u1", "u3"]
+        assert _changed(c, p.Cancel(ids=["u1"])) == ["u1"]
+        assert c.enqueue_many([{"command": "true", "id": "u5", "unique_key": "nightly"}]) == ["u5"]
+    env.stop_daemon()
+    env.start_daemon("--workers", "0")
+    with Client(env.home, autostart=False) as c:
+        assert c.enqueue_many([{"command": "true", "unique_key": "nightly"},
+                               {"command": "true", "unique_key": "weekly"}]) == ["u5", "u3"]
 
 
 def _check_groups(found: dict[str, tuple[int, bool]], acked: dict[str, tuple[int, bool]],

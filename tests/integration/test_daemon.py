@@ -209,7 +209,7 @@ async def test_a_connection_that_says_hello_in_json_is_answered_in_json(daemon: 
 
     hello, enqueued, bad, nul, shown, mixed, status = await asyncio.to_thread(talk)
     assert hello["type"] == "Hello" and hello["version"] == p.PROTOCOL_VERSION
-    assert enqueued == {"type": "Enqueued", "ids": ["j1"], "jobs": []}
+    assert enqueued == {"type": "Enqueued", "ids": ["j1"], "jobs": [], "created": []}
     assert bad["type"] == "Error" and bad["code"] == "invalid"
     assert nul["type"] == "Error" and "$.jobs[0].command" in str(nul["message"])
     assert shown["type"] == "JobReply" and shown["job"]["run_at"] == 4102444800.0  # type: ignore[index]
