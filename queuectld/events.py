@@ -39,6 +39,14 @@ class AddedJobs(Record, frozen=True, tag="a"):
     jobs: list[Job]
 
 
+class EnvDefined(Record, frozen=True, tag="V"):
+    """An environment jobs run with, under its key (rules.env_key): written once, before the
+    first `Added` whose jobs name it, in the same journal write; a snapshot writes those jobs still use."""
+
+    key: str
+    vars: dict[str, str]
+
+
 class Started(Record, frozen=True, tag="s"):
     """A worker started a run.  `pgid` and `pid_start` identify its process group after a crash."""
 
@@ -155,9 +163,9 @@ class SnapshotEnd(Record, frozen=True, tag="E"):
 
 # What the daemon writes; replay reads `Added` as `AddedJobs` (the same bytes).
 Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
-              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused]
+              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined]
 Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
-                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused]
+                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)

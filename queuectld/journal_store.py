@@ -91,11 +91,16 @@ class JournalStore(Store):
 
     # -- changes ----------------------------------------------------------------------
 
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> list[Job]:
-        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd)
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None,
+                  env: dict[str, str] | None = None) -> list[Job]:
+        envs: dict[str, dict[str, str]] = {}
+        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd, env, envs)
         plan.check_new(self.queue, new)
         event = ev.Added(at, new)
-        self.journal.write([event])
+        defined = self.queue.envs.new(envs)  # written before the jobs that use them, in the same write
+        self.journal.write([*defined, event])
+        for e in defined:
+            self.queue.apply(e)
         jobs = self.queue.add_new(event)
         await self.journal.commit()
         return jobs
@@ -221,6 +226,9 @@ class JournalStore(Store):
 
     async def get(self, job_id: str) -> Job:
         return self.queue.get(job_id)
+
+    async def environment(self, key: str | None) -> dict[str, str] | None:
+        return self.queue.envs.get(key)
 
     async def pages(self, state: str | None, limit: int | None, size: int,
                     group: str | None = None) -> AsyncIterator[list[Job]]:

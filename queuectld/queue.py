@@ -37,6 +37,7 @@ from queuectl_client.protocol import DEFAULT_GROUP, STATES
 
 from . import events as ev
 from .config import Config
+from .environments import Environments
 from .lanes import Group
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
@@ -59,6 +60,7 @@ class Queue:
         self.tallies: dict[str, Counter[str]] = {}
         self.held: set[str] = set()  # jobs taken, not started yet: they count as running for changes
         self._ticket = 0
+        self.envs = Environments()  # the environments jobs run with, by key
         self.config = Config()
         self.pool_size = 0
         self._appliers = self._table()
@@ -194,7 +196,8 @@ class Queue:
             ev.GroupRemoved: self._group_removed, ev.Paused: self._paused,
             ev.ConfigChanged: lambda e: self.config.restore(e.key, e.value),
             ev.PoolSized: lambda e: setattr(self, "pool_size", e.count), ev.Restored: self._restored,
-            ev.Running: self._running, ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
+            ev.Running: self._running, ev.EnvDefined: self.envs.define,
+            ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
         }
 
     def _running(self, e: ev.Running) -> None:
@@ -211,7 +214,7 @@ class Queue:
 
     def add_new(self, event: ev.Added) -> list[Job]:
         """Apply an `Added` record made live; returns the new jobs."""
-        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group)
+        jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group, env=n.env)
                 for n in event.jobs]
         self._added(event.at, jobs)
         return jobs
@@ -244,6 +247,8 @@ class Queue:
             job.group = intern(job.group)
             if job.cwd is not None:
                 job.cwd = intern(job.cwd)
+            if job.env is not None:
+                job.env = intern(job.env)  # one string for every job of the environment
             job.created_at = job.updated_at = at
             run_at = job.run_at
             due = job.due = run_at if run_at is not None and run_at > at else at
@@ -365,6 +370,8 @@ class Queue:
         for job in chunk:
             job.command = intern(job.command)
             job.group = intern(job.group)
+            if job.env is not None:
+                job.env = intern(job.env)
         # A snapshot writes each state's jobs in their own chunks (see snapshot()), so a chunk
         # normally goes into one dict in one pass.  Comprehensions, not one loop doing everything:
         # a million jobs restore in about half the time.
@@ -393,6 +400,7 @@ class Queue:
         out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
         out.append(ev.PoolSized(self.pool_size))
         out += [ev.GroupDefined(g.name, g.parallel, g.paused) for g in self.groups.values()]
+        out += self.envs.snapshot(chain.from_iterable(jobs.values() for jobs in self._states))
         # The live Job structs themselves, state by state in the order they entered it: the
         # caller encodes them before the loop runs again, so the snapshot is the state of this moment.
         total = 0

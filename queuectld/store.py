@@ -84,8 +84,12 @@ class Store(ABC):
     # -- changes ----------------------------------------------------------------
 
     @abstractmethod
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> list[Job]:
-        """Add a batch, all or nothing (QueueError names the first problem); returns the new jobs."""
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None,
+                  env: dict[str, str] | None = None) -> list[Job]:
+        """Add a batch, all or nothing (QueueError names the first problem); returns the new jobs.
+
+        `env` is the caller's environment: each job's is composed from it by `rules.environments`,
+        and kept once per distinct environment, the jobs naming it by key (`Job.env`)."""
 
     @abstractmethod
     async def claim(self, now: float, count: int) -> list[Job]:
@@ -164,6 +168,10 @@ class Store(ABC):
     @abstractmethod
     async def get(self, job_id: str) -> Job:
         """The job, or QueueError not_found."""
+
+    @abstractmethod
+    async def environment(self, key: str | None) -> dict[str, str] | None:
+        """The variables of the environment `key` (a job's `env`), or None: none, or not known."""
 
     @abstractmethod
     def pages(self, state: str | None, limit: int | None, size: int,
