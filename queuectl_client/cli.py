@@ -17,6 +17,7 @@ import msgspec
 from . import jobs
 from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed
+from .environ import inherited
 from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
@@ -38,11 +39,13 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
         specs = [jobs.parse_one(args.job)]
     else:
         raise UsageError("give a job as JSON, - for stdin, or --file")
+    specs = jobs.with_env(specs, args.env, args.clean_env)
     cwd = jobs.cwd_for(specs)
+    env = inherited(os.environ)  # the jobs run with the caller's environment, as under at(1)
     if args.json:
-        json_array(client.enqueue_jobs(specs, cwd))
+        json_array(client.enqueue_jobs(specs, cwd, environ=env))
     else:
-        ids = client.enqueue_specs(specs, cwd)
+        ids = client.enqueue_specs(specs, cwd, environ=env)
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
     return EXIT_OK
 
@@ -208,7 +211,7 @@ def enqueue_again(text: str, prefix: str) -> int:
     def run() -> int:
         spec = jobs.parse_one(text)
         with Client() as client:
-            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]))
+            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]), environ=inherited(os.environ))
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
         return EXIT_OK
 

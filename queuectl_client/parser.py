@@ -87,6 +87,10 @@ def _json_flag(parser: Parser, text: str = "print JSON instead of text") -> None
 def _enqueue_args(e: Parser) -> None:
     e.add_argument("job", nargs="?", help="a job as JSON, or - to read JSON lines from stdin")
     e.add_argument("--file", "-f", help="read one JSON job per line from this file")
+    e.add_argument("--env", "-e", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="set a variable for the jobs; NAME alone takes its value from here (repeatable)")
+    e.add_argument("--clean-env", action="store_true",
+                   help="run the jobs with only PATH, HOME, USER, LANG and SHELL from here, and their env")
     _json_flag(e)
 
 
@@ -275,7 +279,9 @@ SUBCOMMANDS: dict[str, tuple[str, Any, str]] = {
 queuectl enqueue '{"command": "./report.sh", "run_at": "2026-12-01T09:00:00"}'
 queuectl enqueue '{"id": "nightly", "command": "backup.sh", "priority": 10}'
 jq -c '.[]' jobs.json | queuectl enqueue -
-queuectl enqueue --file jobs.jsonl --json"""),
+queuectl enqueue --file jobs.jsonl --json
+queuectl enqueue --env LOG_LEVEL=debug --env AWS_PROFILE '{"command": "./sync.sh"}'
+queuectl enqueue --clean-env '{"command": "make", "env": {"CC": "clang"}}'"""),
     "worker": ("start or stop the worker pool", _worker_args,
                """queuectl worker start --count 4       # follow the jobs; Ctrl-C stops gracefully
 queuectl worker start -n 2 --detach
