@@ -91,6 +91,7 @@ class ControlLoad:
         self.unsure: set[str] = set()
         self.acked = 0
         self.running_cancels: list[str] = []  # cancels acknowledged while the job was seen running
+        self.envs: dict[str, str] = {}  # id -> the STEP variable of its environment
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -144,8 +145,10 @@ class ControlLoad:
         self.groups[held] = (0, False)
         send({held}, lambda: c.request(p.Pause(groups=[held]), retry=False))
         self.groups[held] = (0, True)
-        self.created.update(send(set(q), lambda: c.enqueue_many([{"command": "true", "id": i, "group": held}
-                                                                  for i in q])))  # type: ignore[arg-type]
+        # Each step's jobs have an environment of their own: an EnvDefined record with their Added.
+        self.created.update(send(set(q), lambda: c.enqueue_many([{"command": "true", "id": i, "group": held,
+                                                                   "env": {"STEP": pre}} for i in q])))  # type: ignore[arg-type]
+        self.envs.update({job_id: pre for job_id in q})
         for job_id in q:
             self.jobs[job_id] = {"state": "pending", "group": held}
         send({q[0]}, lambda: _changed(c, p.Cancel(ids=[q[0]])))
@@ -177,6 +180,16 @@ class ControlLoad:
         assert not self._thread.is_alive()
         assert not self.errors, self.errors
 
+    def check_envs(self, c: Client) -> int:
+        """Every acknowledged job still there runs with the environment it was enqueued with."""
+        checked = 0
+        for job_id, step in self.envs.items():
+            if job_id in self.created - self.unsure - self.gone:
+                env = c.show(job_id).env
+                assert env is not None and env.get("STEP") == step, (job_id, env)
+                checked += 1
+        return checked
+
     def check(self, groups: dict[str, tuple[int, bool]], jobs: dict[str, p.Job]) -> int:
         """Every acknowledged change holds (the one in flight may have landed or not); returns the checks made."""
         checked = 0
@@ -204,6 +217,7 @@ def _all_ids(env: Env) -> list[str]:
 def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, report: Report) -> None:
     rng = random.Random(20261128)
     kills = 0
+    env_checks = 0
     acked: set[str] = set()
     controls: list[ControlLoad] = []
     env.start_daemon("--workers", "0")
@@ -231,6 +245,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
             missing = acked - jobs.keys()
             assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
             checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
+            with Client(env.home, autostart=False) as c:
+                env_checks += control.check_envs(c)  # this round's environments
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
@@ -246,6 +262,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("acknowledged control changes checked after the last restart (groups and jobs)", checked)
     report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
     report("acknowledged control changes lost", 0)
+    report("job environments checked after the kills", env_checks)
+    assert env_checks > 0
     report("compactions during the kill rounds", compactions)
 
 
@@ -272,6 +290,11 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         assert _changed(c, p.Cancel(ids=["h0", "h2"])) == ["h0", "h2"]
         assert _changed(c, p.Retry(ids=["h2"])) == ["h2"]
         c.request(p.Edit(id="h1", priority=4, group="capped"))
+        # Environments: one shared by two jobs, another, and one whose only job is deleted (a snapshot drops it).
+        acked += c.enqueue_many([{"command": "true", "id": f"v{i}", "group": "held", "env": {"SECRET": f"s{i % 2}"}}
+                                 for i in range(4)], environ={"BASE": "b"})
+        c.enqueue("true", id="dropped", group="held", env={"DROPPED": "1"})
+        c.request(p.Delete(id="dropped"))
         try:
             for k in range(1000):
                 acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
@@ -305,12 +328,17 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     assert (jobs["h1"].state, jobs["h1"].priority, jobs["h1"].group) == ("pending", 4, "capped")
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
+    with Client(env.home, autostart=False) as c:
+        assert [c.show(f"v{i}").env for i in range(4)] == [{"BASE": "b", "SECRET": f"s{i % 2}"} for i in range(4)]
+        c.enqueue("true", id="dropped-again", group="held", env={"DROPPED": "1"})
     env.enqueue(command="true", id="after-crash")
     env.stop_daemon()
     env.start_daemon("--workers", "0")
-    assert len(_all_ids(env)) == len(ids) + 1
+    assert len(_all_ids(env)) == len(ids) + 2
     with Client(env.home, autostart=False) as c:
         _check_groups(_groups(c), groups, maybe)
+        assert c.show("v3").env == {"BASE": "b", "SECRET": "s1"}
+        assert (c.show("dropped-again").env or {}).get("DROPPED") == "1"
 
 
 def _check_groups(found: dict[str, tuple[int, bool]], acked: dict[str, tuple[int, bool]],
