@@ -9,6 +9,7 @@ records small; fields are only ever appended, with defaults.
 
 from __future__ import annotations
 
+import sys
 from typing import Union
 
 import msgspec
@@ -169,6 +170,18 @@ Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, Poo
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)
+
+
+def interned(event: Replayed) -> Replayed:
+    """A record as read, its jobs' environment keys made one string per environment at once: a
+    file's records are all read before any is applied, and a million copies of a key, freed only
+    then, would leave their memory scattered between the jobs'."""
+    if isinstance(event, (AddedJobs, Restored)):
+        intern = sys.intern
+        for job in event.jobs:
+            if job.env is not None:
+                job.env = intern(job.env)
+    return event
 
 
 # -- snapshots of formats 3 (before groups) and 4 (before scheduling) ---------------------

@@ -369,9 +369,7 @@ class Queue:
         intern = sys.intern
         for job in chunk:
             job.command = intern(job.command)
-            job.group = intern(job.group)
-            if job.env is not None:
-                job.env = intern(job.env)
+            job.group = intern(job.group)  # (environment keys are interned as they are read: events.interned)
         # A snapshot writes each state's jobs in their own chunks (see snapshot()), so a chunk
         # normally goes into one dict in one pass.  Comprehensions, not one loop doing everything:
         # a million jobs restore in about half the time.

@@ -15,7 +15,7 @@ import pytest
 
 from queuectld import events as ev
 from queuectld.journal import Journal
-from tests.conftest import Env
+from tests.conftest import QUEUECTL, Env
 
 MINIMAL = {"PATH", "HOME", "USER", "LANG", "SHELL"}
 SET_BY_JOB = {"PWD", "QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT", "QUEUECTL_HOME"}  # sh and the daemon set these
@@ -42,9 +42,8 @@ def _caller(env: Env, **extra: str) -> dict[str, str]:
     return run
 
 
-def _enqueue(env: Env, *args: str, caller: dict[str, str], input: str | None = None) -> subprocess.CompletedProcess[str]:
-    from tests.conftest import QUEUECTL
-
+def _enqueue(env: Env, *args: str, caller: dict[str, str],
+             input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([QUEUECTL, "enqueue", *args], env=caller, input=input, capture_output=True, text=True,
                           timeout=30)
 
