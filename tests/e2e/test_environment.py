@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from queuectl_client import protocol as p
 from queuectld import events as ev
 from queuectld.journal import Journal
-from tests.conftest import QUEUECTL, Env
+from tests.conftest import QUEUECTL, Env, wait_for
 
 MINIMAL = {"PATH", "HOME", "USER", "LANG", "SHELL"}
 SET_BY_JOB = {"PWD", "QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT", "QUEUECTL_HOME"}  # sh and the daemon set these
@@ -178,8 +179,10 @@ def test_a_thousand_jobs_sharing_an_environment_store_it_once_and_it_survives_re
     assert stat.S_IMODE(os.stat(journal).st_mode) == 0o700
     for name in os.listdir(journal):
         assert stat.S_IMODE(os.stat(os.path.join(journal, name)).st_mode) == 0o600, name
-    env.start_daemon("--workers", "1")
+    env.start_daemon("--workers", "0")
     assert env.show("j999")["env"] == first and env.show("own")["env"]["MINE"] == "1"
+    env.ok("edit", "j999", "--priority", "9")  # first in line: it runs next
+    env.ok("worker", "start", "-n", "1", "--detach")
     assert _seen(env, "j999")["BAR"] == "mine"
 
 
@@ -190,3 +193,23 @@ def test_a_journal_directory_made_wider_is_made_0700_again(env: Env) -> None:
     os.chmod(journal, 0o755)
     env.start_daemon("--workers", "0")
     assert stat.S_IMODE(os.stat(journal).st_mode) == 0o700
+
+
+def test_more_distinct_environments_than_a_spawner_keeps_each_reach_their_job(env: Env) -> None:
+    from queuectl_client import Client
+    from queuectld.runner import ENVS_KEPT
+
+    env.start_daemon("--workers", "0")
+    n = ENVS_KEPT + 6
+    with Client(env.home, autostart=False) as c:
+        # Twice through: the first environments are sent again after the spawners forgot them.
+        c.enqueue_many([{"command": 'echo "$N"', "id": f"n{k}-{i}", "env": {"N": str(i)}}
+                        for k in range(2) for i in range(n)])
+        c.worker_start(1)
+        wait_for(lambda: c.status().jobs["completed"] == 2 * n, 30, "the jobs to complete")
+        for k in range(2):
+            for i in range(n):
+                reply = c.request(p.Logs(f"n{k}-{i}"))
+                assert isinstance(reply, p.LogsReply)
+                with open(reply.stdout) as f:
+                    assert f.read() == f"{i}\n", (k, i)
