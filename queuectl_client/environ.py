@@ -2,7 +2,8 @@
 
 A job runs with the environment of the `queuectl enqueue` that made it, as
 under at(1): every variable but the terminal's own (`TERM`, `DISPLAY`,
-`WINDOWID`, `SHLVL`, `_`) and queuectl's (`QUEUECTL_*`, which the daemon
+`WINDOWID`, `SHLVL`, `_`), systemd's for one process (`NOTIFY_SOCKET`,
+`WATCHDOG_*`, `LISTEN_*`) and queuectl's (`QUEUECTL_*`, which the daemon
 sets for each job).  A clean environment, and a job from the Python API,
 keep only `MINIMAL`.  A variable that no request can carry (a name a shell
 cannot export, a value that is not UTF-8 or too long) is left out.
@@ -21,7 +22,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 MINIMAL = ("PATH", "HOME", "USER", "LANG", "SHELL")  # what a clean environment keeps
-LEFT_OUT = frozenset(("TERM", "DISPLAY", "WINDOWID", "SHLVL", "_"))  # the terminal's own
+LEFT_OUT = frozenset((
+    "TERM", "DISPLAY", "WINDOWID", "SHLVL", "_",  # the terminal's own
+    # What systemd gives one process (a service that enqueues): a job must never speak for it.
+    "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+))
 OWN_PREFIX = "QUEUECTL_"  # queuectl's own: the daemon sets them for each job
 MAX_VALUE = 128 * 1024 - 1  # one execve string, as schema.EnvValue
 MAX_VARIABLES = 4096  # as schema.Environment
