@@ -15,7 +15,6 @@ Both sides use these rules: the client to send, the daemon to compose.
 from __future__ import annotations
 
 import os
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,12 +29,16 @@ LEFT_OUT = frozenset((
 OWN_PREFIX = "QUEUECTL_"  # queuectl's own: the daemon sets them for each job
 MAX_VALUE = 128 * 1024 - 1  # one execve string, as schema.EnvValue
 MAX_VARIABLES = 4096  # as schema.Environment
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+
+
+def is_name(name: str) -> bool:
+    """A name a shell can export, as schema.EnvName: ASCII letters, digits and '_', not starting with a digit."""
+    return name.isascii() and name.isidentifier() and len(name) <= 255
 
 
 def passed_on(name: str, value: str) -> bool:
     """Whether a caller's variable reaches its jobs."""
-    if name in LEFT_OUT or name.startswith(OWN_PREFIX) or not NAME.fullmatch(name) or len(value) > MAX_VALUE:
+    if name in LEFT_OUT or name.startswith(OWN_PREFIX) or not is_name(name) or len(value) > MAX_VALUE:
         return False
     try:
         value.encode()

@@ -140,7 +140,7 @@ def with_env(specs: list[p.JobSpec], given: list[str], clean: bool) -> list[p.Jo
     extra: dict[str, str] = {}
     for item in given:
         name, eq, value = item.partition("=")
-        if not environ.NAME.fullmatch(name):
+        if not environ.is_name(name):
             raise UsageError(f"--env {name!r}: not a variable name (letters, digits and '_', "
                              "not starting with a digit)")
         if not eq:
