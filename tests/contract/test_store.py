@@ -502,3 +502,21 @@ async def test_control_changes_survive_a_crash_and_a_cancelled_run_comes_back_ca
     third = await open_store()
     assert await snapshot(third) == await snapshot(again)
     assert await group_infos(third) == await group_infos(again)
+
+
+async def test_each_job_runs_with_its_composed_environment_kept_across_a_restart(open_store: Opener) -> None:
+    store = await open_store()
+    caller = {"PATH": "/bin", "HOME": "/h", "TERM": "xterm", "FOO": "1"}
+    jobs = await store.add([spec("a"), spec("b"), spec("own", env={"FOO": "2"}), spec("clean", inherit_env=False)],
+                           1.0, env=caller)
+    assert jobs[0].env == jobs[1].env and len({j.env for j in jobs}) == 3
+    assert await store.environment(jobs[0].env) == {"PATH": "/bin", "HOME": "/h", "FOO": "1"}
+    assert await store.environment(jobs[2].env) == {"PATH": "/bin", "HOME": "/h", "FOO": "2"}
+    assert await store.environment(jobs[3].env) == {"PATH": "/bin", "HOME": "/h"}
+    # No environment from the caller: the daemon's, as for a job of an older journal.
+    (old,) = await store.add([spec("old")], 2.0)
+    assert old.env is None and await store.environment(None) is None
+    again = await open_store()
+    for job in jobs:
+        assert (await again.get(job.id)).env == job.env
+        assert await again.environment(job.env) == await store.environment(job.env)
