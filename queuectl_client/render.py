@@ -184,7 +184,7 @@ def human_job(job: p.Job) -> str:
     elif job.worker is not None:
         lines.append(("worker", str(job.worker)))
     if job.env is not None:
-        lines.append(("environment", f"{len(job.env)} variable{'' if len(job.env) == 1 else 's'}"))
+        lines.append(("env", f"{len(job.env)} variable{'' if len(job.env) == 1 else 's'}, below"))
     width = max(len(k) for k, _ in lines)
     text = "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
     if job.env:

@@ -85,7 +85,7 @@ def test_env_and_dash_dash_env_add_and_override_and_name_alone_copies(d: Env) ->
     shown = d.show("e")["env"]
     assert {k: v for k, v in shown.items() if k in seen} == seen and "PWD" not in seen
     human = d.ok("show", "e").out
-    assert f"environment: {len(shown)} variables\n" in human and "  FLAG=a=b\n" in human
+    assert f"\nenv:         {len(shown)} variables, below\n" in human and "\n  FLAG=a=b\n" in human
     # `list` never gives the values.
     assert d.jobs()[0]["env"] is None
     assert "a=b" not in d.ok("list").out
@@ -213,3 +213,12 @@ def test_more_distinct_environments_than_a_spawner_keeps_each_reach_their_job(en
                 assert isinstance(reply, p.LogsReply)
                 with open(reply.stdout) as f:
                     assert f.read() == f"{i}\n", (k, i)
+
+
+def test_a_job_enqueued_from_the_shell_runs_with_the_shells_environment(d: Env) -> None:
+    lines = """enqueue '{"command": "env", "id": "from-shell"}'\nenqueue --env X=1 '{"command": "env", "id": "x"}'\n"""
+    r = d.q("shell", input=lines, FROM_THE_SHELL="yes", TERM="dumb")
+    assert r.code == 0, r
+    seen = _seen(d, "from-shell")
+    assert seen["FROM_THE_SHELL"] == "yes" and "TERM" not in seen
+    assert _seen(d, "x")["X"] == "1"
