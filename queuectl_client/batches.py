@@ -45,12 +45,13 @@ def unix_seconds(when: datetime) -> float:
 
 
 def enqueue_frames(specs: list[p.JobSpec], prefix: str, cwd: str | None, batch: int,
-                    want_jobs: bool) -> list[bytes]:
-    """The batch as encoded Enqueue frames, each within MAX_FRAME, all checked before any is sent."""
+                    want_jobs: bool, env: dict[str, str] | None = None) -> list[bytes]:
+    """The batch as encoded Enqueue frames, each within MAX_FRAME, all checked before any is sent;
+    the last carries the caller's environment `env`, for the whole batch."""
     frames: list[bytes] = []
 
     def add(start: int, chunk: list[p.JobSpec], more: bool) -> None:
-        body = _encoder.encode(p.Enqueue(chunk, more, prefix, cwd, want_jobs))
+        body = _encoder.encode(p.Enqueue(chunk, more, prefix, cwd, want_jobs, None if more else env))
         if len(body) <= p.MAX_FRAME:
             frames.append(body)
         elif len(chunk) == 1:

@@ -18,6 +18,7 @@ import msgspec
 from . import jobs
 from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed
+from .environ import inherited
 from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
@@ -41,12 +42,14 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
         raise UsageError("give a job as JSON, - for stdin, or --file")
     if args.after:
         specs = jobs.after(specs, args.after)
+    specs = jobs.with_env(specs, args.env, args.clean_env)
     cwd = jobs.cwd_for(specs)
+    env = inherited(os.environ)  # the jobs run with the caller's environment, as under at(1)
     if args.json:
-        reply = client.enqueue_reply(specs, cwd)
+        reply = client.enqueue_reply(specs, cwd, environ=env)
         json_array(reply.jobs, reply.created)
     else:
-        ids = client.enqueue_specs(specs, cwd)
+        ids = client.enqueue_specs(specs, cwd, environ=env)
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
     return EXIT_OK
 
@@ -228,7 +231,7 @@ def enqueue_again(text: str, prefix: str) -> int:
     def run() -> int:
         spec = jobs.parse_one(text)
         with Client() as client:
-            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]))
+            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]), environ=inherited(os.environ))
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
         return EXIT_OK
 

@@ -4,7 +4,8 @@ Commands, actions and flags come from the argparse definitions, so the
 scripts cannot drift from the CLI; so do the values of a flag with choices
 (a command's states).  Other values come from the daemon when the user
 presses Tab: job ids (`queuectl list --quiet`), dead job ids, group names,
-config keys; signals and shells are fixed lists.
+config keys; the names of exported variables (`enqueue --env`) from the
+shell; signals and shells are fixed lists.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ DYNAMIC = {
     "dead": "QUEUECTL_NO_AUTOSTART=1 queuectl dlq list --quiet --limit 1000 2>/dev/null",
     "keys": 'QUEUECTL_NO_AUTOSTART=1 queuectl config list 2>/dev/null | cut -d" " -f1',
     "groups": "QUEUECTL_NO_AUTOSTART=1 queuectl group list --quiet 2>/dev/null",
+    "variables": "env | cut -d= -f1",  # the names exported here (for `enqueue --env NAME`)
 }
 FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish", "signals": "TERM INT HUP KILL QUIT USR1 USR2"}
 # The values of flags without choices in the parser.
-FLAG_VALUES = {"--group": "groups", "--signal": "signals", "--after": "ids"}
+FLAG_VALUES = {"--group": "groups", "--signal": "signals", "--after": "ids", "--env": "variables"}
 FILE_FLAGS = {("enqueue", "--file")}
 
 

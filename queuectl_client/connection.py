@@ -10,7 +10,7 @@ import builtins
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from . import autostart
 from . import paths as _paths
 from . import protocol as p
 from .batches import batch_ids, enqueue_frames, local_seconds
+from .environ import sent
 from .errors import CannotStart as CannotStart
 from .errors import ConnectionLost as ConnectionLost
 from .errors import DaemonStopping as DaemonStopping
@@ -204,52 +205,57 @@ class Client:
 
     # -- the API --------------------------------------------------------------
 
-    def enqueue(self, command: str, **fields: Any) -> str:
+    def enqueue(self, command: str, *, environ: Mapping[str, str] | None = None, **fields: Any) -> str:
         """Add one job and return its id once it is on disk."""
-        return self.enqueue_many([dict(fields, command=command)])[0]
+        return self.enqueue_many([dict(fields, command=command)], environ=environ)[0]
 
     def enqueue_many(self, jobs: Iterable[dict[str, Any] | p.JobSpec], cwd: str | None = None,
-                     batch: int = 20_000) -> list[str]:
+                     batch: int = 20_000, *, environ: Mapping[str, str] | None = None) -> list[str]:
         """Add jobs all or nothing and return their ids once they are on disk.
 
         Each job is a JobSpec or a dict of its JSON fields (`command`, `id`,
-        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`, `group`); a field
-        that is None is not given.  A `run_at` datetime without a zone is local
-        time in this process.  Raises msgspec.ValidationError (a ValueError)
-        naming a bad field in the CLI's words, and TooLarge for a job that does
-        not fit in a frame.
+        `max_retries`, `priority`, `run_at`, `delay`, `timeout`, `cwd`, `group`,
+        `env`, ...); a field that is None is not given.  A `run_at` datetime
+        without a zone is local time in this process.  Raises
+        msgspec.ValidationError (a ValueError) naming a bad field in the CLI's
+        words, and TooLarge for a job that does not fit in a frame.
+
+        The jobs run with `environ` (for instance `os.environ`, less the
+        terminal's variables), each job's `env` over it; by default, with
+        only PATH, HOME, USER, LANG and SHELL of this process.
         """
-        return self.enqueue_specs(checked(jobs), cwd, batch)
+        return self.enqueue_specs(checked(jobs), cwd, batch, environ=environ)
 
-    def enqueue_specs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> list[str]:
-        """Add checked jobs; those without an id are named from a random prefix made here.
+    def enqueue_specs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000, *,
+                      environ: Mapping[str, str] | None = None) -> list[str]:
+        """Add checked jobs; those without an id are named from a random prefix made here, so that a
+        request resent after a lost reply is a duplicate instead of a second copy (a prefix that
+        collides with existing jobs is drawn again).  `environ`: as for `enqueue_many`."""
+        return self._enqueue(specs, cwd, batch, False, sent(environ)).ids
 
-        A prefix made here lets a request resent after a lost reply be
-        recognised as a duplicate instead of adding the jobs twice; if it
-        collides with existing jobs, another is drawn.
-        """
-        return self._enqueue(specs, cwd, batch, False).ids
-
-    def enqueue_jobs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> list[p.Job]:
+    def enqueue_jobs(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000, *,
+                     environ: Mapping[str, str] | None = None) -> list[p.Job]:
         """As `enqueue_specs`, but return the jobs as `show` gives them."""
-        return self.enqueue_reply(specs, cwd, batch).jobs
+        return self.enqueue_reply(specs, cwd, batch, environ=environ).jobs
 
-    def enqueue_reply(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000) -> p.Enqueued:
+    def enqueue_reply(self, specs: list[p.JobSpec], cwd: str | None = None, batch: int = 20_000, *,
+                      environ: Mapping[str, str] | None = None) -> p.Enqueued:
         """The jobs, and whether each was created (`created`, empty if all were) or holds the spec's unique key."""
-        reply = self._enqueue(specs, cwd, batch, True)
+        reply = self._enqueue(specs, cwd, batch, True, sent(environ))
         if len(reply.jobs) == len(reply.ids):
             return reply
         # A daemon that predates `want_jobs`, or a lost reply resent: ask for each job.
         return p.Enqueued(reply.ids, [self.show(job_id) for job_id in reply.ids], reply.created)
 
-    def _enqueue(self, specs: list[p.JobSpec], cwd: str | None, batch: int, want_jobs: bool) -> p.Enqueued:
+    def _enqueue(self, specs: list[p.JobSpec], cwd: str | None, batch: int, want_jobs: bool,
+                 env: dict[str, str]) -> p.Enqueued:
         if any(isinstance(s.run_at, datetime) for s in specs):
             specs = [local_seconds(s) for s in specs]
         own = any(s.id is None for s in specs)
         given = not all(s.id is None for s in specs)
         for attempt in range(3):
             prefix = new_id_prefix() if own else ""
-            frames = enqueue_frames(specs, prefix, cwd, batch, want_jobs)
+            frames = enqueue_frames(specs, prefix, cwd, batch, want_jobs, env)
             try:
                 try:
                     return self._send_batch(frames)
@@ -261,12 +267,10 @@ class Client:
         raise AssertionError("unreachable")
 
     def enqueue_resent(self, specs: list[p.JobSpec], prefix: str, cwd: str | None = None,
-                       batch: int = 20_000) -> list[str]:
-        """Send a batch again after the reply to it was lost: the jobs may be in.
-
-        The batch is atomic, so a duplicate-id refusal means the first copy landed.
-        """
-        return self._resend(specs, prefix, enqueue_frames(specs, prefix, cwd, batch, False)).ids
+                       batch: int = 20_000, *, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Send a batch again after its reply was lost (it is atomic: a duplicate-id refusal means it landed)."""
+        frames = enqueue_frames(specs, prefix, cwd, batch, False, sent(environ))
+        return self._resend(specs, prefix, frames).ids
 
     def _resend(self, specs: list[p.JobSpec], prefix: str, frames: list[bytes]) -> p.Enqueued:
         try:

@@ -22,11 +22,17 @@ _NEW_JOB = "(a new job's value) or left out"
 _BOUND = re.compile(r"Expected `(?:int|float)` (<=|>=|<|>) (-?[0-9.]+)$")
 _BOUND_WORDS = {"<=": "at most", ">=": "at least", "<": "less than", ">": "greater than"}
 _RULE_ENTRY = re.compile(r"^(?:no_)?retry_on\[\d+\]$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _NULL_ONLY = frozenset(name for name, kind in p.JobSpec.__annotations__.items() if kind in ("None", None))
 
 
-def friendly(message: str) -> str:
-    """msgspec's message for a bad field, in words where it quotes a pattern or a limit."""
+def friendly(message: str, job: Any = None) -> str:
+    """msgspec's message for a bad field, in words where it quotes a pattern or a limit; `job`, the
+    job as plain data when there is one, names the variable of a bad `env` (msgspec says `env[...]`)."""
+    if "$.env" in message or "].env" in message:
+        words = env_problem(job)
+        if words is not None:
+            return words
     what, sep, where = message.rpartition(" - at `")
     if not sep:
         return message
@@ -56,6 +62,26 @@ def friendly(message: str) -> str:
     return f"{words} (at {path})" if words else message
 
 
+def env_problem(job: Any) -> str | None:
+    """The first bad variable of a job's `env`, in words naming it (`env.NAME`), or None."""
+    env = job.get("env") if isinstance(job, dict) else None
+    if not isinstance(env, dict):
+        return None
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            return (f"env: {name!r} is not a variable name (letters, digits and '_', not starting "
+                    "with a digit, at most 255) (at $.env)")
+        if not isinstance(value, str):
+            kind = "null" if value is None else type(value).__name__
+            return f"env.{name} must be a string, not {kind} (at $.env.{name})"
+        if "\x00" in value or len(value) > p.MAX_COMMAND_BYTES:
+            return f"env.{name} must be a string without a NUL byte, of at most {p.MAX_COMMAND_BYTES:,} " \
+                   f"characters (at $.env.{name})"
+    if len(env) > 4096:
+        return "env may hold at most 4,096 variables (at $.env)"
+    return None
+
+
 def checked(jobs: Iterable[dict[str, Any] | p.JobSpec]) -> list[p.JobSpec]:
     """Jobs (dicts of their JSON fields, or JobSpecs) as checked JobSpecs; a bad field raises
     msgspec.ValidationError, naming the first one in words."""
@@ -63,4 +89,7 @@ def checked(jobs: Iterable[dict[str, Any] | p.JobSpec]) -> list[p.JobSpec]:
     try:
         return msgspec.convert(items, list[p.JobSpec])
     except msgspec.ValidationError as e:
-        raise msgspec.ValidationError(friendly(str(e))) from None
+        message = str(e)
+        bad = re.search(r"\$\[(\d+)\]", message)
+        job = items[int(bad.group(1))] if bad and int(bad.group(1)) < len(items) else None
+        raise msgspec.ValidationError(friendly(message, job)) from None

@@ -12,6 +12,7 @@ import sys
 
 import msgspec
 
+from . import environ
 from . import protocol as p
 from .batches import local_seconds
 from .fields import friendly
@@ -92,10 +93,18 @@ def parse_one(text: bytes | str, where: str = "") -> p.JobSpec:
     try:
         spec: p.JobSpec = _decode_one(text)
     except msgspec.ValidationError as e:
-        raise UsageError(f"{where}invalid job: {friendly(str(e))}") from None
+        raise UsageError(f"{where}invalid job: {friendly(str(e), _plain(text))}") from None
     except msgspec.DecodeError as e:
         raise UsageError(f"{where}invalid JSON: {e}") from None
     return _settle(spec, where) if spec.run_at is not None else spec
+
+
+def _plain(text: bytes) -> object:
+    """The job as plain data, to name a bad field more closely than its type's error can."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
 
 
 def _settle(spec: p.JobSpec, where: str) -> p.JobSpec:
@@ -133,3 +142,33 @@ def cwd_for(specs: list[p.JobSpec]) -> str | None:
             return None
         raise UsageError("the current directory's name is not UTF-8; give the job a cwd") from None
     return cwd
+
+
+def with_env(specs: list[p.JobSpec], given: list[str], clean: bool) -> list[p.JobSpec]:
+    """The jobs with `--env NAME=VALUE` and `--env NAME` (its value from here) over their own `env`,
+    and with `--clean-env`, not inheriting; a name that is not set here, or not a name, is refused."""
+    if not given and not clean:
+        return specs
+    extra: dict[str, str] = {}
+    for item in given:
+        name, eq, value = item.partition("=")
+        if not environ.is_name(name):
+            raise UsageError(f"--env {name!r}: not a variable name (letters, digits and '_', "
+                             "not starting with a digit)")
+        if not eq:
+            if name not in os.environ:
+                raise UsageError(f"--env {name}: {name} is not set here; give --env {name}=VALUE")
+            value = os.environ[name]
+            if not environ.passed_on("X", value):
+                raise UsageError(f"--env {name}: its value here is not UTF-8 or is too long")
+        elif len(value) > environ.MAX_VALUE:
+            raise UsageError(f"--env {name}: the value is longer than {environ.MAX_VALUE:,} characters")
+        extra[name] = value
+    replace = msgspec.structs.replace
+    if not extra:
+        return [replace(s, inherit_env=False) for s in specs]
+    out = []
+    for s in specs:
+        env = extra if not s.env else {**s.env, **extra}
+        out.append(replace(s, env=env, inherit_env=False) if clean else replace(s, env=env))
+    return out

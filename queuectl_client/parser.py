@@ -89,6 +89,10 @@ def _enqueue_args(e: Parser) -> None:
     e.add_argument("--file", "-f", help="read one JSON job per line from this file")
     e.add_argument("--after", action="append", type=values.job_id, metavar="ID",
                    help="run only once job ID has completed (repeat for more); added to each job's `after`")
+    e.add_argument("--env", "-e", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="set a variable for the jobs; NAME alone takes its value from here (repeatable)")
+    e.add_argument("--clean-env", action="store_true",
+                   help="run the jobs with only PATH, HOME, USER, LANG and SHELL from here, and their env")
     _json_flag(e)
 
 
@@ -285,7 +289,9 @@ queuectl enqueue '{"command": "./report.sh", "run_at": "2026-12-01T09:00:00"}'
 queuectl enqueue '{"id": "nightly", "command": "backup.sh", "priority": 10}'
 queuectl enqueue '{"id": "load", "command": "./load.sh"}' --after fetch --after transform
 jq -c '.[]' jobs.json | queuectl enqueue -
-queuectl enqueue --file jobs.jsonl --json"""),
+queuectl enqueue --file jobs.jsonl --json
+queuectl enqueue --env LOG_LEVEL=debug --env AWS_PROFILE '{"command": "./sync.sh"}'
+queuectl enqueue --clean-env '{"command": "make", "env": {"CC": "clang"}}'"""),
     "worker": ("start or stop the worker pool", _worker_args,
                """queuectl worker start --count 4       # follow the jobs; Ctrl-C stops gracefully
 queuectl worker start -n 2 --detach

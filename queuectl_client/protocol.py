@@ -32,6 +32,7 @@ from .schema import (  # noqa: F401
     Age,
     Command,
     Delay,
+    Environment,
     Grace,
     GroupInfo,
     GroupName,
@@ -82,6 +83,9 @@ class Enqueue(Message, frozen=True):
     id_prefix: Annotated[str, msgspec.Meta(max_length=40, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
     cwd: AbsPath | None = None  # for jobs that name no directory
     want_jobs: bool = False  # reply with the created jobs, not only their ids
+    # The caller's environment (see `environ`), for the whole batch: sent with the last frame.
+    # None: an older client; its jobs run with the daemon's environment.
+    env: Environment | None = None
 
 
 class Status(Message, frozen=True):

@@ -20,6 +20,7 @@ import socket
 import sys
 
 from . import wire
+from .environ import inherited
 from .paths import resolve
 from .text import not_utf8
 
@@ -152,7 +153,8 @@ def _enqueue(text: str) -> int:
     except OSError:
         raise _Fallback from None  # deleted: the full path refuses a job that names no directory
     try:
-        request = encode({"type": "Enqueue", "jobs": [job], "more": False, "id_prefix": prefix, "cwd": cwd})
+        request = encode({"type": "Enqueue", "jobs": [job], "more": False, "id_prefix": prefix, "cwd": cwd,
+                          "env": inherited(os.environ)})
     except ValueError:
         raise _Fallback from None
     link = _Link()

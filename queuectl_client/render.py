@@ -202,8 +202,13 @@ def human_job(job: p.Job) -> str:
         lines.append(("locked by", shown(job.locked_by)))
     elif job.worker is not None:
         lines.append(("worker", str(job.worker)))
+    if job.env is not None:
+        lines.append(("env", f"{len(job.env)} variable{'' if len(job.env) == 1 else 's'}, below"))
     width = max(len(k) for k, _ in lines)
-    return "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
+    text = "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
+    if job.env:
+        text += "".join(f"  {name}={shown(value)}\n" for name, value in sorted(job.env.items()))
+    return text
 
 
 def _rule(kinds: list[int | str]) -> str:

@@ -93,7 +93,8 @@ class Control:
         spec = p.JobSpec(command=job.command, id=req.new_id, max_retries=job.max_retries, priority=job.priority,
                          timeout=job.timeout, cwd=job.cwd, group=job.group)
         prefix = "" if req.new_id else new_id_prefix()
-        jobs = await self.store.add([spec], time.time(), prefix)
+        # The copy runs with the original's environment (None: the daemon's, as the original does).
+        jobs = await self.store.add([spec], time.time(), prefix, env=await self.store.environment(job.env))
         self.pool.wake()
         return p.Enqueued([j.id for j in jobs], [j.view(self.store.node) for j in jobs])
 

@@ -9,6 +9,7 @@ records small; fields are only ever appended, with defaults.
 
 from __future__ import annotations
 
+import sys
 from typing import Union
 
 import msgspec
@@ -37,6 +38,14 @@ class AddedJobs(Record, frozen=True, tag="a"):
 
     at: float
     jobs: list[Job]
+
+
+class EnvDefined(Record, frozen=True, tag="V"):
+    """An environment jobs run with, under its key (rules.env_key): written once, before the
+    first `Added` whose jobs name it, in the same journal write; a snapshot writes those jobs still use."""
+
+    key: str
+    vars: dict[str, str]
 
 
 class Started(Record, frozen=True, tag="s"):
@@ -155,12 +164,24 @@ class SnapshotEnd(Record, frozen=True, tag="E"):
 
 # What the daemon writes; replay reads `Added` as `AddedJobs` (the same bytes).
 Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
-              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused]
+              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined]
 Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
-                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused]
+                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)
+
+
+def interned(event: Replayed) -> Replayed:
+    """A record as read, its jobs' environment keys made one string per environment at once: a
+    file's records are all read before any is applied, and a million copies of a key, freed only
+    then, would leave their memory scattered between the jobs'."""
+    if isinstance(event, (AddedJobs, Restored)):
+        intern = sys.intern
+        for job in event.jobs:
+            if job.env is not None:
+                job.env = intern(job.env)
+    return event
 
 
 # -- snapshots of formats 3 (before groups) and 4 (before scheduling) ---------------------

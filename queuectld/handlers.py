@@ -19,6 +19,7 @@ from itertools import islice
 from typing import Any, Protocol
 
 from queuectl_client import protocol as p
+from queuectl_client.environ import inherited
 from queuectl_client.wire import VERSION
 
 from . import faults
@@ -82,6 +83,7 @@ class Handlers:
         self.retention = retention
         self.node = store.node
         self.started_at = time.time()
+        self.own_env = inherited(os.environ)  # for the jobs of a client that sends no environment
         self.stopping = False  # the daemon is shutting down: reads and changes go on, the pool is not resized
         # Ids of a multi-frame wait, per connection (None: too many); they go with the connection.
         self.wait_ids: weakref.WeakKeyDictionary[Conn, list[str] | None] = weakref.WeakKeyDictionary()
@@ -119,7 +121,10 @@ class Handlers:
             return None
         specs = conn.staged + req.jobs if conn.staged else req.jobs
         conn.staged = []
-        jobs = await self.store.add(specs, time.time(), req.id_prefix, req.cwd)
+        # A client that sends no environment (one older than the enqueuer's environment) gets the
+        # daemon's, as its jobs always did.
+        env = req.env if req.env is not None else self.own_env
+        jobs = await self.store.add(specs, time.time(), req.id_prefix, req.cwd, env)
         faults.point("enqueue-committed")
         self.pool.wake()
         if req.want_jobs:
@@ -161,7 +166,8 @@ class Handlers:
 
     async def show(self, req: p.Show, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)
-        return p.JobReply(job.view(self.node, (await self.store.blockers([job])).get(job.id)))
+        return p.JobReply(job.view(self.node, (await self.store.blockers([job])).get(job.id),
+                                    await self.store.environment(job.env)))
 
     async def why(self, req: p.Why, conn: Conn) -> p.Message:
         now = time.time()

@@ -97,6 +97,7 @@ class Journal:
     def open(self) -> Iterator[ev.Replayed]:
         """Replay the journal (creating it if new) and leave its last log open for appending."""
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # it holds the jobs' environments: only this user may read it
         names = os.listdir(self.dir)
         if "MANIFEST" not in names:
             files = sorted(n for n in names if FILE_NAME.match(n))

@@ -100,8 +100,8 @@ class FileScan:
                 end, rseq, payload = rec
                 try:
                     if rseq > after_seq:  # salvage: a log older than the snapshot
-                        self.events.append(ev.upgrade(legacy.decode(payload)) if legacy is not None
-                                           else ev.decoder.decode(payload))
+                        self.events.append(ev.interned(ev.upgrade(legacy.decode(payload)) if legacy is not None
+                                                       else ev.decoder.decode(payload)))
                 except msgspec.DecodeError as e:
                     raise JournalError(f"{path}: record {rseq} at offset {pos} passed its checksum but "
                                        f"does not decode: {e}") from None

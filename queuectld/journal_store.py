@@ -102,14 +102,21 @@ class JournalStore(Store):
 
     # -- changes ----------------------------------------------------------------------
 
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> Batch:
-        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd)
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None,
+                  env: dict[str, str] | None = None) -> Batch:
+        envs: dict[str, dict[str, str]] = {}
+        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd, env, envs)
         fresh, instead = unique.plan_batch(self.queue.uniques.holders, new)
         plan.check_new(self.queue, fresh)
         jobs: list[Job] = []
         if fresh:
             event = ev.Added(at, fresh)
-            self.journal.write([event])
+            used = {job.env for job in fresh}
+            # Written before the jobs that use them, in the same write.
+            defined = self.queue.envs.new({key: env for key, env in envs.items() if key in used})
+            self.journal.write([*defined, event])
+            for e in defined:
+                self.queue.apply(e)
             jobs = self.queue.add_new(event)
             self._report()
         await self.journal.commit()  # a job that holds a key is answered for once it is on disk too
@@ -243,6 +250,9 @@ class JournalStore(Store):
 
     async def get(self, job_id: str) -> Job:
         return self.queue.get(job_id)
+
+    async def environment(self, key: str | None) -> dict[str, str] | None:
+        return self.queue.envs.get(key)
 
     async def pages(self, state: str | None, limit: int | None, size: int,
                     group: str | None = None) -> AsyncIterator[list[Job]]:

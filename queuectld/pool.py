@@ -215,9 +215,14 @@ class Pool:
             self._outputs.discard(job.id)
             self._forgetting.discard(job.id)
             _remove(out, err)  # the files hold the latest run only
+        env = None
+        if job.env is not None:
+            env = await self.store.environment(job.env)
+            if env is None:  # a damaged or hand-edited journal lost it
+                return await self._cannot_start(job, now, slot, "cannot start: its environment is not on record")
         try:
             run = self.runner.start(job.id, job.command, job.attempts + 1, job.cwd, job.timeout, out, err,
-                                    self.store.config.output_limit, job.idle_timeout)
+                                    self.store.config.output_limit, job.idle_timeout, job.env, env)
         except Exception as e:  # whatever stops a job from starting is that job's failure
             return await self._cannot_start(job, now, slot, f"cannot start: {e}")
         self.slots[slot] = run

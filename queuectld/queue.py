@@ -38,6 +38,7 @@ from queuectl_client.protocol import DEFAULT_GROUP, STATES
 from . import events as ev
 from .config import Config
 from .deps import GONE, Deps
+from .environments import Environments
 from .lanes import Group, by_place
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
@@ -61,6 +62,7 @@ class Queue:
         self.held: set[str] = set()  # jobs taken, not started yet: they count as running for changes
         self.uniques = Uniques()  # the unique keys the jobs that are not final hold
         self._ticket = 0
+        self.envs = Environments()  # the environments jobs run with, by key
         self.config = Config()
         self.pool_size = 0
         self.deps = Deps(self)  # who depends on whom (a blocked job is in no lane until its dependencies are met)
@@ -197,7 +199,8 @@ class Queue:
             ev.GroupRemoved: self._group_removed, ev.Paused: self._paused,
             ev.ConfigChanged: lambda e: self.config.restore(e.key, e.value),
             ev.PoolSized: lambda e: setattr(self, "pool_size", e.count), ev.Restored: self._restored,
-            ev.Running: self._running, ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
+            ev.Running: self._running, ev.EnvDefined: self.envs.define,
+            ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
         }
 
     def _running(self, e: ev.Running) -> None:
@@ -249,6 +252,8 @@ class Queue:
             job.group = intern(job.group)
             if job.cwd is not None:
                 job.cwd = intern(job.cwd)
+            if job.env is not None:
+                job.env = intern(job.env)  # one string for every job of the environment
             job.created_at = job.updated_at = at
             run_at = job.run_at
             due = job.due = run_at if run_at is not None and run_at > at else at
@@ -380,7 +385,7 @@ class Queue:
         intern = sys.intern
         for job in chunk:
             job.command = intern(job.command)
-            job.group = intern(job.group)
+            job.group = intern(job.group)  # (environment keys are interned as they are read: events.interned)
         # A snapshot writes each state's jobs in their own chunks (see snapshot()), so a chunk
         # normally goes into one dict in one pass.  Comprehensions, not one loop doing everything:
         # a million jobs restore in about half the time.
@@ -411,6 +416,7 @@ class Queue:
         out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
         out.append(ev.PoolSized(self.pool_size))
         out += [ev.GroupDefined(g.name, g.parallel, g.paused) for g in self.groups.values()]
+        out += self.envs.snapshot(chain.from_iterable(jobs.values() for jobs in self._states))
         # The live Job structs themselves, state by state in the order they entered it: the
         # caller encodes them before the loop runs again, so the snapshot is the state of this moment.
         total = 0

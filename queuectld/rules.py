@@ -6,8 +6,10 @@ what these decide, so every store gives the same answers.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
+from queuectl_client.environ import inherited, minimal
 from queuectl_client.protocol import DEFAULT_GROUP, MAX_COMMAND_BYTES, MAX_TIME, STATES, JobSpec
 
 from .config import Config
@@ -43,12 +45,15 @@ class Outcome:
 
 
 def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "",
-             cwd: str | None = None) -> list[NewJob]:
-    """Check and name a batch: ids, run_at from `delay` or an ISO time, the config's defaults.
+             cwd: str | None = None, env: dict[str, str] | None = None,
+             envs: dict[str, dict[str, str]] | None = None) -> list[NewJob]:
+    """Check and name a batch: ids, run_at from `delay` or an ISO time, the config's defaults,
+    each job's environment (see `environments`; `envs` receives them by key).
 
     Duplicates within the batch are refused here; against the jobs a store
     already holds, by the store.
     """
+    keys = environments(specs, env, {} if envs is None else envs)
     seen: set[str] = set()
     max_retries, timeout = config.max_retries, config.job_timeout
     single = len(specs) == 1
@@ -83,7 +88,7 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
         new.append(NewJob(
             job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
             run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group or DEFAULT_GROUP,
-            None, _extras(s),
+            keys[i - 1], _extras(s),
         ))
     return new
 
@@ -95,6 +100,46 @@ def _extras(s: JobSpec) -> Extras | None:
         return Extras(_ids(s.after), _ids(s.after_any), s.unique_key, _rule(s.retry_on), _rule(s.no_retry_on),
                       s.idle_timeout)
     return None
+
+
+def compose_env(caller: dict[str, str] | None, own: dict[str, str] | None, inherit: bool) -> dict[str, str] | None:
+    """A job's environment: the caller's (less the terminal's and queuectl's variables), or with
+    `inherit` false only its PATH, HOME, USER, LANG and SHELL; then the job's own `env` over it.
+    None: the caller sent none and the job asks for nothing, so it runs with the daemon's."""
+    if caller is None and own is None and inherit:
+        return None
+    base = (inherited if inherit else minimal)(caller or {})
+    if own:
+        base.update(own)
+    return base
+
+
+def env_key(env: dict[str, str]) -> str:
+    """An environment's key in a store's table: 16 bytes of BLAKE2b of its sorted items, in hex.
+    Names and values hold no NUL byte, so NUL-separated items cannot be read two ways."""
+    h = hashlib.blake2b(digest_size=16)
+    for name, value in sorted(env.items()):
+        h.update(b"%s\0%s\0" % (name.encode(), value.encode()))
+    return h.hexdigest()
+
+
+def environments(specs: list[JobSpec], caller: dict[str, str] | None,
+                 envs: dict[str, dict[str, str]]) -> list[str | None]:
+    """Each job's environment key (`compose_env`, `env_key`), with the environments put in `envs`.
+    The same job `env` (none, most often) is composed and hashed once per batch."""
+    made: dict[tuple[bool, tuple[tuple[str, str], ...] | None], str | None] = {}
+    keys: list[str | None] = []
+    for s in specs:
+        own = s.env
+        mine = (s.inherit_env, tuple(sorted(own.items())) if own else None)
+        if mine not in made:
+            vars = compose_env(caller, own or None, s.inherit_env)
+            key = None if vars is None else env_key(vars)
+            if key is not None:
+                envs.setdefault(key, vars)  # type: ignore[arg-type]
+            made[mine] = key
+        keys.append(made[mine])
+    return keys
 
 
 def _ids(ids: list[str] | None) -> list[str] | None:

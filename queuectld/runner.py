@@ -33,6 +33,7 @@ log = logging.getLogger("queuectld.runner")
 
 KILL_GRACE = sp.KILL_GRACE
 SWEEP_AGAIN = sp.SWEEP_AGAIN
+ENVS_KEPT = 64  # environments a spawner keeps, the most recently sent
 SPAWNER_EXIT_WAIT = 5.0  # seconds a spawner gets to kill its jobs and exit at shutdown
 SPAWNER_DIED = "interrupted: the job's spawner process died"
 
@@ -75,6 +76,7 @@ class Link:
         self.inbuf = bytearray()
         self.pending = bytearray()  # bytes a full socket buffer did not take yet
         self.alive = True
+        self.envs: dict[str, None] = {}  # the environments this spawner keeps, oldest sent first
 
 
 class Runner:
@@ -179,15 +181,26 @@ class Runner:
     # -- jobs ------------------------------------------------------------------------
 
     def start(self, job_id: str, command: str, attempt: int, cwd: str | None, timeout: float | None,
-              out_path: str, err_path: str, limit: int, idle_timeout: float | None = None) -> Run:
+              out_path: str, err_path: str, limit: int, idle_timeout: float | None = None,
+              env_key: str | None = None, env: dict[str, str] | None = None) -> Run:
         """Ask the least busy spawner to start the job; its start or failure is reported later.
-        `timeout` and `idle_timeout` (seconds without output) are kept by the spawner."""
+        `timeout` and `idle_timeout` (seconds without output) are kept by the spawner.
+
+        The job's environment goes to a spawner once, by key (`env`, with `env_key`), and the
+        spawner keeps the last ENVS_KEPT of them; `env_key` None: the daemon's environment."""
         link = min(self.links, key=lambda lk: len(lk.runs))
         self._token += 1
         run = Run(self._token, job_id, link)
         link.runs[run.token] = run
+        if env_key is not None and env_key not in link.envs:
+            if len(link.envs) >= ENVS_KEPT:
+                oldest = next(iter(link.envs))
+                del link.envs[oldest]
+                self._send(link, [sp.FORGET, oldest])
+            link.envs[env_key] = None
+            self._send(link, [sp.ENV, env_key, env])
         self._send(link, [sp.SPAWN, run.token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout,
-                          idle_timeout])
+                          idle_timeout, env_key])
         return run
 
     def terminate(self, run: Run, interrupted: bool = False) -> None:

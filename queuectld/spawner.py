@@ -47,7 +47,9 @@ HEADER = 4
 
 # Messages, each a list whose first item says what it is.
 # daemon -> spawner
-SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout, idle_timeout]
+SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout, idle_timeout, env_key]
+ENV = "v"  # [ENV, key, variables]: an environment jobs name by key (None: the daemon's own), kept until FORGET
+FORGET = "f"  # [FORGET, key]
 SIGNAL = "k"  # [SIGNAL, token, TERMINATE or KILL] or [SIGNAL, token, CANCEL, signal number, grace]
 TERMINATE, KILL, CANCEL = 1, 0, 2
 # spawner -> daemon
@@ -105,7 +107,10 @@ class Spawner:
         self.by_fd: dict[int, tuple[Job, Capture | None]] = {}  # pidfd or pipe -> its job (and capture)
         self.poll = select.poll()
         self.poll.register(sock, select.POLLIN)
-        self.env = dict(os.environ)
+        self.env = dict(os.environ)  # the daemon's: for jobs of older journals, which have no environment
+        self.envs: dict[str, dict[str, str]] = {}  # the environments the daemon sent, by key
+        # What the daemon sets for every job, whatever its environment: the same home for `queuectl` in a job.
+        self.own = {k: v for k, v in self.env.items() if k == "QUEUECTL_HOME"}
         self.home = os.getcwd()
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.sweep_at: float | None = None
@@ -159,6 +164,10 @@ class Spawner:
         for msg in unframe(self.inbuf):
             if msg[0] == SPAWN:
                 self._spawn(*msg[1:])
+            elif msg[0] == ENV:
+                self.envs[msg[1]] = msg[2]
+            elif msg[0] == FORGET:
+                self.envs.pop(msg[1], None)
             elif msg[0] == SIGNAL:
                 job = self.jobs.get(msg[1])
                 if job is not None:
@@ -182,16 +191,21 @@ class Spawner:
     # -- jobs -------------------------------------------------------------------
 
     def _spawn(self, token: int, job_id: str, command: str, attempt: int, cwd: str | None, out_path: str,
-               err_path: str, limit: int, timeout: float | None, idle_timeout: float | None) -> None:
+               err_path: str, limit: int, timeout: float | None, idle_timeout: float | None,
+               env_key: str | None = None) -> None:
         pipes: list[int] = []
         try:
+            if env_key is None:
+                env = self.env.copy()
+            else:
+                env = self.envs[env_key].copy()
+                env.update(self.own)
             # Every time, even for the same path: the directory may have been replaced since.
             os.chdir(cwd or self.home)
             r_out, w_out = os.pipe2(os.O_CLOEXEC)
             pipes += (r_out, w_out)
             r_err, w_err = os.pipe2(os.O_CLOEXEC)
             pipes += (r_err, w_err)
-            env = self.env.copy()
             env["QUEUECTL_JOB_ID"] = job_id
             env["QUEUECTL_ATTEMPT"] = str(attempt)
             # dup2 clears close-on-exec on the targets; every other descriptor has it set.

@@ -97,9 +97,13 @@ class Store(ABC):
     # -- changes ----------------------------------------------------------------
 
     @abstractmethod
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None) -> Batch:
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None,
+                  env: dict[str, str] | None = None) -> Batch:
         """Add a batch, all or nothing (QueueError names the first problem).  A job whose unique key a job
-        that is not final holds (or one earlier in the batch) creates nothing; see `Batch`."""
+        that is not final holds (or one earlier in the batch) creates nothing; see `Batch`.
+
+        `env` is the caller's environment: each job's is composed from it by `rules.environments`,
+        and kept once per distinct environment, the jobs naming it by key (`Job.env`)."""
 
     @abstractmethod
     async def claim(self, now: float, count: int) -> list[Job]:
@@ -184,6 +188,10 @@ class Store(ABC):
     @abstractmethod
     async def get(self, job_id: str) -> Job:
         """The job, or QueueError not_found."""
+
+    @abstractmethod
+    async def environment(self, key: str | None) -> dict[str, str] | None:
+        """The variables of the environment `key` (a job's `env`), or None: none, or not known."""
 
     @abstractmethod
     def pages(self, state: str | None, limit: int | None, size: int,

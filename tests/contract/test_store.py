@@ -548,3 +548,21 @@ async def test_dependencies_block_cascade_come_back_and_survive_a_reopen(open_st
     assert await again.blockers([await again.get(x) for x in "abc"]) == {"b": ["a"], "c": ["a", "b"]}
     await again.delete("a", 4.0, cascade=True)
     assert (await again.get("b")).state == "dead" and await again.blockers([await again.get("c")]) == {}
+
+
+async def test_each_job_runs_with_its_composed_environment_kept_across_a_restart(open_store: Opener) -> None:
+    store = await open_store()
+    caller = {"PATH": "/bin", "HOME": "/h", "TERM": "xterm", "FOO": "1"}
+    jobs = await store.add([spec("a"), spec("b"), spec("own", env={"FOO": "2"}), spec("clean", inherit_env=False)],
+                           1.0, env=caller)
+    assert jobs[0].env == jobs[1].env and len({j.env for j in jobs}) == 3
+    assert await store.environment(jobs[0].env) == {"PATH": "/bin", "HOME": "/h", "FOO": "1"}
+    assert await store.environment(jobs[2].env) == {"PATH": "/bin", "HOME": "/h", "FOO": "2"}
+    assert await store.environment(jobs[3].env) == {"PATH": "/bin", "HOME": "/h"}
+    # No environment from the caller: the daemon's, as for a job of an older journal.
+    (old,) = await store.add([spec("old")], 2.0)
+    assert old.env is None and await store.environment(None) is None
+    again = await open_store()
+    for job in jobs:
+        assert (await again.get(job.id)).env == job.env
+        assert await again.environment(job.env) == await store.environment(job.env)

@@ -99,6 +99,7 @@ class ControlLoad:
         self.acked = 0
         self.running_cancels: list[str] = []  # cancels acknowledged while the job was seen running
         self.keys: dict[str, str] = {}  # unique key -> the job that must hold it
+        self.envs: dict[str, str] = {}  # id -> the STEP variable of its environment
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -152,8 +153,10 @@ class ControlLoad:
         self.groups[held] = (0, False)
         send({held}, lambda: c.request(p.Pause(groups=[held]), retry=False))
         self.groups[held] = (0, True)
-        self.created.update(send(set(q), lambda: c.enqueue_many([{"command": "true", "id": i, "group": held}
-                                                                  for i in q])))  # type: ignore[arg-type]
+        # Each step's jobs have an environment of their own: an EnvDefined record with their Added.
+        self.created.update(send(set(q), lambda: c.enqueue_many([{"command": "true", "id": i, "group": held,
+                                                                   "env": {"STEP": pre}} for i in q])))  # type: ignore[arg-type]
+        self.envs.update({job_id: pre for job_id in q})
         for job_id in q:
             self.jobs[job_id] = {"state": "pending", "group": held}
         send({q[0]}, lambda: _changed(c, p.Cancel(ids=[q[0]])))
@@ -221,6 +224,16 @@ class ControlLoad:
         assert not self._thread.is_alive()
         assert not self.errors, self.errors
 
+    def check_envs(self, c: Client) -> int:
+        """Every acknowledged job still there runs with the environment it was enqueued with."""
+        checked = 0
+        for job_id, step in self.envs.items():
+            if job_id in self.created - self.unsure - self.gone:
+                env = c.show(job_id).env
+                assert env is not None and env.get("STEP") == step, (job_id, env)
+                checked += 1
+        return checked
+
     def check(self, groups: dict[str, tuple[int, bool]], jobs: dict[str, p.Job]) -> int:
         """Every acknowledged change holds (the one in flight may have landed or not); returns the checks made."""
         checked = 0
@@ -269,6 +282,7 @@ def _all_ids(env: Env) -> list[str]:
 def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, report: Report) -> None:
     rng = random.Random(20261128)
     kills = 0
+    env_checks = 0
     acked: set[str] = set()
     ruled: set[str] = set()  # jobs a retry rule sent to dead
     controls: list[ControlLoad] = []
@@ -308,6 +322,7 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
             with_deps = _check_dependencies(jobs)
             with Client(env.home, autostart=False) as c:
                 keys = sum(done.check_keys(c) for done in controls)
+                env_checks += control.check_envs(c)  # this round's environments
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
@@ -326,6 +341,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("cancels of running jobs acknowledged, each ended dead \"cancelled\"", len(running_cancels))
     report("acknowledged control changes lost", 0)
     report("unique keys checked held by their job after the last restart", keys)
+    report("job environments checked after the kills", env_checks)
+    assert env_checks > 0
     report("compactions during the kill rounds", compactions)
     report("jobs with dependencies checked after the last restart", with_deps)
     assert with_deps > 0
@@ -379,6 +396,11 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         acked += c.enqueue_many([{"command": "true", "id": "u4", "unique_key": "weekly", "group": "held"}])
         assert _changed(c, p.Cancel(ids=["u4"])) == ["u4"]
         assert _changed(c, p.Retry(ids=["u3"])) == ["u3"]
+        # Environments: one shared by two jobs, another, and one whose only job is deleted (a snapshot drops it).
+        acked += c.enqueue_many([{"command": "true", "id": f"v{i}", "group": "held", "env": {"SECRET": f"s{i % 2}"}}
+                                 for i in range(4)], environ={"BASE": "b"})
+        c.enqueue("true", id="dropped", group="held", env={"DROPPED": "1"})
+        c.request(p.Delete(id="dropped"))
         try:
             for k in range(1000):
                 acked += c.enqueue_many([{"command": "echo " + "x" * 100, "id": f"c{k}-{i}"} for i in range(10)])
@@ -424,12 +446,17 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     assert "u2" not in jobs and (jobs["u3"].state, jobs["u4"].state) == ("pending", "dead")
     names = sorted(os.listdir(os.path.join(env.home, "journal")))
     assert not [n for n in names if n.endswith(".tmp")], names
+    with Client(env.home, autostart=False) as c:
+        assert [c.show(f"v{i}").env for i in range(4)] == [{"BASE": "b", "SECRET": f"s{i % 2}"} for i in range(4)]
+        c.enqueue("true", id="dropped-again", group="held", env={"DROPPED": "1"})
     env.enqueue(command="true", id="after-crash")
     env.stop_daemon()
     env.start_daemon("--workers", "0")
-    assert len(_all_ids(env)) == len(ids) + 1
+    assert len(_all_ids(env)) == len(ids) + 2
     with Client(env.home, autostart=False) as c:
         _check_groups(_groups(c), groups, maybe)
+        assert c.show("v3").env == {"BASE": "b", "SECRET": "s1"}
+        assert (c.show("dropped-again").env or {}).get("DROPPED") == "1"
         # The keys as the crash left them, then as the replay after it keeps them.
         assert c.enqueue_many([{"command": "true", "unique_key": "nightly"},
                                {"command": "true", "unique_key": "weekly"}]) == ["u1", "u3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,7 +26,8 @@ def term(env: Env, tmp_path: os.PathLike[str]) -> Iterator[Terminal]:
 
 @needs_tmux
 def test_the_shell_completes_runs_commands_keeps_history_and_survives_errors(env: Env, term: Terminal) -> None:
-    env.enqueue(command="echo hi", id="alpha")
+    # A small environment: `show` lists it, and the whole job fits on the 30-line screen.
+    env.ok("enqueue", "--clean-env", json.dumps({"command": "echo hi", "id": "alpha"}))
     term.wait(PROMPT.rstrip())
     term.wait("pending 1 │")  # the toolbar
 
@@ -114,7 +116,8 @@ def test_the_shell_reconnects_after_a_daemon_restart_and_top_runs_until_ctrl_c(e
     term.key("Enter")
     term.wait("queuectl top")
     term.wait("Ctrl-C to leave")
-    env.enqueue(command="true", id="gamma")
+    # A small environment: `show` lists it, and the whole job fits on the 30-line screen.
+    env.ok("enqueue", "--clean-env", json.dumps({"command": "true", "id": "gamma"}))
     term.wait("pending 1  processing 0")  # it refreshes by itself
     term.key("C-c")
     wait_for(lambda: term.prompt_line().rstrip() == PROMPT.rstrip(), what="the prompt after Ctrl-C")

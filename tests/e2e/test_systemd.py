@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from queuectl_client import Client
+from queuectl_client import protocol as p
 from tests.conftest import BIN, QUEUECTLD, Env, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -77,7 +78,8 @@ def test_ready_watchdog_and_stopping_reach_notify_socket(env: Env, notify: Notif
     assert f"MAINPID={env.daemon.pid}" in ready  # type: ignore[union-attr]
     # READY comes after the socket listens: the client answered before start_daemon returned.
     wait_for(lambda: notify.count("WATCHDOG=1") >= 5, 5, "five watchdog pings")
-    # Jobs do not inherit systemd's variables: they must never speak for the daemon.
+    # Jobs do not inherit systemd's variables: they must never speak for the daemon, nor for a
+    # service that enqueues them (its client's own are left out too).
     job_id = env.enqueue(command=f"env > {job_env}")
     env.wait_state(job_id, "completed")
     with open(job_env) as f:
@@ -180,3 +182,30 @@ def test_the_units_say_what_the_issue_requires() -> None:
     assert "ProtectSystem=full" in system and "StateDirectory=queuectl/%i" in system
     assert "RuntimeDirectory=queuectl" in user
     assert "SocketMode=0600" in sock and "ListenStream=%t/queuectl/queuectld.sock" in sock
+
+
+def test_a_daemon_started_by_systemd_runs_each_job_with_its_enqueuers_environment(env: Env, home: str) -> None:
+    path = os.path.join(home, "queuectld.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    # systemd gives a service a small environment of its own, not the user's session's.
+    caller = dict(env.env, FROM_THE_SHELL="yes", PATH=f"{BIN}:/usr/bin:/bin")
+    env.env = {"PATH": "/usr/bin:/bin", "QUEUECTL_HOME": home, "FROM_THE_UNIT": "1", "LANG": "C"}
+    with open(env.log_path, "ab") as log:
+        env.daemon = activate(env, listener.fileno(), "--workers", "1", stdout=log, stderr=subprocess.STDOUT)
+    listener.close()
+    r = subprocess.run([os.path.join(BIN, "queuectl"), "enqueue", '{"command": "env", "id": "e"}'], env=caller,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r
+    with Client(home, autostart=False) as c:
+        wait_for(lambda: c.show("e").state == "completed", what="the job to complete")
+        reply = c.request(p.Logs("e"))
+        assert isinstance(reply, p.LogsReply)
+        out = reply.stdout
+    with open(out) as f:
+        seen = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+    assert seen["FROM_THE_SHELL"] == "yes" and seen["PATH"] == caller["PATH"] and "FROM_THE_UNIT" not in seen
+    assert seen["QUEUECTL_HOME"] == home
+    assert env.stop_daemon() == 0
