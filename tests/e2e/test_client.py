@@ -58,7 +58,8 @@ def test_a_run_at_without_a_zone_is_the_callers_local_time(env: Env) -> None:
         run_at = _ts(env.show(r.out.strip())["run_at"])
         assert abs(run_at - soon.replace(microsecond=0).timestamp()) < 1, (local, env.show(r.out.strip()))
     table = env.ok("list").out
-    assert "runs in 1m" in table or "runs in 59s" in table or "runs in 60s" in table, table
+    # A minute from the enqueue, less however long a loaded machine took to get here.
+    assert re.search(r"runs in (1m|60s|[1-5]\ds)\b", table), table
 
 
 @pytest.fixture
