@@ -20,6 +20,14 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
+from .schedule_messages import (  # noqa: F401
+    ScheduleAdd,
+    ScheduleInfo,
+    ScheduleList,
+    SchedulePause,
+    ScheduleRemove,
+    SchedulesReply,
+)
 from .schema import (  # noqa: F401
     DEFAULT_GROUP,
     INT32,
@@ -260,6 +268,7 @@ Request = Union[
     Hello, Enqueue, Status, List, Show, Logs, Delete, DlqList, DlqRetry,
     ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe, Wait,
     GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune,
+    ScheduleAdd, ScheduleList, ScheduleRemove, SchedulePause,
 ]
 
 
@@ -383,4 +392,5 @@ class WaitChanges(Message, frozen=True):
 Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
     ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply,
+    SchedulesReply,
 ]

@@ -3,8 +3,10 @@
 The variable holds comma-separated faults:
 
     crash-at=NAME        os._exit(70) when the daemon reaches the point NAME
-                         (compact-1 ... compact-6, enqueue-committed)
+                         (compact-1 ... compact-6, enqueue-committed, schedule-fired)
     fdatasync-eio=N      the N-th journal fdatasync and every later one fail with EIO
+    clock-ahead=SECONDS  the schedules' clock runs this far ahead of the real one: a test sees a
+                         slot come without waiting for it, or a daemon "come back" after downtime
 
 The daemon reads the variable once at start-up and removes it from its
 environment, so neither jobs nor later daemons inherit it.
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 CRASH_EXIT = 70
 
 _crash_at: set[str] = set()
+_ahead = 0.0
 
 
 def arm_from_env() -> None:
@@ -26,6 +30,9 @@ def arm_from_env() -> None:
         name, _, value = item.partition("=")
         if name == "crash-at":
             _crash_at.add(value)
+        elif name == "clock-ahead":
+            global _ahead
+            _ahead = float(value)
         elif name == "fdatasync-eio":
             _fail_fdatasync_from(int(value))
         else:
@@ -36,6 +43,11 @@ def point(name: str) -> None:
     """A named step; the daemon dies here, without cleanup, if a test armed it."""
     if name in _crash_at:
         os._exit(CRASH_EXIT)
+
+
+def clock() -> float:
+    """The schedules' clock: the time, or with clock-ahead, a time that far ahead."""
+    return time.time() + _ahead
 
 
 def _fail_fdatasync_from(n: int) -> None:

@@ -16,11 +16,11 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Selector
+from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, ScheduleAdd, ScheduleInfo, Selector
 
 from . import events as ev
+from . import firing, rules
 from . import planning as plan
-from . import rules
 from .journal import DiskFull, Journal, JournalError
 from .model import Job
 from .queue import WAITS, Queue
@@ -208,6 +208,28 @@ class JournalStore(Store):
         await self._commit([event])
         return event.groups
 
+    async def define_schedule(self, req: ScheduleAdd, at: float, local_zone: str) -> ScheduleInfo:
+        event = firing.plan_define(self.queue, req, at, local_zone)
+        await self._commit([event])
+        return self._schedule(req.name)
+
+    async def remove_schedule(self, name: str) -> None:
+        await self._commit([firing.plan_removal(self.queue, name)])
+
+    async def pause_schedule(self, name: str, paused: bool, at: float) -> ScheduleInfo:
+        await self._commit([firing.plan_pause(self.queue, name, paused, at)])
+        return self._schedule(name)
+
+    def _schedule(self, name: str) -> ScheduleInfo:
+        return firing.schedule(self.queue, name).info()
+
+    async def fire(self, now: float) -> list[Job]:
+        events = firing.plan_fires(self.queue, now)
+        if not events:
+            return []
+        await self._commit(list(events))
+        return [job for e in events if e.job is not None and (job := self.queue.find(e.job.id)) is not None]
+
     async def configure(self, key: str, value: str) -> tuple[str, str]:
         key, value = self.config.parse(key, value)
         await self._commit([ev.ConfigChanged(key, value)])
@@ -236,6 +258,12 @@ class JournalStore(Store):
         q = self.queue
         return [GroupInfo(g.name, g.parallel, g.paused, q.tally(g.name), q.tally(g.name)["processing"])
                 for g in q.groups.values()]
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        return [s.info() for s in self.queue.schedules.by_name.values()]
+
+    async def next_fire(self) -> float | None:
+        return self.queue.schedules.next_fire()
 
     async def next_due(self) -> float | None:
         return self.queue.next_due()

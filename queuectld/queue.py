@@ -40,6 +40,7 @@ from .config import Config
 from .lanes import Group
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
+from .schedules import Schedules
 
 GONE = "gone"  # a deleted job's state, so stale heap entries see it
 WAITS = (PENDING, FAILED)  # the states in which a job waits to start
@@ -61,6 +62,7 @@ class Queue:
         self._ticket = 0
         self.config = Config()
         self.pool_size = 0
+        self.schedules = Schedules()
         self._appliers = self._table()
 
     # -- queries ----------------------------------------------------------
@@ -194,6 +196,8 @@ class Queue:
             ev.GroupRemoved: self._group_removed, ev.Paused: self._paused,
             ev.ConfigChanged: lambda e: self.config.restore(e.key, e.value),
             ev.PoolSized: lambda e: setattr(self, "pool_size", e.count), ev.Restored: self._restored,
+            ev.ScheduleDefined: self.schedules.defined, ev.ScheduleRemoved: self.schedules.removed,
+            ev.SchedulePaused: self.schedules.paused, ev.Fired: lambda e: self.schedules.fired(e, self._added),
             ev.Running: self._running, ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
         }
 
@@ -393,6 +397,7 @@ class Queue:
         out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
         out.append(ev.PoolSized(self.pool_size))
         out += [ev.GroupDefined(g.name, g.parallel, g.paused) for g in self.groups.values()]
+        out += self.schedules.snapshot()
         # The live Job structs themselves, state by state in the order they entered it: the
         # caller encodes them before the loop runs again, so the snapshot is the state of this moment.
         total = 0
