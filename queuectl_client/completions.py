@@ -4,7 +4,7 @@ Commands, actions and flags come from the argparse definitions, so the
 scripts cannot drift from the CLI; so do the values of a flag with choices
 (a command's states).  Other values come from the daemon when the user
 presses Tab: job ids (`queuectl list --quiet`), dead job ids, group names,
-config keys; signals and shells are fixed lists.
+config keys, schedule names; signals and shells are fixed lists.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ POSITIONAL = {
     "show": "ids", "logs": "ids", "delete": "ids", "wait": "ids", "cancel": "ids", "retry": "ids", "rerun": "ids",
     "edit": "ids", "dlq retry": "dead", "config get": "keys", "config set": "keys", "completions": "shells",
     "pause": "groups", "resume": "groups", "group set": "groups", "group rm": "groups",
+    "schedule rm": "schedules", "schedule pause": "schedules", "schedule resume": "schedules",
 }
 # What each kind of value is, as a shell command (run at Tab time) or a fixed list.
 DYNAMIC = {
@@ -28,6 +29,7 @@ DYNAMIC = {
     "dead": "QUEUECTL_NO_AUTOSTART=1 queuectl dlq list --quiet --limit 1000 2>/dev/null",
     "keys": 'QUEUECTL_NO_AUTOSTART=1 queuectl config list 2>/dev/null | cut -d" " -f1',
     "groups": "QUEUECTL_NO_AUTOSTART=1 queuectl group list --quiet 2>/dev/null",
+    "schedules": "QUEUECTL_NO_AUTOSTART=1 queuectl schedule list --quiet 2>/dev/null",
 }
 FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish", "signals": "TERM INT HUP KILL QUIT USR1 USR2"}
 # The values of flags without choices in the parser.

@@ -18,6 +18,7 @@ import msgspec
 from . import protocol as p
 from .batches import unix_seconds
 from .durations import parse_duration, plain_number
+from .schema import ScheduleName
 
 MAX_SIGNAL = 64
 MAX_GRACE = 86_400.0
@@ -92,6 +93,14 @@ def group_name(text: str) -> str:
         return msgspec.convert(text, p.GroupName)
     except msgspec.ValidationError:
         raise argparse.ArgumentTypeError(f"{_GROUP_WORDS}, not {_quoted(text)}") from None
+
+
+def schedule_name(text: str) -> str:
+    try:
+        return msgspec.convert(text, ScheduleName)
+    except msgspec.ValidationError:
+        raise argparse.ArgumentTypeError("a schedule name is 1 to 47 letters, digits, '.', '_' or '-', starting "
+                                         f"with a letter or digit, not {_quoted(text)}") from None
 
 
 def state_in(*allowed: str, why: str = "") -> Any:

@@ -14,7 +14,7 @@ LATE_AFTER seconds past it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import tzinfo
 
 import msgspec
@@ -162,4 +162,4 @@ class Schedules:
         return [ev.ScheduleDefined(*(getattr(s, f) for f in RECORD_FIELDS)) for s in self.by_name.values()]
 
 
-RECORD_FIELDS = ev.ScheduleDefined.__struct_fields__
+RECORD_FIELDS = [f.name for f in fields(Schedule) if f.init]  # those of a ScheduleDefined, in its order
