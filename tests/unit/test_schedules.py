@@ -10,10 +10,9 @@ import msgspec
 import pytest
 
 from queuectl_client.protocol import JobSpec, ScheduleAdd
-from queuectld import cron, firing
+from queuectld import cron, firing, rules
 from queuectld import events as ev
 from queuectld import planning as plan
-from queuectld import rules
 from queuectld.queue import Queue
 from queuectld.rules import QueueError
 from queuectld.schedules import LATE_AFTER
