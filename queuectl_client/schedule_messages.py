@@ -12,7 +12,7 @@ import msgspec
 from .schema import AbsPath, JobSpec, Message, ScheduleName
 
 CronText = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
-ZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_+/-]*$")]
+ZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class ScheduleAdd(Message, frozen=True):

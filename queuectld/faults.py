@@ -5,8 +5,9 @@ The variable holds comma-separated faults:
     crash-at=NAME        os._exit(70) when the daemon reaches the point NAME
                          (compact-1 ... compact-6, enqueue-committed, schedule-fired)
     fdatasync-eio=N      the N-th journal fdatasync and every later one fail with EIO
-    clock-ahead=SECONDS  the schedules' clock runs this far ahead of the real one: a test sees a
-                         slot come without waiting for it, or a daemon "come back" after downtime
+    clock-ahead=SECONDS  the daemon's clock (time.time) runs this far ahead of the real one, as on a
+                         machine whose clock is set ahead: a test sees a schedule's slot come without
+                         waiting for it, or the daemon come back after downtime
 
 The daemon reads the variable once at start-up and removes it from its
 environment, so neither jobs nor later daemons inherit it.
@@ -21,7 +22,6 @@ import time
 CRASH_EXIT = 70
 
 _crash_at: set[str] = set()
-_ahead = 0.0
 
 
 def arm_from_env() -> None:
@@ -31,8 +31,7 @@ def arm_from_env() -> None:
         if name == "crash-at":
             _crash_at.add(value)
         elif name == "clock-ahead":
-            global _ahead
-            _ahead = float(value)
+            _set_clock_ahead(float(value))
         elif name == "fdatasync-eio":
             _fail_fdatasync_from(int(value))
         else:
@@ -45,9 +44,13 @@ def point(name: str) -> None:
         os._exit(CRASH_EXIT)
 
 
-def clock() -> float:
-    """The schedules' clock: the time, or with clock-ahead, a time that far ahead."""
-    return time.time() + _ahead
+def _set_clock_ahead(seconds: float) -> None:
+    real = time.time
+
+    def ahead() -> float:
+        return real() + seconds
+
+    time.time = ahead
 
 
 def _fail_fdatasync_from(n: int) -> None:

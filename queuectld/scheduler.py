@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from queuectl_client import protocol as p
@@ -30,7 +31,6 @@ class Scheduler:
     def __init__(self, store: Store, pool: Any) -> None:
         self.store = store
         self.pool = pool  # handlers.PoolControl: woken for the jobs a fire makes
-        self.clock = faults.clock
         self.local_zone = cron.local_zone_name()  # a schedule added without a zone keeps this one
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -44,7 +44,7 @@ class Scheduler:
     # -- requests ---------------------------------------------------------------
 
     async def add(self, req: p.ScheduleAdd, conn: Any) -> p.Message:
-        info = await self.store.define_schedule(req, self.clock(), self.local_zone)
+        info = await self.store.define_schedule(req, time.time(), self.local_zone)
         self._changed.set()
         return p.SchedulesReply([info])
 
@@ -57,7 +57,7 @@ class Scheduler:
         return p.Ok()
 
     async def pause(self, req: p.SchedulePause, conn: Any) -> p.Message:
-        info = await self.store.pause_schedule(req.name, not req.resume, self.clock())
+        info = await self.store.pause_schedule(req.name, not req.resume, time.time())
         self._changed.set()
         return p.SchedulesReply([info])
 
@@ -76,7 +76,7 @@ class Scheduler:
             self._changed.clear()
             try:
                 when = await self.store.next_fire()
-                now = self.clock()
+                now = time.time()
                 if when is not None and when <= now:
                     await self._fire(now)
                     continue
