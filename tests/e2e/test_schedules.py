@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import QUEUECTLD, Env, wait_for
+from tests.conftest import BIN, QUEUECTLD, Env, wait_for
 
 JOB = json.dumps({"command": "echo tick"})
 
@@ -225,3 +226,36 @@ def test_a_fire_into_a_removed_group_is_recorded_as_failed_and_the_daemon_goes_o
     d.ok("group", "add", "net")
     restart(d, later(2))
     wait_for(lambda: fired(d, "sync"), what="a fire into the group made again")
+
+
+def test_completion_knows_the_schedule_commands_and_completes_schedule_names(d: Env) -> None:
+    d.ok("schedule", "add", "nightly", "@daily", JOB)
+    d.ok("schedule", "add", "hourly", "@hourly", JOB)
+    script = d.ok("completions", "bash").out
+
+    def complete(*words: str) -> list[str]:
+        probe = (f'{script}\nCOMP_WORDS=({" ".join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; '
+                 '_queuectl; printf "%s\\n" "${COMPREPLY[@]}"')
+        proc = subprocess.run(["bash", "-c", probe], env=dict(d.env, PATH=BIN + ":" + os.environ["PATH"]),
+                              capture_output=True, text=True, check=True)
+        return sorted(proc.stdout.split())
+
+    assert complete("queuectl", "sch") == ["schedule"]
+    assert complete("queuectl", "schedule", "") == ["--help", "-h", "add", "list", "pause", "resume", "rm"]
+    for action in ("rm", "pause", "resume"):
+        assert complete("queuectl", "schedule", action, "") == ["hourly", "nightly"], action
+    assert complete("queuectl", "schedule", "add", "x", "@daily", "{}", "--n") == ["--no-overlap"]
+    for shell in ("zsh", "fish"):
+        assert "schedule list --quiet" in d.ok("completions", shell).out
+    probe = """
+from queuectl_client.connection import Client
+from queuectl_client.shell import ShellCompleter
+c = ShellCompleter(Client())
+print(sorted(v for v, _ in c._candidates(["schedule", "pause"], "")))
+print(sorted(v for v, _ in c._candidates(["schedule"], "")))
+"""
+    proc = subprocess.run([os.path.join(BIN, "python"), "-c", probe], env=d.env, capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.splitlines() == ["['hourly', 'nightly']", "['add', 'list', 'pause', 'resume', 'rm']"]
+    help_text = d.ok("schedule", "add", "--help").out
+    assert "queuectl schedule add nightly '0 3 * * *'" in help_text and "--no-overlap" in help_text
