@@ -11,7 +11,7 @@ import msgspec
 
 from .schema import AbsPath, JobSpec, Message, ScheduleName
 
-CronText = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+CronText = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
 ZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 

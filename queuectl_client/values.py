@@ -103,6 +103,13 @@ def schedule_name(text: str) -> str:
                                          f"with a letter or digit, not {_quoted(text)}") from None
 
 
+def time_zone(text: str) -> str:
+    """An IANA zone name as far as the client can tell (the daemon knows the zones)."""
+    if not text or len(text) > 255 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise argparse.ArgumentTypeError(f"unknown time zone {_quoted(text)}")
+    return text
+
+
 def state_in(*allowed: str, why: str = "") -> Any:
     """An argparse type: one of the `allowed` states (`why` says why the others are not)."""
 

@@ -173,6 +173,8 @@ BAD = [
     (["bad", "@fortnightly", JOB], "invalid cron expression '@fortnightly': unknown macro"),
     (["bad", "* * * * *", JOB, "--tz", "Mars/Olympus"], "unknown time zone Mars/Olympus"),
     (["bad", "* * * * *", JOB, "--tz", "../etc"], "unknown time zone ../etc"),
+    (["bad", "* * * * *", JOB, "--tz", "Europe/\nBerlin"], "unknown time zone 'Europe/\\nBerlin'"),
+    (["bad", "0 3 * * *\x1b", JOB], "invalid cron expression '0 3 * * *\\x1b': Bad day-of-week"),
     (["bad", "* * * * *", '{"command": "x", "id": "a"}'], "invalid job: a scheduled job has no `id`"),
     (["bad", "* * * * *", '{"command": "x", "delay": 5}'], "invalid job: a scheduled job has no `delay`"),
     (["bad", "* * * * *", '{"command": "x", "run_at": 5}'], "invalid job: a scheduled job has no `run_at`"),
