@@ -278,8 +278,8 @@ queuectl schedule add rotate @daily '{"command": "logrotate -s state rotate.conf
     sa.add_argument("cron", help="minute hour day-of-month month day-of-week (ranges, steps, lists, names), "
                                  "or @hourly, @daily, @weekly, @monthly, @yearly")
     sa.add_argument("job", help="the job as JSON, as for enqueue, without id, run_at or delay")
-    sa.add_argument("--tz", type=values.time_zone, metavar="ZONE", help="an IANA time zone, e.g. Europe/Berlin (default: the daemon's "
-                                                 "local zone, recorded now)")
+    sa.add_argument("--tz", type=values.time_zone, metavar="ZONE",
+                    help="an IANA time zone, e.g. Europe/Berlin (default: the daemon's local zone, recorded now)")
     sa.add_argument("--no-overlap", action="store_true",
                     help="skip a slot (and count it) while the previous fire's job is not completed or dead")
     sl = sub("list", "the schedules: next fire, last fire and its job, paused, skipped fires",
