@@ -104,6 +104,7 @@ class Daemon:
         self.retention = Retention(self.store, self.pool, self.bus)
         self.scheduler = Scheduler(self.store, self.pool)
         self.handlers = Handlers(self.store, self.pool, self.bus, self.retention, self.scheduler)
+        await self.scheduler.catch_up()  # a slot missed while the daemon was down fires now, once
         self.server = Server(self.handlers)
         await self.server.start(sock)
         counts = await self.store.counts()
@@ -119,7 +120,7 @@ class Daemon:
             self._watchdog = asyncio.create_task(self._ping(self.systemd.watchdog_interval), name="watchdog")
         self.pool.start()
         self.retention.start()
-        self.scheduler.start()  # a slot missed while the daemon was down fires now, once
+        self.scheduler.start()
 
     async def _ping(self, interval: float) -> None:
         """Tell systemd the loop is alive; a loop that stops turning stops the pings."""

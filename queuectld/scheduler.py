@@ -63,6 +63,15 @@ class Scheduler:
 
     # -- the timer --------------------------------------------------------------------
 
+    async def catch_up(self) -> None:
+        """Fire what came due while the daemon was down (each schedule once, late), before it serves."""
+        try:
+            when = await self.store.next_fire()
+            if when is not None and when <= time.time():
+                await self._fire(time.time())
+        except StoreError as e:
+            log.error("cannot record a schedule's fire (tried again once the daemon runs): %s", e)
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="scheduler")
 

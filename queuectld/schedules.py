@@ -60,13 +60,11 @@ class Schedule:
         try:
             self._fields = slots.expression(self.cron)
             self._tz = slots.zone(self.zone)
-        except QueueError as e:  # the zone left the system's tz database since: it never stops a start
+        except QueueError as e:
+            # A zone that left the tz database since (or an expression a later cronsim refuses): the
+            # schedule is kept and listed with the reason, and never fires; it never stops a start.
             self.problem = str(e)
             self._known = True
-
-    @property
-    def tz(self) -> tzinfo:
-        return self._tz
 
     def floor(self) -> float:
         """Slots at or before this are fired (or were never to be)."""

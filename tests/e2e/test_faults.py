@@ -255,6 +255,7 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
             acked.update(load.acked)
             env.start_daemon("--workers", "0")
             with Client(env.home, autostart=False) as c:
+                fired_before = _schedules(c)  # a real slot may come while the jobs are listed
                 listed = list(c.list())
                 groups = _groups(c)
                 schedules = _schedules(c)
@@ -264,7 +265,7 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
             missing = acked - jobs.keys()
             assert not missing, f"{len(missing)} acknowledged jobs lost, e.g. {sorted(missing)[:3]}"
             checked = sum(done.check(groups, jobs, schedules) for done in controls)  # every round's, each restart
-            fires = _check_fires(schedules, listed)
+            fires = _check_fires(fired_before, schedules, listed)
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
@@ -286,9 +287,9 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("compactions during the kill rounds", compactions)
 
 
-def _check_fires(schedules: dict[str, p.ScheduleInfo], jobs: list[p.Job]) -> int:
+def _check_fires(before: dict[str, p.ScheduleInfo], schedules: dict[str, p.ScheduleInfo], jobs: list[p.Job]) -> int:
     """Each schedule's fires made exactly its jobs, each named by its slot: no slot fired twice or lost
-    its job.  Returns the fires counted."""
+    its job.  The jobs were listed between the two counts `before` and `schedules`.  Returns the fires."""
     made: dict[str, list[p.Job]] = {}
     for job in jobs:
         if job.schedule is not None:
@@ -296,8 +297,10 @@ def _check_fires(schedules: dict[str, p.ScheduleInfo], jobs: list[p.Job]) -> int
             stamp = time.strftime("%Y%m%dT%H%MZ", time.gmtime(job.slot or 0))
             assert job.id == f"{job.schedule}-{stamp}", job
     for name, s in schedules.items():
-        assert s.fires == len(made.get(name, [])), (name, s.fires, [j.id for j in made.get(name, [])])
-        assert s.last_job is None or any(j.id == s.last_job for j in made[name]), s
+        least = before[name].fires if name in before else 0
+        assert least <= len(made.get(name, [])) <= s.fires, (name, least, s.fires, [j.id for j in made.get(name, [])])
+        if s.fires == least:
+            assert s.last_job is None or any(j.id == s.last_job for j in made[name]), s
     return sum(s.fires for s in schedules.values())
 
 
