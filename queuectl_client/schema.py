@@ -101,6 +101,10 @@ class JobSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     worker: None = None
     locked_by: None = None
     locked_at: None = None
+    blocked_by: Annotated[list[str], msgspec.Meta(max_length=0)] | None = None
+    schedule: None = None  # a job enqueued by hand is no schedule's fire
+    slot: None = None
+    late: Literal[False] | None = None
 
 
 class Job(msgspec.Struct, frozen=True):
