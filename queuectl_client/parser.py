@@ -15,6 +15,7 @@ import msgspec
 from . import values
 from .connection import __version__
 from .durations import plain_number
+from .schedule_args import schedule_args
 from .wire import STATES
 
 
@@ -260,38 +261,6 @@ def _prune_args(pr: Parser) -> None:
     _json_flag(pr, "print the ids of the removed jobs as a JSON array")
 
 
-def _schedule_args(s: Parser) -> None:
-    ssub = s.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def sub(name: str, help_text: str, examples: str) -> Parser:
-        return ssub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                               epilog="examples:\n" + "".join(f"  {ln}\n" for ln in examples.splitlines()),
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    sa = sub("add", "enqueue a job at each slot of a cron expression",
-             """queuectl schedule add nightly '0 3 * * *' '{"command": "backup.sh", "timeout": 3600}'
-queuectl schedule add report '30 8 * * MON-FRI' '{"command": "./report.sh"}' --tz Europe/Berlin
-queuectl schedule add sync '*/15 * * * *' '{"command": "sync.sh", "group": "net"}' --no-overlap
-queuectl schedule add rotate @daily '{"command": "logrotate -s state rotate.conf"}'""")
-    sa.add_argument("name", type=values.schedule_name, help="its jobs are named NAME-<UTC slot>, e.g. "
-                                                            "nightly-20261201T0300Z")
-    sa.add_argument("cron", help="minute hour day-of-month month day-of-week (ranges, steps, lists, names), "
-                                 "or @hourly, @daily, @weekly, @monthly, @yearly")
-    sa.add_argument("job", help="the job as JSON, as for enqueue, without id, run_at or delay")
-    sa.add_argument("--tz", type=values.time_zone, metavar="ZONE",
-                    help="an IANA time zone, e.g. Europe/Berlin (default: the daemon's local zone, recorded now)")
-    sa.add_argument("--no-overlap", action="store_true",
-                    help="skip a slot (and count it) while the previous fire's job is not completed or dead")
-    sl = sub("list", "the schedules: next fire, last fire and its job, paused, skipped fires",
-             "queuectl schedule list\nqueuectl schedule list --json")
-    sl.add_argument("--quiet", "-q", action="store_true", help="print only the names, one per line")
-    _json_flag(sl)
-    for name, text in (("rm", "remove a schedule (the jobs it made stay)"),
-                       ("pause", "fire nothing until resumed"),
-                       ("resume", "fire again from the next slot (the slots missed while paused are not fired)")):
-        sub(name, text, f"queuectl schedule {name} nightly").add_argument("name", type=values.schedule_name)
-
-
 def _completions_args(c: Parser) -> None:
     c.add_argument("shell", choices=("bash", "zsh", "fish"))
 
@@ -358,7 +327,7 @@ queuectl edit JOB_ID --timeout none --max-retries 5 --json"""),
     "prune": ("remove completed and dead jobs now, as retention would", _prune_args, """queuectl prune --dry-run
 queuectl prune
 queuectl prune --state completed --older-than 1d --json"""),
-    "schedule": ("cron schedules: enqueue a job at each slot", _schedule_args,
+    "schedule": ("cron schedules: enqueue a job at each slot", schedule_args,
                  """queuectl schedule add nightly '0 3 * * *' '{"command": "backup.sh"}' --tz Europe/Berlin
 queuectl schedule list
 queuectl schedule pause nightly
