@@ -23,6 +23,7 @@ from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
 from .render import human_job, iso, job_dict, print_table, set_color, set_escape, shown, status_json, status_lines
+from .schedules import cmd_schedule
 from .worker import cmd_worker
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -191,7 +192,7 @@ COMMANDS = {
     "show": cmd_show, "why": cmd_why, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
     "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
     "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
-    "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune,
+    "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune, "schedule": cmd_schedule,
 }
 
 

@@ -4,8 +4,8 @@ Commands, actions and flags come from the argparse definitions, so the
 scripts cannot drift from the CLI; so do the values of a flag with choices
 (a command's states).  Other values come from the daemon when the user
 presses Tab: job ids (`queuectl list --quiet`), dead job ids, group names,
-config keys; the names of exported variables (`enqueue --env`) from the
-shell; signals and shells are fixed lists.
+config keys, schedule names; the names of exported variables (`enqueue
+--env`) from the shell; signals and shells are fixed lists.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ POSITIONAL = {
     "show": "ids", "logs": "ids", "delete": "ids", "wait": "ids", "cancel": "ids", "retry": "ids", "rerun": "ids",
     "edit": "ids", "dlq retry": "dead", "config get": "keys", "config set": "keys", "completions": "shells",
     "pause": "groups", "resume": "groups", "group set": "groups", "group rm": "groups", "why": "ids",
+    "schedule rm": "schedules", "schedule pause": "schedules", "schedule resume": "schedules",
 }
 # What each kind of value is, as a shell command (run at Tab time) or a fixed list.
 DYNAMIC = {
@@ -30,6 +31,7 @@ DYNAMIC = {
     "keys": 'QUEUECTL_NO_AUTOSTART=1 queuectl config list 2>/dev/null | cut -d" " -f1',
     "groups": "QUEUECTL_NO_AUTOSTART=1 queuectl group list --quiet 2>/dev/null",
     "variables": "env | cut -d= -f1",  # the names exported here (for `enqueue --env NAME`)
+    "schedules": "QUEUECTL_NO_AUTOSTART=1 queuectl schedule list --quiet 2>/dev/null",
 }
 FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish", "signals": "TERM INT HUP KILL QUIT USR1 USR2"}
 # The values of flags without choices in the parser.

@@ -15,6 +15,7 @@ import msgspec
 from . import values
 from .connection import __version__
 from .durations import plain_number
+from .schedule_args import schedule_args
 from .wire import STATES
 
 
@@ -345,6 +346,12 @@ queuectl edit JOB_ID --timeout none --max-retries 5 --json"""),
     "prune": ("remove completed and dead jobs now, as retention would", _prune_args, """queuectl prune --dry-run
 queuectl prune
 queuectl prune --state completed --older-than 1d --json"""),
+    "schedule": ("cron schedules: enqueue a job at each slot", schedule_args,
+                 """queuectl schedule add nightly '0 3 * * *' '{"command": "backup.sh"}' --tz Europe/Berlin
+queuectl schedule list
+queuectl schedule pause nightly
+queuectl schedule resume nightly
+queuectl schedule rm nightly"""),
     "wait": ("wait until jobs are completed or dead (exit 0: all completed, 1: not all, 124: timed out)",
              _wait_args, """queuectl wait     # every job not yet final
 queuectl wait JOB_ID --timeout 60

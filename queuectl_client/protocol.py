@@ -20,7 +20,16 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
+from .group_messages import GroupAdd, GroupList, GroupRemove, GroupSet, GroupsReply, Pause
 from .reasons import Reason, Why, WhyReply, sentence  # noqa: F401
+from .schedule_messages import (  # noqa: F401
+    ScheduleAdd,
+    ScheduleInfo,
+    ScheduleList,
+    SchedulePause,
+    ScheduleRemove,
+    SchedulesReply,
+)
 from .schema import (  # noqa: F401
     DEFAULT_GROUP,
     INT32,
@@ -149,33 +158,6 @@ class ConfigList(Message, frozen=True):
     pass
 
 
-class GroupAdd(Message, frozen=True):
-    name: GroupName
-    parallel: Parallel = 0
-
-
-class GroupSet(Message, frozen=True):
-    name: str
-    parallel: Parallel
-
-
-class GroupRemove(Message, frozen=True):
-    """Refused while the group holds a job that is not completed or dead, and for `default`."""
-
-    name: str
-
-
-class GroupList(Message, frozen=True):
-    pass
-
-
-class Pause(Message, frozen=True):
-    """Pause (or with `resume`, resume) the named groups; every group if none is named."""
-
-    groups: list[str] = []
-    resume: bool = False
-
-
 class Cancel(Message, frozen=True):
     """Pending and failed jobs become dead ("cancelled"); running ones get `signal`, SIGKILL `grace` s later,
     and end dead.  By `ids` (all or nothing) or by `select`.  Replied to with `Changed`."""
@@ -270,6 +252,7 @@ Request = Union[
     Hello, Enqueue, Status, List, Show, Logs, Delete, DlqList, DlqRetry,
     ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe, Wait,
     GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune, Why,
+    ScheduleAdd, ScheduleList, ScheduleRemove, SchedulePause,
 ]
 
 
@@ -345,10 +328,6 @@ class Changed(Message, frozen=True):
     more: bool = False
 
 
-class GroupsReply(Message, frozen=True):
-    groups: list[GroupInfo]
-
-
 class Event(Message, frozen=True):
     """A job changed state (for `worker start` in the foreground)."""
 
@@ -396,4 +375,5 @@ class WaitChanges(Message, frozen=True):
 Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
     ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply, WhyReply,
+    SchedulesReply,
 ]

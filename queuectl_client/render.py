@@ -198,6 +198,9 @@ def human_job(job: p.Job) -> str:
         lines.append(("exit code", str(job.exit_code)))
     if job.error_message:
         lines.append(("error", shown(job.error_message)))
+    if job.schedule is not None:
+        slot = f"slot {iso(job.slot)}" + (", fired late (the daemon was down at that time)" if job.late else "")
+        lines.append(("schedule", f"{job.schedule}, {slot}"))
     if job.locked_by is not None:
         lines.append(("locked by", shown(job.locked_by)))
     elif job.worker is not None:
@@ -276,3 +279,44 @@ def status_json(st: dict[str, Any]) -> dict[str, Any]:
                     "running": g["running"]} for g in st.get("groups") or []],
         "retention": retention,
     }
+
+
+# Schedules are rendered from plain data (msgspec.to_builtins of a ScheduleInfo).
+
+
+def _last_fire(s: dict[str, Any]) -> str:
+    """What the last fire made: its job (late or not), a skip, or why it failed; '-' before any fire."""
+    if s.get("last_slot") is None:
+        return "-"
+    if s.get("last_skipped"):
+        return "skipped: the previous job was not finished"
+    if s.get("last_error"):
+        return f"failed: {shown(s['last_error'])}"
+    return f"{s['last_job']}{' (late)' if s.get('last_late') else ''}"
+
+
+def schedule_line(s: dict[str, Any]) -> str:
+    """`nightly (0 3 * * * Europe/Berlin): next fire 2026-12-01T02:00:00.000Z (in 5h)`, or paused."""
+    nxt = "paused" if s["paused"] else (f"next fire {iso(s['next_fire'])} ({ago(s['next_fire'])})"
+                                        if s.get("next_fire") is not None else "no slot left")
+    return f"{s['name']} ({shown(s['cron'])}, {s['zone']}{', no overlap' if s['no_overlap'] else ''}): {nxt}"
+
+
+def schedule_table(schedules: list[dict[str, Any]]) -> str:
+    """`schedule list`: NAME, CRON, ZONE, NEXT, LAST (when, and its job), PAUSED, SKIPPED."""
+    if not schedules:
+        return "no schedules\n"
+    header = ("NAME", "CRON", "ZONE", "NEXT", "LAST", "PAUSED", "SKIPPED", "LAST JOB")
+    rows = [(s["name"], shown(s["cron"]), s["zone"], "-" if s["paused"] or s.get("next_fire") is None
+             else ago(s["next_fire"]), ago(s.get("last_slot")), "yes" if s["paused"] else "no",
+             str(s["skipped"]), _last_fire(s)) for s in schedules]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n" for r in [header, *rows])
+
+
+def schedule_dict(s: dict[str, Any]) -> dict[str, Any]:
+    """A schedule as `schedule list --json` prints it: times in ISO 8601 UTC, the job as given."""
+    job = {k: v for k, v in s["job"].items() if (v is not None and k not in ("inherit_env",)) or
+           (k == "inherit_env" and v is False)}
+    return {**s, "job": job, "next_fire": iso(s.get("next_fire")), "last_slot": iso(s.get("last_slot")),
+            "last_at": iso(s.get("last_at"))}

@@ -46,6 +46,8 @@ UniqueKey = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"
 ExitCode = Annotated[int, msgspec.Meta(ge=0, le=255)]
 # What a retry rule names: an exit code, or a run killed for its timeout, or by a signal.
 RetryRule = Annotated[list[ExitCode | Literal["timeout", "signal"]], msgspec.Meta(max_length=256)]
+# A schedule's jobs are named NAME-20261201T0300Z (15 more characters, or 17 with seconds): they fit in a JobId.
+ScheduleName = Annotated[str, msgspec.Meta(min_length=1, max_length=47, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 EnvName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 EnvValue = Annotated[str, msgspec.Meta(max_length=MAX_COMMAND_BYTES, pattern=r"^[^\x00]*$")]
 Environment = Annotated[dict[EnvName, EnvValue], msgspec.Meta(max_length=4096)]

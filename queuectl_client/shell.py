@@ -154,7 +154,7 @@ class Counts(threading.Thread):
 
 
 class ShellCompleter(Completer):
-    """Commands, actions, flags, states, signals, job ids, dead job ids, group names and config keys."""
+    """Commands, actions, flags, states, signals, job ids, dead job ids, group and schedule names, config keys."""
 
     def __init__(self, main: Client) -> None:
         self.commands = {c.name: c for c in completions._all(completions.model())}
@@ -227,4 +227,8 @@ class ShellCompleter(Completer):
             return list(c.config_list())
         if kind == "groups":
             return [g.name for g in control.groups(c)]
+        if kind == "schedules":
+            from .schedules import schedules
+
+            return [s.name for s in schedules(c)]
         return []

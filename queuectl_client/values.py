@@ -18,6 +18,7 @@ import msgspec
 from . import protocol as p
 from .batches import unix_seconds
 from .durations import parse_duration, plain_number
+from .schema import ScheduleName
 
 MAX_SIGNAL = 64
 MAX_GRACE = 86_400.0
@@ -100,6 +101,21 @@ def group_name(text: str) -> str:
         return msgspec.convert(text, p.GroupName)
     except msgspec.ValidationError:
         raise argparse.ArgumentTypeError(f"{_GROUP_WORDS}, not {_quoted(text)}") from None
+
+
+def schedule_name(text: str) -> str:
+    try:
+        return msgspec.convert(text, ScheduleName)
+    except msgspec.ValidationError:
+        raise argparse.ArgumentTypeError("a schedule name is 1 to 47 letters, digits, '.', '_' or '-', starting "
+                                         f"with a letter or digit, not {_quoted(text)}") from None
+
+
+def time_zone(text: str) -> str:
+    """An IANA zone name as far as the client can tell (the daemon knows the zones)."""
+    if not text or len(text) > 255 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise argparse.ArgumentTypeError(f"unknown time zone {_quoted(text)}")
+    return text
 
 
 def state_in(*allowed: str, why: str = "") -> Any:

@@ -34,6 +34,7 @@ from .pool import Pool
 from .procs import pid_alive
 from .retention import Retention
 from .runner import Runner
+from .scheduler import Scheduler
 from .server import Server
 from .store import Store, StoreError
 from .systemd import Systemd
@@ -77,6 +78,7 @@ class Daemon:
         self.pool: Pool | None = None
         self.handlers: Handlers | None = None
         self.retention: Retention | None = None
+        self.scheduler: Scheduler | None = None
         self.server: Server | None = None
 
     # -- start-up -------------------------------------------------------------
@@ -100,7 +102,9 @@ class Daemon:
         await self.store.sync()
         sock = self._inherit() or self._bind()
         self.retention = Retention(self.store, self.pool, self.bus)
-        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention)
+        self.scheduler = Scheduler(self.store, self.pool)
+        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention, self.scheduler)
+        await self.scheduler.catch_up()  # a slot missed while the daemon was down fires now, once
         self.server = Server(self.handlers)
         await self.server.start(sock)
         counts = await self.store.counts()
@@ -116,6 +120,7 @@ class Daemon:
             self._watchdog = asyncio.create_task(self._ping(self.systemd.watchdog_interval), name="watchdog")
         self.pool.start()
         self.retention.start()
+        self.scheduler.start()
 
     async def _ping(self, interval: float) -> None:
         """Tell systemd the loop is alive; a loop that stops turning stops the pings."""
@@ -235,6 +240,8 @@ class Daemon:
             self.handlers.stop()
         if self.retention is not None:
             await self.retention.close()
+        if self.scheduler is not None:
+            await self.scheduler.close()
         if self._lock_fd >= 0:
             self._say_in_lock("stopping")
         if self.pool is not None:

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from . import events as ev
 from .model import Job
+
+if TYPE_CHECKING:
+    from .schedules import Schedule
 
 
 class Environments:
@@ -36,9 +40,9 @@ class Environments:
         """The records for the environments of `envs` that the table lacks."""
         return [ev.EnvDefined(key, env) for key, env in envs.items() if key not in self.vars]
 
-    def snapshot(self, jobs: Iterable[Job]) -> list[ev.EnvDefined]:
-        """The records of the environments `jobs` use; the table keeps only those from now."""
-        used = {job.env for job in jobs}
+    def snapshot(self, users: Iterable[Job | Schedule]) -> list[ev.EnvDefined]:
+        """The records of the environments jobs and schedules use; the table keeps only those from now."""
+        used = {user.env for user in users}
         used.discard(None)
         self.vars = {key: env for key, env in self.vars.items() if key in used}
         return [ev.EnvDefined(key, env) for key, env in self.vars.items()]

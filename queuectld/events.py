@@ -14,6 +14,8 @@ from typing import Union
 
 import msgspec
 
+from queuectl_client.protocol import JobSpec
+
 from .model import Job, NewJob
 
 
@@ -162,11 +164,62 @@ class SnapshotEnd(Record, frozen=True, tag="E"):
     ticket: int = 0  # the queue's last scheduling ticket
 
 
+class ScheduleDefined(Record, frozen=True, tag="k"):
+    """A schedule added; in a snapshot, with its state.  It fires for the slots after `at` (when it was
+    added or last resumed) and after `last_slot`; `cron` and `zone` are as given, resolved at `add`."""
+
+    name: str
+    cron: str
+    zone: str
+    job: JobSpec  # the job each fire enqueues, without id, run_at and delay
+    cwd: str | None  # for a job that names no directory: the directory of `schedule add`
+    no_overlap: bool
+    at: float
+    paused: bool = False
+    last_slot: float | None = None  # the slot of the last fire, whatever came of it
+    last_at: float | None = None  # when that fire was recorded
+    last_job: str | None = None  # the job of the last fire that made one
+    last_late: bool = False
+    last_skipped: bool = False
+    last_error: str | None = None  # why the last fire made no job (its group is gone, its id is taken)
+    fires: int = 0  # jobs made
+    skipped: int = 0  # fires skipped by no_overlap
+    failed: int = 0  # fires that made no job for another reason
+    env: str | None = None  # the key of its jobs' environment (None: the daemon's)
+
+
+class ScheduleRemoved(Record, frozen=True, tag="K"):
+    name: str
+
+
+class SchedulePaused(Record, frozen=True, tag="h"):
+    """A schedule paused, or resumed at `at`: the slots it missed while paused are not fired."""
+
+    name: str
+    paused: bool
+    at: float
+
+
+class Fired(Record, frozen=True, tag="f"):
+    """A schedule fired for `slot`: its job (None when skipped or failed) and the schedule's last slot,
+    in one record, so a slot is never fired twice, even across a crash."""
+
+    name: str
+    slot: float
+    at: float
+    job: NewJob | None
+    late: bool = False  # fired after downtime, more than schedules.LATE_AFTER s after its slot
+    skipped: bool = False  # no_overlap: the previous fire's job was not final
+    error: str | None = None  # the job could not be made: why
+
+
 # What the daemon writes; replay reads `Added` as `AddedJobs` (the same bytes).
 Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
-              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined]
+              DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined, ScheduleDefined,
+              ScheduleRemoved, SchedulePaused, Fired]
 Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
-                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined]
+                 DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined, ScheduleDefined,
+                 ScheduleRemoved, SchedulePaused, Fired]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)

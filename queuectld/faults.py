@@ -3,8 +3,11 @@
 The variable holds comma-separated faults:
 
     crash-at=NAME        os._exit(70) when the daemon reaches the point NAME
-                         (compact-1 ... compact-6, enqueue-committed)
+                         (compact-1 ... compact-6, enqueue-committed, schedule-fired)
     fdatasync-eio=N      the N-th journal fdatasync and every later one fail with EIO
+    clock-ahead=SECONDS  the daemon's clock (time.time) runs this far ahead of the real one, as on a
+                         machine whose clock is set ahead: a test sees a schedule's slot come without
+                         waiting for it, or the daemon come back after downtime
 
 The daemon reads the variable once at start-up and removes it from its
 environment, so neither jobs nor later daemons inherit it.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 CRASH_EXIT = 70
 
@@ -26,6 +30,8 @@ def arm_from_env() -> None:
         name, _, value = item.partition("=")
         if name == "crash-at":
             _crash_at.add(value)
+        elif name == "clock-ahead":
+            _set_clock_ahead(float(value))
         elif name == "fdatasync-eio":
             _fail_fdatasync_from(int(value))
         else:
@@ -36,6 +42,15 @@ def point(name: str) -> None:
     """A named step; the daemon dies here, without cleanup, if a test armed it."""
     if name in _crash_at:
         os._exit(CRASH_EXIT)
+
+
+def _set_clock_ahead(seconds: float) -> None:
+    real = time.time
+
+    def ahead() -> float:
+        return real() + seconds
+
+    time.time = ahead
 
 
 def _fail_fdatasync_from(n: int) -> None:

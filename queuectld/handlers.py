@@ -76,7 +76,8 @@ Handler = Callable[[Any, Conn], Awaitable[p.Message | None]]
 
 
 class Handlers:
-    def __init__(self, store: Store, pool: PoolControl, bus: Bus, retention: Retention) -> None:
+    def __init__(self, store: Store, pool: PoolControl, bus: Bus, retention: Retention,
+                 scheduler: Any = None) -> None:
         self.store = store
         self.pool = pool
         self.bus = bus
@@ -106,6 +107,8 @@ class Handlers:
             p.Why: self.why,
         }
         self.table.update(Control(store, pool, bus, retention).table)
+        if scheduler is not None:
+            self.table.update(scheduler.table)  # scheduler.Scheduler: the schedule requests
 
     def stop(self) -> None:
         """The daemon begins to stop: say so to every follower, whose stream then ends."""

@@ -16,9 +16,9 @@ import socket
 import time
 from collections.abc import AsyncIterator
 
-from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Reason, Selector
+from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Reason, ScheduleAdd, ScheduleInfo, Selector
 
-from . import diagnose, rules, unique
+from . import diagnose, firing, rules, unique
 from . import events as ev
 from . import planning as plan
 from .journal import DiskFull, Journal, JournalError
@@ -237,6 +237,29 @@ class JournalStore(Store):
         await self._commit([event])
         return event.groups
 
+    async def define_schedule(self, req: ScheduleAdd, at: float, local_zone: str) -> ScheduleInfo:
+        envs: dict[str, dict[str, str]] = {}
+        event = firing.plan_define(self.queue, req, at, local_zone, envs)
+        await self._commit([*self.queue.envs.new(envs), event])  # its environment first, as for an enqueue
+        return self._schedule(req.name)
+
+    async def remove_schedule(self, name: str) -> None:
+        await self._commit([firing.plan_removal(self.queue, name)])
+
+    async def pause_schedule(self, name: str, paused: bool, at: float) -> ScheduleInfo:
+        await self._commit([firing.plan_pause(self.queue, name, paused, at)])
+        return self._schedule(name)
+
+    def _schedule(self, name: str) -> ScheduleInfo:
+        return firing.schedule(self.queue, name).info()
+
+    async def fire(self, now: float) -> list[Job]:
+        events = firing.plan_fires(self.queue, now)
+        if not events:
+            return []
+        await self._commit(list(events))
+        return [job for e in events if e.job is not None and (job := self.queue.find(e.job.id)) is not None]
+
     async def configure(self, key: str, value: str) -> tuple[str, str]:
         key, value = self.config.parse(key, value)
         await self._commit([ev.ConfigChanged(key, value)])
@@ -272,6 +295,12 @@ class JournalStore(Store):
         q = self.queue
         return [GroupInfo(g.name, g.parallel, g.paused, q.tally(g.name), q.tally(g.name)["processing"])
                 for g in q.groups.values()]
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        return [s.info() for s in self.queue.schedules.by_name.values()]
+
+    async def next_fire(self) -> float | None:
+        return self.queue.schedules.next_fire()
 
     async def next_due(self) -> float | None:
         return self.queue.next_due()

@@ -36,12 +36,14 @@ from typing import Any
 from queuectl_client.protocol import DEFAULT_GROUP, STATES
 
 from . import events as ev
+from . import snapshots
 from .config import Config
 from .deps import GONE, Deps
 from .environments import Environments
 from .lanes import Group, by_place
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
+from .schedules import Schedules
 from .unique import Uniques
 
 WAITS = (PENDING, FAILED)  # the states in which a job waits to start
@@ -66,6 +68,7 @@ class Queue:
         self.config = Config()
         self.pool_size = 0
         self.deps = Deps(self)  # who depends on whom (a blocked job is in no lane until its dependencies are met)
+        self.schedules = Schedules()
         self._appliers = self._table()
 
     # -- queries ----------------------------------------------------------
@@ -198,8 +201,11 @@ class Queue:
             ev.Cancelled: self._cancelled, ev.Edited: self._edited, ev.GroupDefined: self._group_defined,
             ev.GroupRemoved: self._group_removed, ev.Paused: self._paused,
             ev.ConfigChanged: lambda e: self.config.restore(e.key, e.value),
-            ev.PoolSized: lambda e: setattr(self, "pool_size", e.count), ev.Restored: self._restored,
+            ev.PoolSized: lambda e: setattr(self, "pool_size", e.count),
+            ev.Restored: lambda e: snapshots.restore(self, e),
             ev.Running: self._running, ev.EnvDefined: self.envs.define,
+            ev.ScheduleDefined: self.schedules.defined, ev.ScheduleRemoved: self.schedules.removed,
+            ev.SchedulePaused: self.schedules.paused, ev.Fired: lambda e: self.schedules.fired(e, self._added),
             ev.SnapshotEnd: lambda e: setattr(self, "_ticket", max(self._ticket, e.ticket)),
         }
 
@@ -378,54 +384,8 @@ class Queue:
         self.groups.pop(e.name, None)
         self._open.pop(e.name, None)
 
-    def _restored(self, e: ev.Restored) -> None:
-        chunk = e.jobs
-        if not chunk:
-            return
-        intern = sys.intern
-        for job in chunk:
-            job.command = intern(job.command)
-            job.group = intern(job.group)  # (environment keys are interned as they are read: events.interned)
-        # A snapshot writes each state's jobs in their own chunks (see snapshot()), so a chunk
-        # normally goes into one dict in one pass.  Comprehensions, not one loop doing everything:
-        # a million jobs restore in about half the time.
-        state = chunk[0].state
-        if all(job.state == state for job in chunk):
-            self.by_state[state].update({job.id: job for job in chunk})
-            self._tally(chunk, state)
-            running = chunk if state == PROCESSING else []
-        else:
-            for s, jobs in self.by_state.items():
-                these = [job for job in chunk if job.state == s]
-                if these:
-                    jobs.update({job.id: job for job in these})
-                    self._tally(these, s)
-            running = [job for job in chunk if job.state == PROCESSING]
-        for job in running:
-            self._count_in(self._group_of(job))
-        self.deps.restored(chunk)
-        self.uniques.restored(chunk)
-        waits = [job for job in chunk if job.state in WAITS and not job.blocked]
-        for (_, priority), same in by_place(waits).items():
-            self._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
-
     # -- snapshots ------------------------------------------------------------
 
     def snapshot(self, chunk: int = 10_000) -> list[ev.Event]:
-        """Events that rebuild this state exactly: settings, pool, groups, every job, the running groups."""
-        out: list[ev.Event] = [ev.ConfigChanged(k, self.config.show(k)) for k in self.config.values]
-        out.append(ev.PoolSized(self.pool_size))
-        out += [ev.GroupDefined(g.name, g.parallel, g.paused) for g in self.groups.values()]
-        out += self.envs.snapshot(chain.from_iterable(jobs.values() for jobs in self._states))
-        # The live Job structs themselves, state by state in the order they entered it: the
-        # caller encodes them before the loop runs again, so the snapshot is the state of this moment.
-        total = 0
-        for state in STATES:
-            jobs = list(self.by_state[state].values())
-            total += len(jobs)
-            out += [ev.Restored(jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
-        out += [ev.Running(job_id, pgid, start, job_id in self.cancelled)
-                for job_id, (pgid, start) in self.running.items()]
-        out.append(ev.SnapshotEnd(total, self._ticket))
-        return out
-
+        """Events that rebuild this state exactly (see `snapshots`)."""
+        return snapshots.snapshot(self, chunk)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from queuectl_client.protocol import Edit, GroupInfo, JobSpec, Reason, Selector
+from queuectl_client.protocol import Edit, GroupInfo, JobSpec, Reason, ScheduleAdd, ScheduleInfo, Selector
 
 from .config import Config
 from .model import Job
@@ -176,6 +176,24 @@ class Store(ABC):
         """Pause or resume the named groups (each must exist), or every group; returns their names."""
 
     @abstractmethod
+    async def define_schedule(self, req: ScheduleAdd, at: float, local_zone: str) -> ScheduleInfo:
+        """Add a schedule (QueueError duplicate if its name is taken; invalid for a bad expression, zone or
+        job); it fires for its slots after `at`, in its zone (`local_zone` if it names none)."""
+
+    @abstractmethod
+    async def remove_schedule(self, name: str) -> None:
+        """Remove a schedule; the jobs it made stay."""
+
+    @abstractmethod
+    async def pause_schedule(self, name: str, paused: bool, at: float) -> ScheduleInfo:
+        """Pause or resume a schedule; resumed at `at`, it fires for its slots after `at` only."""
+
+    @abstractmethod
+    async def fire(self, now: float) -> list[Job]:
+        """Fire every schedule with a slot due at `now`, once, for its latest due slot, each fire with its
+        job in one change; returns the jobs made (a skipped or failed fire is recorded with none)."""
+
+    @abstractmethod
     async def configure(self, key: str, value: str) -> tuple[str, str]:
         """Change a setting; returns its canonical name and value (ConfigError if invalid)."""
 
@@ -209,6 +227,14 @@ class Store(ABC):
     @abstractmethod
     async def expired(self, before: dict[str, float], limit: int | None) -> list[str]:
         """What `prune` would remove, without removing it."""
+
+    @abstractmethod
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule, in the order they were added, with its next and last fires."""
+
+    @abstractmethod
+    async def next_fire(self) -> float | None:
+        """When the earliest next fire of a schedule that is not paused comes, or None."""
 
     @abstractmethod
     async def counts(self) -> dict[str, int]:

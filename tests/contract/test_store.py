@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 
 import pytest
 
-from queuectl_client.protocol import Edit, JobSpec, Selector
+from queuectl_client.protocol import Edit, JobSpec, ScheduleAdd, Selector
 from queuectld.config import ConfigError
 from queuectld.rules import INTERRUPTED, QueueError, plan_end
 from queuectld.store import Job, Store, Withdrawn
@@ -566,3 +566,39 @@ async def test_each_job_runs_with_its_composed_environment_kept_across_a_restart
     for job in jobs:
         assert (await again.get(job.id)).env == job.env
         assert await again.environment(job.env) == await store.environment(job.env)
+
+
+# --- cron schedules --------------------------------------------------------------------------------
+
+H = 3600.0  # slots of "@hourly" in UTC are the multiples of this
+
+
+async def test_a_schedule_fires_each_slot_once_and_its_state_survives_a_crash(open_store: Opener) -> None:
+    store = await open_store()
+    info = await store.define_schedule(ScheduleAdd("hourly", "@hourly", spec(max_retries=0)), 10 * H + 5, "UTC")
+    assert (info.zone, info.next_fire, info.fires) == ("UTC", 11 * H, 0)
+    assert await store.next_fire() == 11 * H
+    assert await store.fire(11 * H - 1) == []
+    (job,) = await store.fire(11 * H + 1)
+    assert (job.id, job.schedule, job.slot, job.late, job.max_retries) == ("hourly-19700101T1100Z", "hourly", 11 * H,
+                                                                           False, 0)
+    assert await store.fire(11 * H + 2) == []  # fired: never twice
+    (late,) = await store.fire(15 * H + 600)  # down for hours: the latest missed slot, once, late
+    assert (late.slot, late.late) == (15 * H, True)
+    await store.define_schedule(ScheduleAdd("paused", "* * * * *", spec(), "Europe/Berlin", no_overlap=True),
+                                15 * H, "UTC")
+    await store.pause_schedule("paused", True, 15 * H)
+    await refused("duplicate", store.define_schedule(ScheduleAdd("paused", "@daily", spec()), 15 * H, "UTC"))
+    await refused("invalid", store.define_schedule(ScheduleAdd("bad", "@sometimes", spec()), 15 * H, "UTC"))
+    await refused("invalid", store.define_schedule(ScheduleAdd("bad", "@daily", spec(), "No/Where"), 15 * H, "UTC"))
+    await refused("not_found", store.remove_schedule("nope"))
+    await store.sync()
+    expected = await store.schedules()
+    again = await open_store()  # the first never closed: a restart after kill -9
+    assert await again.schedules() == expected
+    assert await again.fire(15 * H + 700) == []
+    assert [s.name for s in expected] == ["hourly", "paused"] and expected[1].paused and expected[1].next_fire is None
+    assert (await again.get("hourly-19700101T1500Z")).late
+    await again.remove_schedule("hourly")
+    assert [s.name for s in await again.schedules()] == ["paused"]
+    assert (await again.get("hourly-19700101T1100Z")).schedule == "hourly"  # its jobs stay

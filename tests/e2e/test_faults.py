@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import msgspec
 import pytest
@@ -84,7 +84,9 @@ CANCELLED = {"state": "dead", "error_message": "cancelled"}
 
 class ControlLoad:
     """A client changing what controls the queue until the daemon goes away: groups and their caps,
-    pauses, cancels of waiting and running jobs, retries, edits, deletes by selection.  Keeps what each
+    pauses, cancels of waiting and running jobs, retries, edits, deletes by selection, schedules added,
+    paused and removed (the daemon's clock jumps an hour at each start, so each start fires every
+    schedule that is not paused).  Keeps what each
     acknowledged change must leave behind, and what the one change in flight when the daemon died
     touched (it may or may not have landed)."""
 
@@ -100,6 +102,9 @@ class ControlLoad:
         self.running_cancels: list[str] = []  # cancels acknowledged while the job was seen running
         self.keys: dict[str, str] = {}  # unique key -> the job that must hold it
         self.envs: dict[str, str] = {}  # id -> the STEP variable of its environment
+        self.schedules: dict[str, bool] = {}  # name -> paused, as last acknowledged
+        self.removed: set[str] = set()  # schedules whose removal was acknowledged
+        self._chain: list[str] = []  # the schedules added, in order
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._run)
         self._thread.start()
@@ -182,6 +187,7 @@ class ControlLoad:
         self.groups[toggled] = (3, True)
         send({toggled}, lambda: c.request(p.Pause(groups=[toggled], resume=True), retry=False))
         self.groups[toggled] = (3, False)
+        self._schedule_step(c, f"{pre}-s")
         return held
 
     def _unique(self, c: Client, pre: str, group: str) -> None:
@@ -218,6 +224,20 @@ class ControlLoad:
                 assert ids == [holder], (key, ids, holder)
                 checked += 1
         return checked
+    def _schedule_step(self, c: Client, name: str) -> None:
+        """Add a schedule, pause the one added before it, remove the one before that."""
+        send, chain = self._send, self._chain
+        job = p.JobSpec(command="true")
+        send({name}, lambda: c.request(p.ScheduleAdd(name, "*/5 * * * *", job, "UTC"), retry=False))
+        self.schedules[name] = False
+        chain.append(name)
+        if len(chain) >= 2:
+            send({chain[-2]}, lambda: c.request(p.SchedulePause(chain[-2]), retry=False))
+            self.schedules[chain[-2]] = True
+        if len(chain) >= 3:
+            send({chain[-3]}, lambda: c.request(p.ScheduleRemove(chain[-3]), retry=False))
+            del self.schedules[chain[-3]]
+            self.removed.add(chain[-3])
 
     def join(self) -> None:
         self._thread.join(20)
@@ -234,9 +254,17 @@ class ControlLoad:
                 checked += 1
         return checked
 
-    def check(self, groups: dict[str, tuple[int, bool]], jobs: dict[str, p.Job]) -> int:
+    def check(self, groups: dict[str, tuple[int, bool]], jobs: dict[str, p.Job],
+              schedules: dict[str, p.ScheduleInfo]) -> int:
         """Every acknowledged change holds (the one in flight may have landed or not); returns the checks made."""
         checked = 0
+        for name, paused in self.schedules.items():
+            if name not in self.unsure:
+                assert name in schedules and schedules[name].paused == paused, (name, schedules.get(name), paused)
+                checked += 1
+        for name in self.removed - self.unsure:
+            assert name not in schedules, name
+            checked += 1
         for name, want in self.groups.items():
             if name not in self.unsure:
                 assert groups.get(name) == want, (name, groups.get(name), want)
@@ -289,7 +317,10 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     env.start_daemon("--workers", "0")
     env.ok("config", "set", "backoff-base", "1.1")
     env.stop_daemon()
+    fires = 0
     for round_ in range(25):
+        # The daemon's clock jumps an hour at each round: each start fires the schedules that are not paused.
+        env.env["QUEUECTL_FAULTS"] = f"clock-ahead={3600 * round_}"
         env.start_daemon("--workers", "2", "--compact-min", "16K")
         load = Load(env.home, prefix=f"r{round_}-")
         control = ControlLoad(env.home, prefix=f"r{round_}")
@@ -303,8 +334,10 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
             acked.update(load.acked)
             env.start_daemon("--workers", "0")
             with Client(env.home, autostart=False) as c:
+                fired_before = _schedules(c)  # a real slot may come while the jobs are listed
                 listed = list(c.list())
                 groups = _groups(c)
+                schedules = _schedules(c)
                 assert c.status().jobs["processing"] == 0
             jobs = {j.id: j for j in listed}
             assert len(jobs) == len(listed)  # no id twice
@@ -318,7 +351,8 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
                 if job.exit_code == 2 and job.attempts <= job.max_retries:
                     ruled.add(job_id)
                     assert job.error_message == "exited with status 2; exit 2 is not retried", job
-            checked = sum(done.check(groups, jobs) for done in controls)  # every round's changes, each restart
+            checked = sum(done.check(groups, jobs, schedules) for done in controls)  # every round's, each restart
+            fires = _check_fires(fired_before, schedules, listed)
             with_deps = _check_dependencies(jobs)
             with Client(env.home, autostart=False) as c:
                 keys = sum(done.check_keys(c) for done in controls)
@@ -326,8 +360,10 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
         except AssertionError as e:
             raise AssertionError(f"round {round_}: {e}\nthe daemon's log ends:\n{env.log()[-4000:]}") from None
         env.stop_daemon()
+    del env.env["QUEUECTL_FAULTS"]
     compactions = env.log().count("compacted the journal")
     assert compactions >= 1
+    assert fires, "no schedule fired during the kill rounds"
     running_cancels = [job_id for done in controls for job_id in done.running_cancels
                        if job_id not in done.unsure and jobs[job_id].attempts == 1]
     assert running_cancels, "no cancel of a running job was acknowledged before a kill"
@@ -343,17 +379,48 @@ def test_kill_9_at_random_moments_under_mixed_load_loses_nothing(env: Env, repor
     report("unique keys checked held by their job after the last restart", keys)
     report("job environments checked after the kills", env_checks)
     assert env_checks > 0
+    report("schedule fires during the kill rounds, each with exactly one job", fires)
     report("compactions during the kill rounds", compactions)
     report("jobs with dependencies checked after the last restart", with_deps)
     assert with_deps > 0
 
 
+def _check_fires(before: dict[str, p.ScheduleInfo], schedules: dict[str, p.ScheduleInfo], jobs: list[p.Job]) -> int:
+    """Each schedule's fires made exactly its jobs, each named by its slot: no slot fired twice or lost
+    its job.  The jobs were listed between the two counts `before` and `schedules`.  Returns the fires."""
+    made: dict[str, list[p.Job]] = {}
+    for job in jobs:
+        if job.schedule is not None:
+            made.setdefault(job.schedule, []).append(job)
+            stamp = time.strftime("%Y%m%dT%H%MZ", time.gmtime(job.slot or 0))
+            assert job.id == f"{job.schedule}-{stamp}", job
+    for name, s in schedules.items():
+        least = before[name].fires if name in before else 0
+        assert least <= len(made.get(name, [])) <= s.fires, (name, least, s.fires, [j.id for j in made.get(name, [])])
+        if s.fires == least:
+            assert s.last_job is None or any(j.id == s.last_job for j in made[name]), s
+    return sum(s.fires for s in schedules.values())
+
+
 @pytest.mark.parametrize("step", [1, 2, 3, 4, 5, 6])
 def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(env: Env, step: int) -> None:
-    env.env["QUEUECTL_FAULTS"] = f"crash-at=compact-{step}"
+    # Schedule records in the state each compaction folds: one added, one paused, one removed, and a fire
+    # (the daemon comes back two hours later, mid-way through an hour: the hourly schedule fires once, late).
+    env.start_daemon("--workers", "0")
+    job = p.JobSpec(command="true")
+    with Client(env.home, autostart=False) as c:
+        for name in ("hourly", "paused", "removed"):
+            c.request(p.ScheduleAdd(name, "@hourly", job, "UTC"))
+        c.request(p.SchedulePause("paused"))
+        c.request(p.ScheduleRemove("removed"))
+    env.stop_daemon()
+    ahead = 7200 + 1800 - (time.time() + 7200) % 3600
+    env.env["QUEUECTL_FAULTS"] = f"crash-at=compact-{step},clock-ahead={ahead}"
     env.start_daemon("--compact-min", "16K", "--workers", "1")
-    del env.env["QUEUECTL_FAULTS"]
-    acked: list[str] = []
+    env.env["QUEUECTL_FAULTS"] = f"clock-ahead={ahead}"  # the daemons after it keep that clock
+    with Client(env.home, autostart=False) as c:
+        acked: list[str] = wait_for(lambda: [j.id for j in _jobs(c).values() if j.schedule], what="the fire")
+    schedules = {"hourly": False, "paused": True}  # name -> paused, as acknowledged
     groups = {"default": (0, False), "capped": (2, False), "held": (0, True)}
     # The group whose change was in flight when the daemon died, and what it may be: the change landed or not.
     maybe: dict[str, list[tuple[int, bool] | None]] = {}
@@ -407,6 +474,8 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
                 if k % 10 == 0:  # more control records, in the old logs and the new one
                     name = f"k{k}"
                     maybe = {name: [None, (k % 4, False)]}
+                    c.request(p.ScheduleAdd(name, "@daily", job, "UTC"))
+                    schedules[name] = False
                     c.request(p.GroupAdd(name, k % 4))
                     groups[name] = (k % 4, False)
                     if k % 20 == 0:
@@ -426,6 +495,7 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
         _check_groups(_groups(c), groups, maybe)
         jobs = _jobs(c)
         assert c.status().jobs["processing"] == 0
+        _check_schedules(_schedules(c), schedules, maybe, jobs)
     # The running job's cancel held through the crash: its run ended dead, "cancelled", not retried.
     assert (jobs["stubborn"].state, jobs["stubborn"].error_message, jobs["stubborn"].attempts) == \
         ("dead", "cancelled", 1)
@@ -455,6 +525,7 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     assert len(_all_ids(env)) == len(ids) + 2
     with Client(env.home, autostart=False) as c:
         _check_groups(_groups(c), groups, maybe)
+        _check_schedules(_schedules(c), schedules, maybe, _jobs(c))
         assert c.show("v3").env == {"BASE": "b", "SECRET": "s1"}
         assert (c.show("dropped-again").env or {}).get("DROPPED") == "1"
         # The keys as the crash left them, then as the replay after it keeps them.
@@ -467,6 +538,18 @@ def test_a_crash_at_each_compaction_step_leaves_the_old_or_the_new_state_whole(e
     with Client(env.home, autostart=False) as c:
         assert c.enqueue_many([{"command": "true", "unique_key": "nightly"},
                                {"command": "true", "unique_key": "weekly"}]) == ["u5", "u3"]
+    del env.env["QUEUECTL_FAULTS"]
+
+
+def _check_schedules(found: dict[str, p.ScheduleInfo], acked: dict[str, bool], maybe: Collection[str],
+                     jobs: dict[str, p.Job]) -> None:
+    """The schedules are as acknowledged (the one added in flight may be missing); the fire before the
+    crash is there once, with its job, late."""
+    assert {n: s.paused for n, s in found.items() if n not in maybe} == \
+        {n: paused for n, paused in acked.items() if n not in maybe}
+    hourly = found["hourly"]
+    assert hourly.fires == 1 and hourly.last_late and jobs[hourly.last_job or ""].late
+    assert [j.id for j in jobs.values() if j.schedule] == [hourly.last_job]
 
 
 def _check_groups(found: dict[str, tuple[int, bool]], acked: dict[str, tuple[int, bool]],
@@ -745,6 +828,11 @@ def _changed(c: Client, msg: p.Message) -> list[str]:
 def _groups(c: Client) -> dict[str, tuple[int, bool]]:
     reply = c.request(p.GroupList())
     return {g.name: (g.parallel, g.paused) for g in reply.groups}
+
+
+def _schedules(c: Client) -> dict[str, p.ScheduleInfo]:
+    reply = c.request(p.ScheduleList())
+    return {s.name: s for s in reply.schedules}
 
 
 def _jobs(c: Client) -> dict[str, p.Job]:
