@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from .wire import STATES
@@ -210,8 +211,16 @@ def human_job(job: p.Job) -> str:
     width = max(len(k) for k, _ in lines)
     text = "".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in lines)
     if job.env:
-        text += "".join(f"  {name}={shown(value)}\n" for name, value in sorted(job.env.items()))
+        text += "".join(f"  {name}={_value(value)}\n" for name, value in sorted(job.env.items()))
     return text
+
+
+def _value(value: str) -> str:
+    """A variable's value on one line: quoted as JSON when it holds a control character (a newline
+    would otherwise read as another variable), else as it is."""
+    if any(c < " " or c == "\x7f" for c in value):
+        return json.dumps(value, ensure_ascii=False)
+    return shown(value)
 
 
 def _rule(kinds: list[int | str]) -> str:
@@ -289,7 +298,7 @@ def _last_fire(s: dict[str, Any]) -> str:
     if s.get("last_slot") is None:
         return "-"
     if s.get("last_skipped"):
-        return "skipped: the previous job was not finished"
+        return shown(s["last_error"]) if s.get("last_error") else "skipped: the previous job was not finished"
     if s.get("last_error"):
         return f"failed: {shown(s['last_error'])}"
     return f"{s['last_job']}{' (late)' if s.get('last_late') else ''}"

@@ -22,13 +22,18 @@ queuectl schedule add sync '*/15 * * * *' '{"command": "sync.sh", "group": "net"
 queuectl schedule add rotate @daily '{"command": "logrotate -s state rotate.conf"}'""")
     sa.add_argument("name", type=values.schedule_name, help="its jobs are named NAME-<UTC slot>, e.g. "
                                                             "nightly-20261201T0300Z")
-    sa.add_argument("cron", help="minute hour day-of-month month day-of-week (ranges, steps, lists, names), "
-                                 "or @hourly, @daily, @weekly, @monthly, @yearly")
+    sa.add_argument("cron", type=values.cron_text,
+                    help="minute hour day-of-month month day-of-week (ranges, steps, lists, names), "
+                         "or @hourly, @daily, @weekly, @monthly, @yearly")
     sa.add_argument("job", help="the job as JSON, as for enqueue, without id, run_at or delay")
     sa.add_argument("--tz", type=values.time_zone, metavar="ZONE",
                     help="an IANA time zone, e.g. Europe/Berlin (default: the daemon's local zone, recorded now)")
     sa.add_argument("--no-overlap", action="store_true",
                     help="skip a slot (and count it) while the previous fire's job is not completed or dead")
+    sa.add_argument("--env", "-e", action="append", default=[], metavar="NAME[=VALUE]",
+                    help="set a variable for its jobs, as for enqueue; NAME alone takes its value from here")
+    sa.add_argument("--clean-env", action="store_true",
+                    help="its jobs run with only PATH, HOME, USER, LANG and SHELL from here, and their env")
     sl = sub("list", "the schedules: next fire, last fire and its job, paused, skipped fires",
              "queuectl schedule list\nqueuectl schedule list --json")
     sl.add_argument("--quiet", "-q", action="store_true", help="print only the names, one per line")

@@ -70,7 +70,7 @@ def scheduled_job(text: str) -> p.JobSpec:
 def cmd_schedule(client: Client, args: argparse.Namespace) -> int:
     action = args.action
     if action == "add":
-        spec = scheduled_job(args.job)
+        (spec,) = jobs.with_env([scheduled_job(args.job)], args.env, args.clean_env)
         info = add(client, args.name, args.cron, spec, args.tz, args.no_overlap, jobs.cwd_for([spec]),
                    environ=os.environ)  # the jobs run with the caller's environment, as enqueue's do
         print(f"added schedule {schedule_line(msgspec.to_builtins(info))}", file=sys.stderr)

@@ -111,6 +111,14 @@ def schedule_name(text: str) -> str:
                                          f"with a letter or digit, not {_quoted(text)}") from None
 
 
+def cron_text(text: str) -> str:
+    """A cron expression as far as the client can tell (the daemon parses it)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("invalid cron expression '': give five fields or @hourly, @daily, "
+                                         "@weekly, @monthly or @yearly")
+    return text
+
+
 def time_zone(text: str) -> str:
     """An IANA zone name as far as the client can tell (the daemon knows the zones)."""
     if not text or len(text) > 255 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):

@@ -32,6 +32,9 @@ def check_job(q: Queue, spec: p.JobSpec, cwd: str | None, at: float) -> None:
     (job,) = new_jobs([spec], at, q.config, "x", cwd)
     if job.group not in q.groups:
         raise QueueError("invalid", f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
+    for dep in [*(job.after or ()), *(job.after_any or ())]:
+        if q.find(dep) is None:  # as at enqueue; one deleted later fails that fire, which says so
+            raise QueueError("invalid", f"invalid job: unknown dependency {dep}")
 
 
 def plan_define(q: Queue, req: p.ScheduleAdd, at: float, local_zone: str,

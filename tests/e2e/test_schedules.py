@@ -283,3 +283,25 @@ def test_a_fire_whose_unique_key_a_live_job_holds_is_skipped_and_says_which_job(
     s = wait_for(lambda: (s := schedules(d)["sync"])["last_slot"] is not None and s, what="the misfire")
     assert (s["fires"], s["skipped"], s["last_job"]) == (0, 1, None)
     assert "manual-sync" in (s["last_error"] or "") and fired(d, "sync") == []
+    assert "job manual-sync holds the unique key 'sync'" in d.ok("schedule", "list").out
+
+
+def test_schedule_add_refuses_an_unknown_dependency_and_an_empty_expression_in_one_line(d: Env) -> None:
+    for args, named in [
+        (["deps", "@daily", json.dumps({"command": "true", "after": ["nope"]})], "unknown dependency nope"),
+        (["empty", "", JOB], "invalid cron expression ''"),
+        (["blank", "   ", JOB], "invalid cron expression ''"),
+    ]:
+        r = d.q("schedule", "add", *args)
+        assert r.code == 2 and named in r.err and r.err.count("\n") == 1, r
+    assert schedules(d) == {}
+
+
+def test_schedule_add_takes_env_and_clean_env_for_its_jobs(d: Env) -> None:
+    d.q("schedule", "add", "clean", "*/5 * * * *", JOB, "--clean-env", "--env", "ONLY=this", "--tz", "UTC",
+        GREETING="hello")
+    restart(d, later(1))
+    (fire,) = wait_for(lambda: fired(d, "clean"), what="the misfire")
+    env = d.ok("show", fire["id"], "--json").json()["env"]
+    assert env["ONLY"] == "this" and "GREETING" not in env and set(env) <= {"ONLY", "PATH", "HOME", "USER", "LANG",
+                                                                              "SHELL"}, env
