@@ -153,8 +153,10 @@ def with_env(specs: list[p.JobSpec], given: list[str], clean: bool) -> list[p.Jo
     for item in given:
         name, eq, value = item.partition("=")
         if not environ.is_name(name):
-            raise UsageError(f"--env {name!r}: not a variable name (letters, digits and '_', "
+            raise UsageError(f"--env {item!r}: not a variable name (letters, digits and '_', "
                              "not starting with a digit)")
+        if name.startswith("QUEUECTL_"):
+            raise UsageError(f"--env {name}: QUEUECTL_* variables are set by queuectl for each run")
         if not eq:
             if name not in os.environ:
                 raise UsageError(f"--env {name}: {name} is not set here; give --env {name}=VALUE")

@@ -81,6 +81,10 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
             run_at = at + s.delay
         if run_at is not None and not 0 <= run_at <= MAX_TIME:
             raise QueueError("invalid", f"job {job_id}: run_at must fall between 1970 and 9999")
+        if s.env and any(name.startswith("QUEUECTL_") for name in s.env):
+            name = next(name for name in s.env if name.startswith("QUEUECTL_"))
+            raise QueueError("invalid", f"invalid job {job_id}: env.{name}: QUEUECTL_* variables are set by "
+                                        "queuectl for each run, not by a job")
         if s.retry_on is not None and s.no_retry_on is not None:
             raise QueueError("invalid", f"job {job_id}: give retry_on or no_retry_on, not both")
         if (s.after and job_id in s.after) or (s.after_any and job_id in s.after_any):

@@ -137,7 +137,10 @@ def test_rerun_copies_the_originals_environment(d: Env) -> None:
     (["-"], "line 2: invalid job: env.N must be a string, not bool"),
     (['{"command": "true", "env": {"1A": "v"}}'], "'1A' is not a variable name"),
     (["--env", "NOT_SET_HERE", '{"command": "true"}'], "--env NOT_SET_HERE: NOT_SET_HERE is not set here"),
-    (["--env", "a-b=1", '{"command": "true"}'], "--env 'a-b': not a variable name"),
+    (["--env", "a-b=1", '{"command": "true"}'], "--env 'a-b=1': not a variable name"),
+    (["--env", "=x", '{"command": "true"}'], "--env '=x': not a variable name"),
+    (["--env", "QUEUECTL_HOME=/", '{"command": "true"}'], "--env QUEUECTL_HOME: QUEUECTL_* variables are set"),
+    (['{"command": "true", "env": {"QUEUECTL_JOB_ID": "x"}}'], "env.QUEUECTL_JOB_ID: QUEUECTL_* variables are set"),
 ])
 def test_a_bad_environment_exits_2_in_one_line_naming_it_and_adds_nothing(d: Env, args: list[str],
                                                                           named: str) -> None:
@@ -222,3 +225,9 @@ def test_a_job_enqueued_from_the_shell_runs_with_the_shells_environment(d: Env) 
     seen = _seen(d, "from-shell")
     assert seen["FROM_THE_SHELL"] == "yes" and "TERM" not in seen
     assert _seen(d, "x")["X"] == "1"
+
+
+def test_show_quotes_a_value_with_a_newline_so_it_cannot_pass_for_another_variable(d: Env) -> None:
+    job_id = _enqueue(d, "--env", "X=v\n  FAKE=1", '{"command": "true"}', caller=_caller(d)).stdout.strip()
+    shown = subprocess.run([QUEUECTL, "show", job_id], capture_output=True, text=True, env=d.env).stdout
+    assert '  X="v\\n  FAKE=1"\n' in shown and "\n  FAKE=1\n" not in shown, shown
