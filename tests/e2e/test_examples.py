@@ -22,6 +22,9 @@ EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
     ("groups/run.sh", ["start db\n(thumbnail \\d\n)*end db\n(thumbnail \\d\n)*start web\n(thumbnail \\d\n)*end web",
                        r"backups  running 0 of 1  pending 1  paused", "cancelled 1 job", r"error: +cancelled"]),
     ("scheduled/run.sh", ["runs in", "report generated at", "reminder sent at"]),
+    ("pipeline/run.sh", [r"blocked by fetch-\d+", r"waiting for dependency transform-\d+ \(pending\)",
+                         "loaded 5 rows", r"dead: dependency fetch2-\d+ is dead", "loaded again",
+                         r"(sync-\d+)\n\n.*\n\1\n", r"group default paused", r"nightly-\d+ +30 2 \* \* \*"]),
     ("python_api/enqueue_and_wait.py", [r"completed after 1 run\(s\): 25", r"dead after 1 run\(s\): no such tool",
                                         "refused as expected"]),
 ])
