@@ -22,6 +22,7 @@ _NEW_JOB = "(a new job's value) or left out"
 _BOUND = re.compile(r"Expected `(?:int|float)` (<=|>=|<|>) (-?[0-9.]+)$")
 _BOUND_WORDS = {"<=": "at most", ">=": "at least", "<": "less than", ">": "greater than"}
 _RULE_ENTRY = re.compile(r"^(?:no_)?retry_on\[\d+\]$")
+_DEPENDENCY = re.compile(r"^after(?:_any)?\[\d+\]$")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
 _NULL_ONLY = frozenset(name for name, kind in p.JobSpec.__annotations__.items() if kind in ("None", None))
 
@@ -54,6 +55,10 @@ def friendly(message: str, job: Any = None) -> str:
         words = f"attempts must be 0 {_NEW_JOB}"
     elif field in _NULL_ONLY and "Expected `null`" in what:
         words = f"{field} must be null {_NEW_JOB}"
+    elif _DEPENDENCY.match(field) and ("regex" in what or "length" in what):
+        words = f"{field.partition('[')[0]} entries must be job ids: " + _ID_WORDS.partition(" must be ")[2]
+    elif field == "unique_key" and ("regex" in what or "length" in what):
+        words = "unique_key must be 1 to 256 characters without a NUL byte"
     elif _RULE_ENTRY.match(field):
         words = f'{field.partition("[")[0]} entries must be exit codes from 0 to 255, "timeout" or "signal"'
     elif m := _BOUND.match(what):

@@ -133,6 +133,9 @@ def test_bad_dependencies_are_refused_with_exit_2_naming_them(d: Env) -> None:
     assert r.code == 2 and "--after" in r.err and r.err.count("\n") == 1, r
     r = d.q("enqueue", json.dumps({"command": "true", "after": [1]}))
     assert r.code == 2 and "after" in r.err, r
+    r = d.q("enqueue", json.dumps({"command": "true", "after_any": ["a", "a b"]}))
+    assert r.err == ("queuectl: invalid job: after_any entries must be job ids: 1 to 64 letters, digits, '.', "
+                     "'_' or '-', starting with a letter or digit (at $.after_any[1])\n") and r.code == 2, r
     assert [j["id"] for j in d.jobs()] == ["a"]  # nothing half-done
 
 
