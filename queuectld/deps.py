@@ -239,6 +239,14 @@ class Deps:
                     dependent.cause = other[0]
                     dependent.error_message = death(other[0])
                     continue
+                key = dependent.unique_key
+                holder = None if key is None else q.uniques.holders.get(key)
+                if holder is not None and holder != dependent.id:
+                    # Its key was taken meanwhile: it stays dead, and `retry` names the holder.
+                    dependent.cause = None
+                    dependent.error_message = f"dependency {x.id} came back, but job {holder} holds the unique " \
+                                              f"key {key!r}"
+                    continue
                 self.revive(dependent, at)
                 revived.append(dependent)
                 self._note(dependent)

@@ -76,23 +76,34 @@ def plan_batch(holders: Mapping[str, str], jobs: list[NewJob]) -> tuple[list[New
 
     A job whose key a job that is not final holds creates nothing and stands
     for that job; so does a job whose key an earlier job of the batch took.
+    A later job of the batch that names such a job as a dependency waits for
+    the job it stands for.
     """
     if all(job.unique_key is None for job in jobs):
         return jobs, []
     fresh: list[NewJob] = []
     instead: list[str | None] = []
     taken: dict[str, str] = {}
+    stands: dict[str, str] = {}  # id of a job not created -> the job it stands for
     for job in jobs:
+        if stands and (job.after or job.after_any):
+            job.after = _mapped(job.after, stands)
+            job.after_any = _mapped(job.after_any, stands)
         key = job.unique_key
         if key is not None:
             holder = holders.get(key) or taken.get(key)
             if holder is not None:
                 instead.append(holder)
+                stands[job.id] = holder
                 continue
             taken[key] = job.id
         fresh.append(job)
         instead.append(None)
     return fresh, instead
+
+
+def _mapped(ids: list[str] | None, stands: Mapping[str, str]) -> list[str] | None:
+    return None if ids is None else list(dict.fromkeys(stands.get(x, x) for x in ids))
 
 
 def revive_conflict(holders: Mapping[str, str], job: Job, taken: dict[str, str]) -> str | None:

@@ -53,6 +53,32 @@ def test_a_batch_with_one_key_twice_creates_the_first_and_maps_the_second_to_it(
     assert [(j["id"], j["created"]) for j in jobs] == [("d", False), ("f", True)]
 
 
+def test_a_job_after_one_that_stands_for_a_holder_waits_for_the_holder(d: Env) -> None:
+    d.enqueue(command="true", id="held", unique_key="sync", delay=3600)
+    lines = "".join(line + "\n" for line in (_job(id="again", unique_key="sync"),
+                                              _job(id="report", after=["again"]),
+                                              _job(id="tidy", after_any=["again", "held"])))
+    assert d.ok("enqueue", "-", input=lines).out == "held\nreport\ntidy\n"
+    assert (d.show("report")["after"], d.show("report")["blocked_by"]) == (["held"], ["held"])
+    assert d.show("tidy")["after_any"] == ["held"]
+
+
+def test_a_dependent_whose_key_was_taken_meanwhile_stays_dead_when_its_dependency_comes_back(d: Env) -> None:
+    d.enqueue(command="true", id="x", delay=3600)
+    d.enqueue(command="true", id="dep", unique_key="k", after=["x"])
+    d.ok("cancel", "x")
+    assert d.show("dep")["error_message"] == "dependency x is dead"
+    assert d.enqueue(command="true", id="taker", unique_key="k", delay=3600) == "taker"  # the key was free
+    d.ok("retry", "x")
+    dep = d.show("dep")
+    assert (dep["state"], dep["error_message"]) == ("dead", "dependency x came back, but job taker holds the "
+                                                            "unique key 'k'")
+    assert d.enqueue(command="true", unique_key="k") == "taker"  # one holder, still
+    d.stop_daemon()
+    d.start_daemon()  # replay gives the same answer
+    assert d.show("dep")["state"] == "dead" and d.enqueue(command="true", unique_key="k") == "taker"
+
+
 def test_a_revived_job_takes_its_key_back_and_is_refused_while_another_holds_it(d: Env) -> None:
     old = d.enqueue(command="true", id="old", unique_key="nightly", delay=3600)
     d.ok("cancel", old)  # dead: the key is free
