@@ -29,6 +29,7 @@ from .schedule_messages import (  # noqa: F401
     SchedulePause,
     ScheduleRemove,
     SchedulesReply,
+    unschedulable,
 )
 from .schema import (  # noqa: F401
     DEFAULT_GROUP,

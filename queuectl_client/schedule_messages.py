@@ -13,6 +13,16 @@ from .schema import AbsPath, Environment, JobSpec, Message, ScheduleName
 
 CronText = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
 ZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
+REFUSED_FIELDS = ("id", "run_at", "delay")  # each fire names its job and runs it at once
+
+
+def unschedulable(spec: JobSpec) -> str | None:
+    """Why `spec` cannot be a schedule's job (it names a field each fire decides), or None."""
+    for name in REFUSED_FIELDS:
+        if getattr(spec, name) is not None:
+            return (f"invalid job: a scheduled job has no `{name}`: each fire names its job NAME-<slot time> "
+                    "and runs it at once")
+    return None
 
 
 class ScheduleAdd(Message, frozen=True):

@@ -26,7 +26,6 @@ from .parser import UsageError
 from .render import schedule_dict, schedule_line, schedule_table
 
 EXIT_OK = 0
-REFUSED_FIELDS = ("id", "run_at", "delay")
 
 
 def add(client: Client, name: str, cron: str, job: p.JobSpec | dict[str, Any], zone: str | None = None,
@@ -60,10 +59,9 @@ def pause(client: Client, name: str, resume: bool = False) -> p.ScheduleInfo:
 def scheduled_job(text: str) -> p.JobSpec:
     """The job of `schedule add`, checked as `enqueue` checks one; it may not name id, run_at or delay."""
     spec = jobs.parse_one(text)
-    for field in REFUSED_FIELDS:
-        if getattr(spec, field) is not None:
-            raise UsageError(f"invalid job: a scheduled job has no `{field}`: each fire names its job "
-                             "NAME-<slot time> and runs it at once")
+    problem = p.unschedulable(spec)
+    if problem is not None:
+        raise UsageError(problem)
     return spec
 
 

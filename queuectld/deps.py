@@ -80,6 +80,12 @@ def fatal(job: Job, state_of: StateOf) -> list[str]:
     return out
 
 
+def _names_any(job: JobFields) -> bool:
+    """Whether the job names a dependency; most jobs have no extras, and are told apart by one slot."""
+    e = job.extra
+    return e is not None and (e.after is not None or e.after_any is not None)
+
+
 def death(dep: str) -> str:
     """The error of a job that died because its `after` dependency did."""
     return f"dependency {dep} is dead"
@@ -142,7 +148,7 @@ class Deps:
     def added(self, jobs: list[Job], at: float) -> list[Job]:
         """New jobs, pending already: count their unmet edges; a job whose `after` dependency is dead
         is dead at once (and so are those after it in the batch).  Returns the jobs to schedule."""
-        mine = [job for job in jobs if job.after is not None or job.after_any is not None]
+        mine = [job for job in jobs if _names_any(job)]
         if not mine:
             return jobs
         self.index(mine)
@@ -157,7 +163,7 @@ class Deps:
 
     def restored(self, jobs: list[Job]) -> None:
         """Jobs from a snapshot: `blocked` and `cause` came with them; the index is rebuilt."""
-        self.index(job for job in jobs if job.after is not None or job.after_any is not None)
+        self.index(job for job in jobs if _names_any(job))
 
     def _of(self, table: dict[str, list[Job]], job_id: str) -> list[Job]:
         """The jobs naming `job_id` in `table`, in ticket order."""
@@ -202,7 +208,7 @@ class Deps:
                     if dependent.state == PENDING:
                         self._unblock(dependent, at)
             self._cascade(victims, at)
-        if job.after is not None or job.after_any is not None:
+        if _names_any(job):
             self._dirty.update(names(job))
 
     def purge(self) -> None:

@@ -20,15 +20,12 @@ from .queue import Queue
 from .rules import COMPLETED, DEAD, QueueError, environments, new_jobs
 from .schedules import Schedule
 
-REFUSED_FIELDS = ("id", "run_at", "delay")  # each fire names its job and runs it at once
-
 
 def check_job(q: Queue, spec: p.JobSpec, cwd: str | None, at: float) -> None:
     """Refuse a job a schedule could never enqueue, as `enqueue` would."""
-    for name in REFUSED_FIELDS:
-        if getattr(spec, name) is not None:
-            raise QueueError("invalid", f"invalid job: a scheduled job has no `{name}`: each fire names its job "
-                                        "NAME-<slot time> and runs it at once")
+    problem = p.unschedulable(spec)
+    if problem is not None:
+        raise QueueError("invalid", problem)
     (job,) = new_jobs([spec], at, q.config, "x", cwd)
     if job.group not in q.groups:
         raise QueueError("invalid", f"unknown group {job.group}; create it with `queuectl group add {job.group}`")

@@ -23,8 +23,8 @@ from . import events as ev
 from . import planning as plan
 from .journal import DiskFull, Journal, JournalError
 from .model import Job
-from .queue import WAITS, Queue
-from .rules import Outcome
+from .queue import Queue
+from .rules import WAITS, Outcome
 from .store import Batch, RunRecord, Store, Withdrawn
 
 log = logging.getLogger("queuectld.store")
@@ -111,9 +111,10 @@ class JournalStore(Store):
         jobs: list[Job] = []
         if fresh:
             event = ev.Added(at, fresh)
-            used = {job.env for job in fresh}
-            # Written before the jobs that use them, in the same write.
-            defined = self.queue.envs.new({key: env for key, env in envs.items() if key in used})
+            if instead:  # some jobs stand for others: only the created ones' environments are kept
+                used = {job.env for job in fresh}
+                envs = {key: env for key, env in envs.items() if key in used}
+            defined = self.queue.envs.new(envs)  # written before the jobs that use them, in the same write
             self.journal.write([*defined, event])
             for e in defined:
                 self.queue.apply(e)

@@ -18,8 +18,8 @@ from queuectl_client import protocol as p
 from . import deps
 from . import events as ev
 from .model import Job, NewJob
-from .queue import WAITS, Queue
-from .rules import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, QueueError
+from .queue import Queue
+from .rules import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, WAITS, QueueError
 from .unique import revive_conflict
 
 CANCELLABLE = (PENDING, FAILED, PROCESSING)

@@ -42,11 +42,9 @@ from .deps import GONE, Deps
 from .environments import Environments
 from .lanes import Group, by_place
 from .model import Job
-from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, QueueError
+from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, WAITS, QueueError
 from .schedules import Schedules
 from .unique import Uniques
-
-WAITS = (PENDING, FAILED)  # the states in which a job waits to start
 
 
 class Queue:

@@ -17,6 +17,7 @@ from .exits import Failure
 from .model import Extras, Job, NewJob
 
 PENDING, PROCESSING, COMPLETED, FAILED, DEAD = STATES
+WAITS = (PENDING, FAILED)  # the states in which a job waits to start
 # `list` without a state: the jobs that need attention first, each state in the order its jobs entered it.
 LIST_ORDER = (PROCESSING, PENDING, FAILED, DEAD, COMPLETED)
 
@@ -81,9 +82,9 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
             run_at = at + s.delay
         if run_at is not None and not 0 <= run_at <= MAX_TIME:
             raise QueueError("invalid", f"job {job_id}: run_at must fall between 1970 and 9999")
-        if s.env and any(name.startswith("QUEUECTL_") for name in s.env):
-            name = next(name for name in s.env if name.startswith("QUEUECTL_"))
-            raise QueueError("invalid", f"invalid job {job_id}: env.{name}: QUEUECTL_* variables are set by "
+        ours = next((name for name in s.env if name.startswith("QUEUECTL_")), None) if s.env else None
+        if ours is not None:
+            raise QueueError("invalid", f"invalid job {job_id}: env.{ours}: QUEUECTL_* variables are set by "
                                         "queuectl for each run, not by a job")
         if s.retry_on is not None and s.no_retry_on is not None:
             raise QueueError("invalid", f"job {job_id}: give retry_on or no_retry_on, not both")

@@ -16,12 +16,11 @@ from queuectl_client.protocol import STATES
 
 from . import events as ev
 from .lanes import by_place
-from .rules import FAILED, PENDING, PROCESSING
+from .rules import PROCESSING, WAITS
 
 if TYPE_CHECKING:
     from .queue import Queue
 
-WAITS = (PENDING, FAILED)  # as queue.WAITS
 
 
 def restore(q: Queue, e: ev.Restored) -> None:
@@ -53,7 +52,7 @@ def restore(q: Queue, e: ev.Restored) -> None:
         q._count_in(q._group_of(job))
     q.deps.restored(chunk)
     q.uniques.restored(chunk)
-    waits = [job for job in chunk if job.state in WAITS and not job.blocked]
+    waits = [job for job in chunk if job.state in WAITS and (job.extra is None or not job.extra.blocked)]
     for (_, priority), same in by_place(waits).items():
         q._group_of(same[0]).lanes.restore(priority, [(job.due, job.ticket, job) for job in same])
 

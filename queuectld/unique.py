@@ -43,15 +43,17 @@ class Uniques:
         """New jobs (pending): each takes its key."""
         holders = self.holders
         for job in jobs:
-            if job.unique_key is not None:
-                holders[job.unique_key] = job.id
+            e = job.extra  # most jobs have no extras: one slot tells
+            if e is not None and e.unique_key is not None:
+                holders[e.unique_key] = job.id
 
     def restored(self, jobs: list[Job]) -> None:
         """Jobs from a snapshot: those that are not final hold their keys."""
         holders = self.holders
         for job in jobs:
-            if job.unique_key is not None and job.state not in FINAL:
-                holders[job.unique_key] = job.id
+            e = job.extra
+            if e is not None and e.unique_key is not None and job.state not in FINAL:
+                holders[e.unique_key] = job.id
 
     def moved(self, job: Job) -> None:
         """A job with a key changed state: final, it frees its key; back from dead, it takes it again."""
@@ -79,7 +81,7 @@ def plan_batch(holders: Mapping[str, str], jobs: list[NewJob]) -> tuple[list[New
     A later job of the batch that names such a job as a dependency waits for
     the job it stands for.
     """
-    if all(job.unique_key is None for job in jobs):
+    if all(job.extra is None or job.extra.unique_key is None for job in jobs):
         return jobs, []
     fresh: list[NewJob] = []
     instead: list[str | None] = []

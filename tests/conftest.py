@@ -21,6 +21,16 @@ QUEUECTL = os.path.join(BIN, "queuectl")
 QUEUECTLD = os.path.join(BIN, "queuectld")
 
 
+def bash_complete(env: Env, script: str, *words: str) -> list[str]:
+    """What the bash completion `script` offers for the command line `words` (the last one being
+    completed), sorted; the script calls `queuectl` as a user's PATH finds it."""
+    probe = (f'{script}\nCOMP_WORDS=({" ".join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; '
+             '_queuectl; printf "%s\\n" "${COMPREPLY[@]}"')
+    proc = subprocess.run(["bash", "-c", probe], env=dict(env.env, PATH=BIN + ":" + os.environ["PATH"]),
+                          capture_output=True, text=True, check=True)
+    return sorted(proc.stdout.split())
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

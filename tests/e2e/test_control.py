@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BIN, Env, wait_for
+from tests.conftest import BIN, Env, bash_complete, wait_for
 
 
 @pytest.fixture
@@ -450,11 +450,7 @@ def test_bash_completes_group_names_states_signals_and_job_ids_for_the_new_comma
     script = d.ok("completions", "bash").out
 
     def complete(*words: str) -> list[str]:
-        probe = (f'{script}\nCOMP_WORDS=({" ".join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; '
-                 '_queuectl; printf "%s\\n" "${COMPREPLY[@]}"')
-        proc = subprocess.run(["bash", "-c", probe], env=dict(d.env, PATH=BIN + ":" + os.environ["PATH"]),
-                              capture_output=True, text=True, check=True)
-        return sorted(proc.stdout.split())
+        return bash_complete(d, script, *words)
 
     assert complete("queuectl", "pa") == ["pause"]
     assert complete("queuectl", "pause", "") == ["backups", "default"]

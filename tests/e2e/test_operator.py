@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from queuectl_client.parser import SUBCOMMANDS
-from tests.conftest import BIN, QUEUECTL, Env, Terminal, wait_for
+from tests.conftest import BIN, QUEUECTL, Env, Terminal, bash_complete, wait_for
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -178,12 +178,7 @@ def test_completions_for_bash_complete_commands_flags_states_and_ids(d: Env) -> 
     script = d.ok("completions", "bash").out
 
     def complete(*words: str) -> list[str]:
-        probe = (f'{script}\nCOMP_WORDS=({" ".join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; '
-                 '_queuectl; printf "%s\\n" "${COMPREPLY[@]}"')
-        path = BIN + ":" + os.environ["PATH"]  # the script calls `queuectl`, as a user's PATH finds it
-        proc = subprocess.run(["bash", "-c", probe], env=dict(d.env, PATH=path), capture_output=True, text=True,
-                              check=True)
-        return sorted(proc.stdout.split())
+        return bash_complete(d, script, *words)
 
     assert complete("queuectl", "st") == ["status"]
     assert complete("queuectl", "dlq", "r") == ["retry"]

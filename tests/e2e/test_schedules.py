@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BIN, QUEUECTLD, Env, wait_for
+from tests.conftest import BIN, QUEUECTLD, Env, bash_complete, wait_for
 
 JOB = json.dumps({"command": "echo tick"})
 
@@ -236,11 +236,7 @@ def test_completion_knows_the_schedule_commands_and_completes_schedule_names(d: 
     script = d.ok("completions", "bash").out
 
     def complete(*words: str) -> list[str]:
-        probe = (f'{script}\nCOMP_WORDS=({" ".join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; '
-                 '_queuectl; printf "%s\\n" "${COMPREPLY[@]}"')
-        proc = subprocess.run(["bash", "-c", probe], env=dict(d.env, PATH=BIN + ":" + os.environ["PATH"]),
-                              capture_output=True, text=True, check=True)
-        return sorted(proc.stdout.split())
+        return bash_complete(d, script, *words)
 
     assert complete("queuectl", "sch") == ["schedule"]
     assert complete("queuectl", "schedule", "") == ["--help", "-h", "add", "list", "pause", "resume", "rm"]

@@ -109,12 +109,18 @@ def test_a_notify_socket_nobody_listens_on_is_harmless(env: Env, home: str) -> N
     assert env.log().count("cannot notify systemd") == 1
 
 
-def test_the_daemon_serves_a_socket_inherited_from_systemd(env: Env, home: str) -> None:
+def _unit_socket(home: str) -> socket.socket:
+    """The listening socket systemd makes from queuectld.socket (mode 0600), before it starts the daemon."""
     path = os.path.join(home, "queuectld.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     os.chmod(path, 0o600)
     listener.listen(16)
+    return listener
+
+
+def test_the_daemon_serves_a_socket_inherited_from_systemd(env: Env, home: str) -> None:
+    listener = _unit_socket(home)
     # A client may connect before the daemon runs: systemd queues it on the socket.
     early = subprocess.Popen([os.path.join(BIN, "queuectl"), "enqueue", '{"command": "true", "id": "early"}'],
                              env=env.env, stdout=subprocess.PIPE, text=True)
@@ -130,7 +136,7 @@ def test_the_daemon_serves_a_socket_inherited_from_systemd(env: Env, home: str) 
         assert c.show("early").state == "pending"
     assert env.stop_daemon() == 0
     # The socket is systemd's to keep: the daemon leaves the file in place.
-    assert os.path.exists(path)
+    assert os.path.exists(os.path.join(home, "queuectld.sock"))
 
 
 def test_a_passed_descriptor_that_is_not_a_socket_refuses_the_start(env: Env, home: str) -> None:
@@ -185,11 +191,7 @@ def test_the_units_say_what_the_issue_requires() -> None:
 
 
 def test_a_daemon_started_by_systemd_runs_each_job_with_its_enqueuers_environment(env: Env, home: str) -> None:
-    path = os.path.join(home, "queuectld.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    os.chmod(path, 0o600)
-    listener.listen(16)
+    listener = _unit_socket(home)
     # systemd gives a service a small environment of its own, not the user's session's.
     caller = dict(env.env, FROM_THE_SHELL="yes", PATH=f"{BIN}:/usr/bin:/bin")
     env.env = {"PATH": "/usr/bin:/bin", "QUEUECTL_HOME": home, "FROM_THE_UNIT": "1", "LANG": "C"}

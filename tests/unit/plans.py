@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 
 from queuectl_client.protocol import JobSpec
+from queuectld import deps, rules
 from queuectld import events as ev
-from queuectld import rules
 from queuectld.model import Job
 from queuectld.planning import check_new
 from queuectld.queue import Queue
@@ -42,3 +42,15 @@ def tallies(q: Queue) -> dict[str, dict[str, int]]:
     """The queue's own tallies, zeros left out."""
     out = {name: {s: n for s, n in c.items() if n} for name, c in q.tallies.items()}
     return {name: c for name, c in out.items() if c}
+
+
+def check_dependencies(q: Queue) -> None:
+    """A pending job counts its unmet edges and has no dead `after` dependency; a job that ran had every
+    `after` dependency completed (or deleted once completed)."""
+    state_of = q.deps.state_of
+    for job in q.by_state["pending"].values():
+        assert job.blocked == deps.count_unmet(job, state_of), job.id
+        assert not deps.fatal(job, state_of), job.id
+    for s in ("processing", "failed", "completed"):
+        for job in q.by_state[s].values():
+            assert all(state_of(d) in ("completed", None) for d in job.after or ()), job.id

@@ -20,7 +20,7 @@ from queuectld.model import Job
 from queuectld.planning import plan_delete, plan_revive
 from queuectld.queue import Queue
 from queuectld.rules import CANCELLED, INTERRUPTED, QueueError
-from tests.unit.plans import plan_add, plan_end, plan_start, recount, tallies
+from tests.unit.plans import check_dependencies, plan_add, plan_end, plan_start, recount, tallies
 
 
 def add(q: Queue, at: float, *specs: JobSpec) -> None:
@@ -356,15 +356,7 @@ def _check(q: Queue, m: Model) -> None:
     assert tallies(q) == recount(q)
     assert q.held == m.held_ids()
     assert q.cancelled <= q.by_state["processing"].keys() and q.running.keys() == q.by_state["processing"].keys()
-    # Dependencies: a pending job counts its unmet edges and has no dead `after` dependency; a job that ran
-    # had every `after` dependency completed (or deleted once completed).
-    state_of = q.deps.state_of
-    for job in q.by_state["pending"].values():
-        assert job.blocked == deps.count_unmet(job, state_of), job.id
-        assert not deps.fatal(job, state_of), job.id
-    for s in ("processing", "failed", "completed"):
-        for job in q.by_state[s].values():
-            assert all(state_of(d) in ("completed", None) for d in job.after or ()), job.id
+    check_dependencies(q)
 
 
 def _replayed(m: Model) -> Queue:
