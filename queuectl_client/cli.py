@@ -18,7 +18,7 @@ import msgspec
 from . import jobs
 from . import protocol as p
 from .connection import Client, DaemonUnavailable, RequestFailed
-from .environ import inherited
+from .environ import TooManyVariables, minimal
 from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
@@ -45,7 +45,8 @@ def cmd_enqueue(client: Client, args: argparse.Namespace) -> int:
         specs = jobs.after(specs, args.after)
     specs = jobs.with_env(specs, args.env, args.clean_env)
     cwd = jobs.cwd_for(specs)
-    env = inherited(os.environ)  # the jobs run with the caller's environment, as under at(1)
+    # The jobs run with the caller's environment, as under at(1); with --clean-env, its minimal part.
+    env = minimal(os.environ) if args.clean_env else os.environ
     if args.json:
         reply = client.enqueue_reply(specs, cwd, environ=env)
         json_array(reply.jobs, reply.created)
@@ -232,7 +233,7 @@ def enqueue_again(text: str, prefix: str) -> int:
     def run() -> int:
         spec = jobs.parse_one(text)
         with Client() as client:
-            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]), environ=inherited(os.environ))
+            ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]), environ=os.environ)
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
         return EXIT_OK
 
@@ -245,7 +246,7 @@ def guarded(run: Callable[[], int]) -> int:
         code = run()
         sys.stdout.flush()
         return code
-    except UsageError as e:
+    except (UsageError, TooManyVariables) as e:
         return _fail(f"queuectl: {e}", EXIT_INVALID)
     except RequestFailed as e:
         return _fail(f"queuectl: {e.message}", e.exit_code)

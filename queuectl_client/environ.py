@@ -47,11 +47,18 @@ def passed_on(name: str, value: str) -> bool:
     return True
 
 
+class TooManyVariables(ValueError):
+    """A caller's environment holds more variables than a job can carry."""
+
+
 def inherited(environ: Mapping[str, str]) -> dict[str, str]:
-    """The part of a caller's environment its jobs inherit."""
+    """The part of a caller's environment its jobs inherit; TooManyVariables past MAX_VARIABLES (never
+    a silent cut: which ones went would be luck, PATH among them)."""
     out = {k: v for k, v in environ.items() if passed_on(k, v)}
     if len(out) > MAX_VARIABLES:
-        out = dict(list(out.items())[:MAX_VARIABLES])
+        raise TooManyVariables(f"your environment holds {len(out):,} variables for its jobs to inherit, and a job "
+                               f"carries at most {MAX_VARIABLES:,}: enqueue with --clean-env (from Python: "
+                               "without environ=), naming what the jobs need with --env or env")
     return out
 
 

@@ -20,7 +20,7 @@ import msgspec
 from . import jobs
 from . import protocol as p
 from .connection import Client
-from .environ import sent
+from .environ import minimal, sent
 from .output import json_out
 from .parser import UsageError
 from .render import schedule_dict, schedule_line, schedule_table
@@ -70,7 +70,7 @@ def cmd_schedule(client: Client, args: argparse.Namespace) -> int:
     if action == "add":
         (spec,) = jobs.with_env([scheduled_job(args.job)], args.env, args.clean_env)
         info = add(client, args.name, args.cron, spec, args.tz, args.no_overlap, jobs.cwd_for([spec]),
-                   environ=os.environ)  # the jobs run with the caller's environment, as enqueue's do
+                   environ=minimal(os.environ) if args.clean_env else os.environ)  # as enqueue's
         print(f"added schedule {schedule_line(msgspec.to_builtins(info))}", file=sys.stderr)
     elif action == "list":
         found = [msgspec.to_builtins(s) for s in schedules(client)]

@@ -21,6 +21,9 @@ WAITS = (PENDING, FAILED)  # the states in which a job waits to start
 # `list` without a state: the jobs that need attention first, each state in the order its jobs entered it.
 LIST_ORDER = (PROCESSING, PENDING, FAILED, DEAD, COMPLETED)
 
+# A job's environment and its command go to one execve, whose strings Linux bounds at a quarter of
+# the stack limit (2 MiB with the usual 8 MiB): an environment may take half of that.
+MAX_ENV_BYTES = 1 << 20
 INTERRUPTED = "interrupted: daemon stopped while the job ran"
 CANCELLED = "cancelled"
 
@@ -139,6 +142,12 @@ def environments(specs: list[JobSpec], caller: dict[str, str] | None,
         mine = (s.inherit_env, tuple(sorted(own.items())) if own else None)
         if mine not in made:
             vars = compose_env(caller, own or None, s.inherit_env)
+            if vars is not None:
+                size = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in vars.items())
+                if size > MAX_ENV_BYTES:
+                    raise QueueError("invalid", f"invalid job{'' if s.id is None else ' ' + s.id}: its environment "
+                                                f"is {size:,} bytes, and one exec takes at most {MAX_ENV_BYTES:,} "
+                                                "with room for its command")
             key = None if vars is None else env_key(vars)
             if key is not None:
                 envs.setdefault(key, vars)  # type: ignore[arg-type]

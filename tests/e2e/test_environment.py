@@ -231,3 +231,26 @@ def test_show_quotes_a_value_with_a_newline_so_it_cannot_pass_for_another_variab
     job_id = _enqueue(d, "--env", "X=v\n  FAKE=1", '{"command": "true"}', caller=_caller(d)).stdout.strip()
     shown = subprocess.run([QUEUECTL, "show", job_id], capture_output=True, text=True, env=d.env).stdout
     assert '  X="v\\n  FAKE=1"\n' in shown and "\n  FAKE=1\n" not in shown, shown
+
+
+def test_a_caller_environment_past_4096_variables_is_refused_not_cut(d: Env) -> None:
+    caller = _caller(d, **{f"V_{i}": "v" for i in range(5000)})
+    for args in (['{"command": "true"}'], ["-"]):
+        r = _enqueue(d, *args, caller=caller, input='{"command": "true"}\n')
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r
+        assert "4,096" in r.stderr and "--clean-env" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run([QUEUECTL, "schedule", "add", "many", "@daily", '{"command": "true"}'], env=caller,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "4,096" in r.stderr and "internal error" not in r.stderr, r.stderr
+    assert d.jobs() == []
+    # With a clean environment, what it needs named, it goes in.
+    r = _enqueue(d, "--clean-env", "--env", "V_7", '{"command": "true"}', caller=caller)
+    assert r.returncode == 0, r
+
+
+def test_an_environment_too_big_for_one_exec_is_refused_at_enqueue(d: Env) -> None:
+    env = {f"BIG{i}": "x" * 131_000 for i in range(20)}  # each value fits, together they do not
+    r = _enqueue(d, "-", caller=_caller(d), input=json.dumps({"command": "true", "env": env}) + "\n")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r
+    assert "environment" in r.stderr and "bytes" in r.stderr, r.stderr
+    assert d.jobs() == []
