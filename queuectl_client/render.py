@@ -184,6 +184,7 @@ def human_job(job: p.Job) -> str:
         *([("idle timeout", f"{job.idle_timeout:g} s without output")] if job.idle_timeout is not None else []),
         *([("retry on", _rule(job.retry_on))] if job.retry_on is not None else []),
         *([("no retry on", _rule(job.no_retry_on))] if job.no_retry_on is not None else []),
+        *([("unique key", _value(job.unique_key))] if job.unique_key is not None else []),
         ("directory", shown(job.cwd or "-")),
     ]
     for f in TIME_FIELDS:

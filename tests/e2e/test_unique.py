@@ -4,6 +4,7 @@ revive takes it back or is refused.  (Crashes and compaction: tests/e2e/test_fau
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -101,3 +102,10 @@ def test_a_revived_job_takes_its_key_back_and_is_refused_while_another_holds_it(
     d.start_daemon()
     assert d.enqueue(command="true", unique_key="nightly") == old
     assert d.q("dlq", "retry", new).code == 1
+
+
+def test_show_names_the_unique_key_a_job_holds(d: Env) -> None:
+    d.enqueue(command="true", id="keyed", unique_key="nightly sync", delay=3600)
+    assert re.search(r"\nunique key: +nightly sync\n", d.ok("show", "keyed").out)
+    d.enqueue(command="true", id="plain", delay=3600)
+    assert "unique key" not in d.ok("show", "plain").out
