@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         tty = sys.stdout.isatty()
         set_color(tty and not os.environ.get("NO_COLOR"))
         set_escape(tty)
-        with Client() as client:
+        with Client(via="cli") as client:
             return COMMANDS[args.cmd](client, args)
 
     return guarded(run)
@@ -232,7 +232,7 @@ def enqueue_again(text: str, prefix: str) -> int:
 
     def run() -> int:
         spec = jobs.parse_one(text)
-        with Client() as client:
+        with Client(via="cli") as client:
             ids = client.enqueue_resent([spec], prefix, jobs.cwd_for([spec]), environ=os.environ)
         sys.stdout.write("".join(job_id + "\n" for job_id in ids))
         return EXIT_OK

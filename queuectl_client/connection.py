@@ -45,7 +45,8 @@ class Client:
     ...     c.enqueue("echo hello")
     """
 
-    def __init__(self, home: str | None = None, *, autostart: bool | None = None) -> None:
+    def __init__(self, home: str | None = None, *, autostart: bool | None = None, via: str = "python") -> None:
+        self.via = via  # what this client is, for the audit trail: cli, shell, dashboard or python
         self.paths = _paths.resolve(home)
         self.home_given = bool(home or os.environ.get("QUEUECTL_HOME"))  # passed on to a daemon it starts
         if autostart is None:
@@ -118,7 +119,7 @@ class Client:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.paths.socket)
-            sock.sendall(p.frame(_encoder.encode(p.Hello(pid=os.getpid()))))
+            sock.sendall(p.frame(_encoder.encode(p.Hello(pid=os.getpid(), via=self.via))))
             self._sock, self._rfile = sock, sock.makefile("rb")
             hello = self._read()
         except BaseException:

@@ -75,6 +75,7 @@ class Hello(Message, frozen=True):
     pid: int = 0
     server_version: str = ""
     stopping: bool = False  # the daemon is shutting down: it answers, but starts no job
+    via: str = ""  # what the client is (cli, shell, dashboard, python): the audit trail's "where from"
 
 
 class Enqueue(Message, frozen=True):

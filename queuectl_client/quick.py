@@ -66,7 +66,8 @@ class _Link:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.connect(resolve().socket)
-            self.send({"type": "Hello", "version": wire.PROTOCOL_VERSION, "pid": os.getpid(), "server_version": ""})
+            self.send({"type": "Hello", "version": wire.PROTOCOL_VERSION, "pid": os.getpid(), "server_version": "",
+                       "via": "cli"})
             hello = self.read()
         except (OSError, ValueError, wire.ProtocolError):
             self.sock.close()

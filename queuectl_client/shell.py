@@ -127,7 +127,7 @@ class Counts(threading.Thread):
 
     def __init__(self, main: Client) -> None:
         super().__init__(name="queuectl-shell-counts", daemon=True)
-        self.client = Client(autostart=False)
+        self.client = Client(autostart=False, via="shell")
         self.client.paths = main.paths
         self.text = " connecting…"
         self.stop = threading.Event()

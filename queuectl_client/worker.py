@@ -164,7 +164,7 @@ class Follower:
 
     def _stop_pool(self) -> None:
         """The one attempt to stop the pool: on a connection of its own, starting no daemon."""
-        stopper = Client(autostart=False)
+        stopper = Client(autostart=False, via="cli")
         stopper.paths = self.client.paths  # the same socket, wherever the home put it
         try:
             with stopper:

@@ -50,6 +50,8 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.staged: list[p.JobSpec] = []
+        self.uid = -1  # the peer's uid (SO_PEERCRED)
+        self.via = ""  # what the peer said it is in its Hello (cli, shell, dashboard, python)
         self.greeted = False  # the first frame (the Hello) has been read: the encoding is known
         self.encode = _encoder.encode
         self.decode = _decoder.decode
@@ -133,7 +135,7 @@ class Server:
 
     async def _serve(self, conn: Connection) -> None:
         try:
-            uid = self._peer_uid(conn.writer)
+            uid = conn.uid = self._peer_uid(conn.writer)
             if uid != self.uid:
                 log.warning("refused a connection from uid %d", uid)
                 await conn.send(p.Error("invalid", f"permission denied: queuectld serves uid {self.uid} only"))
@@ -148,6 +150,7 @@ class Server:
             if not isinstance(hello, p.Hello):
                 await conn.send(p.Error("invalid", "expected Hello first"))
                 return
+            conn.via = hello.via[:32]
             await conn.send(p.Hello(p.PROTOCOL_VERSION, os.getpid(), VERSION, self.handlers.stopping))
             while True:
                 try:
