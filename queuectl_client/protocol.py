@@ -61,6 +61,7 @@ from .schema import (  # noqa: F401
     Timestamp,
     WaitedJob,
 )
+from .stats_messages import GroupStats, Histogram, Metrics, MetricsReply, Minute, Stats, StatsReply  # noqa: F401
 
 # The constants and framing live in `wire` (no msgspec, for the CLI's quick path); re-exported here.
 from .wire import ERROR_CODES, HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, STATES, ProtocolError, frame, frame_length  # noqa: F401
@@ -255,6 +256,7 @@ Request = Union[
     ConfigGet, ConfigSet, ConfigList, WorkerStart, WorkerStop, Subscribe, Wait,
     GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune, Why,
     ScheduleAdd, ScheduleList, ScheduleRemove, SchedulePause,
+    Stats, Metrics,
 ]
 
 
@@ -377,5 +379,5 @@ class WaitChanges(Message, frozen=True):
 Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
     ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply, WhyReply,
-    SchedulesReply,
+    SchedulesReply, StatsReply, MetricsReply,
 ]
