@@ -36,7 +36,7 @@ class Keeper:
         try:
             data = self.store.load_stats()
         except OSError as e:
-            log.warning("cannot read the run stats (%s); they start empty", e.strerror or e)
+            log.warning("cannot read the run stats file (%s); the stats start empty", e.strerror or e)
             return Stats()
         if data is None:
             return Stats()
