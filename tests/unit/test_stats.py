@@ -110,7 +110,8 @@ def test_totals_at_configured_edges_are_cumulative_and_end_at_the_count() -> Non
     h = histogram(t, list(DEFAULT_BUCKETS))
     assert h.count == 7 and h.sum == pytest.approx(2e6 + 506.204)
     assert h.counts == sorted(h.counts) and h.counts[-1] == 6  # 2e6 s only in +Inf
-    assert dict(zip(h.bounds, h.counts, strict=True))[0.01] == 2 and dict(zip(h.bounds, h.counts, strict=True))[5.0] == 5
+    at = dict(zip(h.bounds, h.counts, strict=True))
+    assert at[0.01] == 2 and at[5.0] == 5
 
 
 def _filled() -> st.Stats:
@@ -131,7 +132,10 @@ def test_the_stats_file_round_trips_and_drops_minutes_older_than_a_day() -> None
     for name, g in s.groups.items():
         b = back.groups[name]
         assert b.ends == g.ends and b.duration.counts == g.duration.counts and b.wait.sum == g.wait.sum
-        assert [m and (m.minute, m.ends, m.times) for m in b.ring] == [m and (m.minute, m.ends, m.times) for m in g.ring]
+        def kept(ring: list[st.Minute | None]) -> list[object]:
+            return [m and (m.minute, m.ends, m.times) for m in ring]
+
+        assert kept(b.ring) == kept(g.ring)
     assert back.fsync.counts == s.fsync.counts
     later = st.decode(data, T0 + DAY + 30)  # T0's minute is now older than a day; the next one is not
     assert later.window("default", T0 + DAY + 30, DAY).ends != [0, 0, 0]
@@ -222,7 +226,8 @@ def test_the_keeper_saves_what_changed_and_the_next_start_reads_it(tmp_path: os.
 def test_metrics_buckets_take_ascending_positive_edges_on_the_grid_at_most_40() -> None:
     c = Config()
     assert c.metrics_buckets == DEFAULT_BUCKETS
-    assert c.parse("metrics-buckets", "0.1, 1,10,60,600,3600,21600") == ("metrics-buckets", "0.1,1,10,60,600,3600,21600")
+    edges = "0.1,1,10,60,600,3600,21600"
+    assert c.parse("metrics-buckets", edges.replace(",", ", ")) == ("metrics-buckets", edges)
     for bad, words in (("1,1", "ascend"), ("10,1", "ascend"), ("0", "out of range"), ("-1", "out of range"),
                        ("nan", "out of range"), ("inf", "out of range"), ("2e6", "out of range"),
                        ("1,,2", "not a number"), ("x", "not a number"),
