@@ -221,10 +221,10 @@ class StatsFileError(ValueError):
     """The stats file cannot be read; the message says why."""
 
 
-class _MinuteRecord(msgspec.Struct, array_like=True):
+class _MinuteRecord(msgspec.Struct, array_like=True, gc=False):
     minute: int
     ends: list[int]
-    times: list[tuple[int, int]]
+    times: dict[int, int]
 
 
 class _GroupRecord(msgspec.Struct, array_like=True):
@@ -255,7 +255,7 @@ def _sparse(counts: list[int]) -> list[tuple[int, int]]:
 def encode(stats: Stats) -> bytes:
     groups = []
     for name, g in stats.groups.items():
-        minutes = [_MinuteRecord(m.minute, m.ends, sorted(m.times.items())) for m in g.ring if m is not None]
+        minutes = [_MinuteRecord(m.minute, m.ends, m.times) for m in g.ring if m is not None]
         groups.append(_GroupRecord(name, g.ends, _sparse(g.duration.counts), g.duration.sum,
                                    _sparse(g.wait.counts), g.wait.sum, minutes))
     body = msgspec.msgpack.encode(_FileRecord((GRID_LOW, GRID_HIGH, PER_DECADE), stats.began,
@@ -295,7 +295,7 @@ def decode(data: bytes, now: float) -> Stats:
                 continue
             m = Minute(mr.minute)
             m.ends = _three(mr.ends)
-            m.times = {i: n for i, n in mr.times if 0 <= i < 2 * BUCKETS and n > 0}
+            m.times = {i: n for i, n in mr.times.items() if 0 <= i < 2 * BUCKETS and n > 0}
             slot = g.ring[m.minute % MINUTES]
             if slot is None or slot.minute < m.minute:
                 g.ring[m.minute % MINUTES] = m
