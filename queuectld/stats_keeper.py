@@ -30,7 +30,7 @@ class Keeper:
         self.stats = self.load()
         self.period = faults.stats_every or SAVE_PERIOD
         self._task: asyncio.Task[None] | None = None
-        self._saving: asyncio.Lock | None = None
+        self._writing: asyncio.Future[None] | None = None  # the write in its thread, until it ends
 
     def load(self) -> Stats:
         try:
@@ -63,20 +63,32 @@ class Keeper:
             await self.save()
 
     async def save(self) -> None:
-        if self._saving is None:
-            self._saving = asyncio.Lock()
-        async with self._saving:
-            stats = self.stats
-            if not stats.changed:
-                return
-            try:
-                stats.forget({g.name for g in await self.store.groups()})
-            except Exception as e:  # the store failed: keep every group for now
-                log.debug("cannot list the groups: %s", e)
-            data = encode(stats)
-            stats.changed = False
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, self.store.save_stats, data)
-            except OSError as e:
-                stats.changed = True  # tried again at the next period
-                log.warning("cannot save the run stats: %s", e.strerror or e)
+        """Write the stats if they changed; one write at a time, each to its end even if the
+        caller is cancelled (the next one replaces the file it wrote)."""
+        if self._writing is not None:
+            await asyncio.wait([self._writing])
+        stats = self.stats
+        if not stats.changed:
+            return
+        try:
+            stats.forget({g.name for g in await self.store.groups()})
+        except Exception as e:  # the store failed: keep every group for now
+            log.debug("cannot list the groups: %s", e)
+        data = encode(stats)
+        stats.changed = False
+        writing = self._writing = asyncio.get_running_loop().run_in_executor(None, self.store.save_stats, data)
+        writing.add_done_callback(self._written)
+        try:
+            await asyncio.shield(writing)
+        except Exception:  # _written reports it
+            pass
+
+    def _written(self, writing: asyncio.Future[None]) -> None:
+        if self._writing is writing:
+            self._writing = None
+        if writing.cancelled():
+            return
+        e = writing.exception()
+        if e is not None:
+            self.stats.changed = True  # tried again at the next period
+            log.warning("cannot save the run stats: %s", getattr(e, "strerror", None) or e)

@@ -291,3 +291,32 @@ def test_promtool_finds_nothing_to_say_about_the_text() -> None:
     proc = subprocess.run(["promtool", "check", "metrics"], input=render(_reply(_filled())), capture_output=True,
                           text=True)
     assert proc.returncode == 0 and proc.stdout + proc.stderr == "", proc
+
+
+def test_a_failed_save_is_logged_and_tried_again_and_a_stop_waits_for_a_write_in_flight(
+        tmp_path: os.PathLike[str], caplog: pytest.LogCaptureFixture) -> None:
+    path = os.path.join(str(tmp_path), "journal")
+
+    async def run() -> None:
+        store = JournalStore(path, node="n")
+        await store.open()
+        keeper = Keeper(store)
+        keeper.stats.ended("default", "completed", T0, T0, T0 + 1)
+        os.mkdir(os.path.join(path, "stats"))  # the rename fails: a directory is in the way
+        with caplog.at_level(logging.WARNING, "queuectld.stats"):
+            await keeper.save()
+        assert "cannot save the run stats" in caplog.text and keeper.stats.changed
+        os.rmdir(os.path.join(path, "stats"))
+        keeper.period = 0.0
+        keeper.start()  # saves at once, and again and again
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        await keeper.close()  # cancels the loop, perhaps mid-write; then saves once more
+        assert not keeper.stats.changed
+        await store.close()
+        store = JournalStore(path, node="n")
+        await store.open()
+        assert Keeper(store).stats.groups["default"].ends == [1, 0, 0]
+        await store.close()
+
+    asyncio.run(run())
