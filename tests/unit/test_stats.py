@@ -199,13 +199,23 @@ def test_the_daemon_starts_with_empty_stats_whatever_the_file_holds(
         assert caplog.text == ""
 
 
+async def _opened(path: str) -> tuple[JournalStore, Keeper]:
+    store = JournalStore(path, node="n")
+    await store.open()
+    return store, Keeper(store)
+
+
+async def _ends_after_a_restart(path: str) -> list[int]:
+    store, keeper = await _opened(path)
+    await store.close()
+    return keeper.stats.groups["default"].ends
+
+
 def test_the_keeper_saves_what_changed_and_the_next_start_reads_it(tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(str(tmp_path), "journal")
 
     async def run() -> None:
-        store = JournalStore(path, node="n")
-        await store.open()
-        keeper = Keeper(store)
+        store, keeper = await _opened(path)
         keeper.stats.ended("default", "completed", T0, T0, T0 + 1)
         keeper.stats.ended("gone", "completed", T0, T0, T0 + 1)  # a group the store does not have
         await keeper.save()
@@ -214,10 +224,7 @@ def test_the_keeper_saves_what_changed_and_the_next_start_reads_it(tmp_path: os.
         await keeper.save()  # nothing changed: nothing written
         assert os.stat(os.path.join(path, "stats")).st_mtime_ns == mtime
         await store.close()
-        store = JournalStore(path, node="n")
-        await store.open()  # the journal leaves its neighbour alone
-        assert Keeper(store).stats.groups["default"].ends == [1, 0, 0]
-        await store.close()
+        assert await _ends_after_a_restart(path) == [1, 0, 0]  # the journal leaves its neighbour alone
 
     asyncio.run(run())
     assert sorted(os.listdir(path)) == ["MANIFEST", "log-1", "stats"]
@@ -298,9 +305,7 @@ def test_a_failed_save_is_logged_and_tried_again_and_a_stop_waits_for_a_write_in
     path = os.path.join(str(tmp_path), "journal")
 
     async def run() -> None:
-        store = JournalStore(path, node="n")
-        await store.open()
-        keeper = Keeper(store)
+        store, keeper = await _opened(path)
         keeper.stats.ended("default", "completed", T0, T0, T0 + 1)
         os.mkdir(os.path.join(path, "stats"))  # the rename fails: a directory is in the way
         with caplog.at_level(logging.WARNING, "queuectld.stats"):
@@ -314,9 +319,6 @@ def test_a_failed_save_is_logged_and_tried_again_and_a_stop_waits_for_a_write_in
         await keeper.close()  # cancels the loop, perhaps mid-write; then saves once more
         assert not keeper.stats.changed
         await store.close()
-        store = JournalStore(path, node="n")
-        await store.open()
-        assert Keeper(store).stats.groups["default"].ends == [1, 0, 0]
-        await store.close()
+        assert await _ends_after_a_restart(path) == [1, 0, 0]
 
     asyncio.run(run())
