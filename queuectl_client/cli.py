@@ -24,6 +24,7 @@ from .output import json_array, json_out
 from .parser import UsageError, build_parser
 from .render import human_job, iso, job_dict, print_table, set_color, set_escape, shown, status_json, status_lines
 from .schedules import cmd_schedule
+from .stats import cmd_metrics, cmd_stats
 from .worker import cmd_worker
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -194,6 +195,7 @@ COMMANDS = {
     "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
     "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
     "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune, "schedule": cmd_schedule,
+    "stats": cmd_stats, "metrics": cmd_metrics,
 }
 
 

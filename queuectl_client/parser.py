@@ -274,6 +274,13 @@ def _prune_args(pr: Parser) -> None:
     _json_flag(pr, "print the ids of the removed jobs as a JSON array")
 
 
+def _stats_args(s: Parser) -> None:
+    s.add_argument("--since", type=values.since, default=86_400.0, metavar="DURATION",
+                   help="the window: runs that ended this long ago at most (1m to 24h; default 24h)")
+    s.add_argument("--group", type=values.group_name, metavar="GROUP", help="only this group")
+    _json_flag(s, "print JSON: counts, rates per minute, ratios, and percentiles in seconds")
+
+
 def _completions_args(c: Parser) -> None:
     c.add_argument("shell", choices=("bash", "zsh", "fish"))
 
@@ -356,6 +363,13 @@ queuectl schedule rm nightly"""),
              _wait_args, """queuectl wait     # every job not yet final
 queuectl wait JOB_ID --timeout 60
 queuectl wait --state pending --json"""),
+    "stats": ("runs that ended per group: rates, success ratio, duration and wait percentiles", _stats_args,
+              """queuectl stats
+queuectl stats --since 1h --group backups
+queuectl stats --since 30m --json"""),
+    "metrics": ("print the queue's metrics in the Prometheus text format", _no_args,
+                """queuectl metrics
+queuectl metrics > /var/lib/node_exporter/textfile/queuectl.prom.tmp"""),
     "top": ("a live view of the queue, until Ctrl-C", _top_args, "queuectl top\nqueuectl top --interval 0.5"),
     "shell": ("an interactive shell: every command, with completion and history", _no_args, "queuectl shell"),
     "completions": ("print a shell completion script", _completions_args,

@@ -61,7 +61,7 @@ from .schema import (  # noqa: F401
     Timestamp,
     WaitedJob,
 )
-from .stats_messages import GroupStats, Histogram, Metrics, MetricsReply, Minute, Stats, StatsReply  # noqa: F401
+from .stats_messages import GroupMetrics, GroupStats, Histogram, Metrics, MetricsReply, Minute, Stats, StatsReply  # noqa: F401
 
 # The constants and framing live in `wire` (no msgspec, for the CLI's quick path); re-exported here.
 from .wire import ERROR_CODES, HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, STATES, ProtocolError, frame, frame_length  # noqa: F401

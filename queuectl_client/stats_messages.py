@@ -57,6 +57,7 @@ class StatsReply(Message, frozen=True):
     since: float
     now: float
     groups: list[GroupStats]
+    began: float | None = None  # when the stats began (the first start, or the stats file was lost)
 
 
 class Metrics(Message, frozen=True):
@@ -90,3 +91,5 @@ class MetricsReply(Message, frozen=True):
     journal_bytes: int
     fsync: Histogram
     groups: list[GroupMetrics]
+    python: str = ""  # the daemon's Python version
+    now: float = 0.0  # the daemon's clock when it answered

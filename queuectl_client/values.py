@@ -19,6 +19,7 @@ from . import protocol as p
 from .batches import unix_seconds
 from .durations import parse_duration, plain_number
 from .schema import ScheduleName
+from .stats_messages import STATS_WINDOW
 
 MAX_SIGNAL = 64
 MAX_GRACE = 86_400.0
@@ -51,6 +52,15 @@ def duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def since(text: str) -> float:
+    """`stats --since`: a duration from a minute to the day of stats the daemon keeps."""
+    seconds = duration(text)
+    if not 60 <= seconds <= STATS_WINDOW:
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is out of range: from 1m to 24h "
+                                         "(the daemon keeps a day of stats)")
+    return seconds
 
 
 def when(text: str) -> float | None:

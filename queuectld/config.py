@@ -11,9 +11,15 @@ from typing import Any
 from queuectl_client.durations import parse_duration, show_duration
 from queuectl_client.protocol import INT32, MAX_TIMEOUT
 
+from .stats import GRID_HIGH, GRID_LOW
+
 log = logging.getLogger("queuectld.config")
 
 MAX_OUTPUT_LIMIT = 1024**3  # bytes per stream per run; half of it is held in memory while a job runs
+MAX_BUCKETS = 40  # bucket edges of the run-time histograms in the Prometheus metrics
+# Log-spaced from 10 ms to a day: shell jobs often run minutes or hours.
+DEFAULT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                   1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
 
 
 class ConfigError(ValueError):
@@ -94,6 +100,29 @@ def _output_limit(text: str) -> int:
     return parse_size(text, maximum=MAX_OUTPUT_LIMIT)
 
 
+def _buckets(text: str) -> tuple[float, ...]:
+    """Comma-separated bucket edges in seconds: ascending, from GRID_LOW to GRID_HIGH, at most MAX_BUCKETS."""
+    parts = [part.strip() for part in text.split(",")]
+    edges: list[float] = []
+    for part in parts:
+        try:
+            x = float(part)
+        except ValueError:
+            raise ConfigError(f"{part!r} is not a number of seconds (give edges such as 0.1,1,10,60)") from None
+        if not math.isfinite(x) or not GRID_LOW <= x <= GRID_HIGH:
+            raise ConfigError(f"{part} is out of range (each edge from {GRID_LOW:g} to {GRID_HIGH:.0f} seconds)")
+        if edges and x <= edges[-1]:
+            raise ConfigError(f"{part} does not follow {_show_number(edges[-1])}: the edges must ascend")
+        edges.append(x)
+    if len(edges) > MAX_BUCKETS:
+        raise ConfigError(f"{len(edges)} edges is too many (at most {MAX_BUCKETS})")
+    return tuple(edges)
+
+
+def _show_buckets(edges: tuple[float, ...]) -> str:
+    return ",".join(_show_number(x) for x in edges)
+
+
 def _show_number(x: Any) -> str:
     if x is None:
         return "none"
@@ -119,6 +148,8 @@ KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "keep-completed": (_duration, show_duration, 7 * 86_400.0,
                        "completed jobs are removed this long after they end (0: never)"),
     "keep-dead": (_duration, show_duration, 0.0, "dead jobs are removed this long after they end (0: never)"),
+    "metrics-buckets": (_buckets, _show_buckets, DEFAULT_BUCKETS,
+                        "the bucket edges, in seconds, of the run duration and wait histograms in `metrics`"),
 }
 
 
@@ -191,3 +222,8 @@ class Config:
     def keep_dead(self) -> float:
         x: float = self.values["keep-dead"]
         return x
+
+    @property
+    def metrics_buckets(self) -> tuple[float, ...]:
+        edges: tuple[float, ...] = self.values["metrics-buckets"]
+        return edges

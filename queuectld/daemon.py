@@ -30,12 +30,14 @@ from queuectl_client.wire import VERSION
 
 from .bus import Bus
 from .handlers import Handlers
+from .metrics import Observer
 from .pool import Pool
 from .procs import pid_alive
 from .retention import Retention
 from .runner import Runner
 from .scheduler import Scheduler
 from .server import Server
+from .stats_keeper import Keeper
 from .store import Store, StoreError
 from .systemd import Systemd
 
@@ -69,6 +71,7 @@ class Daemon:
         self.workers = workers
         self.grace = grace
         self.exit_code = 0
+        self.started_at = time.time()
         self._stop: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._signals = 0
@@ -79,6 +82,7 @@ class Daemon:
         self.handlers: Handlers | None = None
         self.retention: Retention | None = None
         self.scheduler: Scheduler | None = None
+        self.keeper: Keeper | None = None
         self.server: Server | None = None
 
     # -- start-up -------------------------------------------------------------
@@ -95,7 +99,9 @@ class Daemon:
         self.runner = Runner(loop, self._lock_fd)
         if not self.runner.subreaper:
             log.warning("cannot become a child subreaper: processes that leave a job's group may outlive it")
-        self.pool = Pool(self.store, self.runner, self.paths, self.bus)
+        self.keeper = Keeper(self.store)
+        self.store.on_sync = self.keeper.stats.synced
+        self.pool = Pool(self.store, self.runner, self.paths, self.bus, self.keeper.stats)
         await self.pool.recover()
         if self.workers is not None:
             await self.store.resize(self.workers)
@@ -103,7 +109,8 @@ class Daemon:
         sock = self._inherit() or self._bind()
         self.retention = Retention(self.store, self.pool, self.bus)
         self.scheduler = Scheduler(self.store, self.pool)
-        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention, self.scheduler)
+        observer = Observer(self.store, self.pool, self.keeper.stats, self.started_at)
+        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention, self.scheduler, observer)
         await self.scheduler.catch_up()  # a slot missed while the daemon was down fires now, once
         self.server = Server(self.handlers)
         await self.server.start(sock)
@@ -121,6 +128,7 @@ class Daemon:
         self.pool.start()
         self.retention.start()
         self.scheduler.start()
+        self.keeper.start()
 
     async def _ping(self, interval: float) -> None:
         """Tell systemd the loop is alive; a loop that stops turning stops the pings."""
@@ -251,6 +259,8 @@ class Daemon:
             await self.server.close()
         if self.pool is not None:
             await self.pool.close()
+        if self.keeper is not None:
+            await self.keeper.close()
         try:
             await self.store.sync()
         except StoreError as e:

@@ -8,6 +8,7 @@ The variable holds comma-separated faults:
     clock-ahead=SECONDS  the daemon's clock (time.time) runs this far ahead of the real one, as on a
                          machine whose clock is set ahead: a test sees a schedule's slot come without
                          waiting for it, or the daemon come back after downtime
+    stats-every=SECONDS  save the run stats this often instead of once a minute
 
 The daemon reads the variable once at start-up and removes it from its
 environment, so neither jobs nor later daemons inherit it.
@@ -22,6 +23,7 @@ import time
 CRASH_EXIT = 70
 
 _crash_at: set[str] = set()
+stats_every: float | None = None
 
 
 def arm_from_env() -> None:
@@ -32,6 +34,9 @@ def arm_from_env() -> None:
             _crash_at.add(value)
         elif name == "clock-ahead":
             _set_clock_ahead(float(value))
+        elif name == "stats-every":
+            global stats_every
+            stats_every = float(value)
         elif name == "fdatasync-eio":
             _fail_fdatasync_from(int(value))
         else:

@@ -77,7 +77,7 @@ Handler = Callable[[Any, Conn], Awaitable[p.Message | None]]
 
 class Handlers:
     def __init__(self, store: Store, pool: PoolControl, bus: Bus, retention: Retention,
-                 scheduler: Any = None) -> None:
+                 scheduler: Any = None, observer: Any = None) -> None:
         self.store = store
         self.pool = pool
         self.bus = bus
@@ -109,6 +109,8 @@ class Handlers:
         self.table.update(Control(store, pool, bus, retention).table)
         if scheduler is not None:
             self.table.update(scheduler.table)  # scheduler.Scheduler: the schedule requests
+        if observer is not None:
+            self.table.update(observer.table)  # metrics.Observer: Stats and Metrics
 
     def stop(self) -> None:
         """The daemon begins to stop: say so to every follower, whose stream then ends."""

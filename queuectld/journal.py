@@ -37,6 +37,7 @@ from .journal_files import (
     LOG_MAGIC,
     MANIFEST_MAGIC,
     SNAP_MAGIC,
+    STATS_FILE,
     DiskFull,
     FileScan,
     JournalError,
@@ -85,6 +86,7 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_fatal: list[Callable[[JournalError], None]] = []
         self.snapshot_source: Callable[[], list[ev.Event]] | None = None
+        self.on_sync: Callable[[float], None] | None = None  # told how long each fdatasync took
         self.dropped: list[str] = []  # what salvage could not read
         self._log_size = 0  # size of the log appended to
         self._compact_after = 0.0
@@ -200,7 +202,7 @@ class Journal:
 
     def _remove_strays(self) -> None:
         """Delete files no manifest refers to: leftovers of an interrupted compaction."""
-        keep = set(self.manifest.logs) | {self.manifest.snapshot, "MANIFEST"}
+        keep = set(self.manifest.logs) | {self.manifest.snapshot, "MANIFEST", STATS_FILE}
         for name in os.listdir(self.dir):
             if name not in keep and (FILE_NAME.match(name) or name.endswith(".tmp")):
                 log.info("removing %s, left over from an interrupted compaction", name)
@@ -337,7 +339,7 @@ class Journal:
         fut = self._get_loop().run_in_executor(self._executor, _sync, retired, self.fd)
         fut.add_done_callback(lambda f: self._synced(f, waiters))
 
-    def _synced(self, f: asyncio.Future[None], waiters: list[asyncio.Future[None]]) -> None:
+    def _synced(self, f: asyncio.Future[float], waiters: list[asyncio.Future[None]]) -> None:
         self._syncing = False
         exc = f.exception()
         if exc is not None:
@@ -346,6 +348,8 @@ class Journal:
                 if not w.done():
                     w.set_exception(err)
             return
+        if self.on_sync is not None:
+            self.on_sync(f.result())
         for w in waiters:
             if not w.done():
                 w.set_result(None)
@@ -446,11 +450,14 @@ class Journal:
             self._compacting = False
 
 
-def _sync(retired: list[int], fd: int) -> None:
+def _sync(retired: list[int], fd: int) -> float:
+    """Sync the retired logs and the current one; returns the seconds the current one's sync took."""
     for old in retired:
         os.fdatasync(old)
         os.close(old)
+    began = time.perf_counter()
     os.fdatasync(fd)
+    return time.perf_counter() - began
 
 
 def _report_compaction(task: asyncio.Task[None]) -> None:

@@ -30,6 +30,7 @@ MANIFEST_MAGIC = b"QCTLMAN1"
 HEADER = struct.Struct(">8s8sQ")  # magic, generation, seq the file follows
 REC = struct.Struct(">IIQ")
 MAX_RECORD = 1 << 30
+STATS_FILE = "stats"  # the run stats kept beside the journal (see queuectld.stats); not part of the state
 FILE_NAME = re.compile(r"^(snap|log)-(\d+)$")
 
 

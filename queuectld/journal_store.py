@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from . import diagnose, firing, rules, unique
 from . import events as ev
 from . import planning as plan
 from .journal import DiskFull, Journal, JournalError
+from .journal_files import STATS_FILE, fsync_dir, write_file
 from .model import Job
 from .queue import Queue
 from .rules import WAITS, Outcome
@@ -58,12 +60,17 @@ class JournalStore(Store):
         self.queue.deps.changed = []  # from now on, what dependencies change is announced
         self.journal.snapshot_source = self.queue.snapshot
         self.journal.on_fatal.append(self._fatal)
+        self.journal.on_sync = self._synced
         if self.salvage:
             # Start the repaired state on fresh files; the damaged ones are kept aside.
             await self.journal.compact(keep_old=True)
             log.warning("salvage complete: %d jobs kept; the damaged files are in %s/salvaged-*",
                         len(self.queue), self.journal.dir)
         return replayed
+
+    def _synced(self, seconds: float) -> None:
+        if self.on_sync is not None:
+            self.on_sync(seconds)
 
     def _fatal(self, err: JournalError) -> None:
         if self.on_fatal is not None:
@@ -308,6 +315,26 @@ class JournalStore(Store):
 
     async def why(self, job_id: str, now: float, pool_size: int, busy: int) -> Reason:
         return diagnose.why(self.queue, job_id, now, pool_size, busy, self.node)
+
+    async def oldest_due(self, now: float) -> dict[str, float]:
+        return {name: due for name, group in self.queue.groups.items()
+                if group.lanes and (due := group.lanes.oldest_due(now)) is not None}
+
+    def disk_bytes(self) -> int:
+        return self.journal.log_bytes + self.journal.snapshot_bytes
+
+    def load_stats(self) -> bytes | None:
+        try:
+            with open(os.path.join(self.journal.dir, STATS_FILE), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+    def save_stats(self, data: bytes) -> None:
+        path = os.path.join(self.journal.dir, STATS_FILE)
+        write_file(path + ".tmp", data)
+        os.rename(path + ".tmp", path)
+        fsync_dir(self.journal.dir)
 
     async def interrupted(self) -> list[RunRecord]:
         running, cancelled = self.queue.running, self.queue.cancelled

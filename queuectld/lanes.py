@@ -128,6 +128,11 @@ class Lanes:
                 heapq.heappop(sleeping)
         return None
 
+    def oldest_due(self, now: float) -> float | None:
+        """The earliest due time among the jobs due at `now`, or None: a look at each lane's first job."""
+        dues = [entry[0] for lane in self._lanes.values() if (entry := lane.first()) is not None and entry[0] <= now]
+        return min(dues) if dues else None
+
     # -- lanes ------------------------------------------------------------------
 
     def _rouse(self, lane: _Lane, priority: int) -> None:

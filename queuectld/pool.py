@@ -28,6 +28,7 @@ from .exits import Failure
 from .procs import kill_orphan_group
 from .rules import INTERRUPTED, plan_end
 from .runner import KILL_GRACE, Result, Run, Runner
+from .stats import Stats
 from .store import Full, Job, Store, StoreError, Withdrawn
 
 log = logging.getLogger("queuectld.pool")
@@ -38,8 +39,9 @@ EXIT_WAIT = 2.0  # seconds to wait for killed jobs to exit at shutdown, beyond K
 
 
 class Pool:
-    def __init__(self, store: Store, runner: Runner, paths: Paths, bus: Bus) -> None:
+    def __init__(self, store: Store, runner: Runner, paths: Paths, bus: Bus, stats: Stats | None = None) -> None:
         self.store = store
+        self.stats = stats or Stats()  # told of every run's end
         self.runner = runner
         self.paths = paths
         self.bus = bus
@@ -302,10 +304,12 @@ class Pool:
             self.idle.set()
 
     async def _finish(self, job: Job, slot: int, now: float, exit_code: int | None, error: str | None,
-                      failure: Failure = None) -> None:
+                      failure: Failure = None, timed: bool = True) -> None:
         outcome = plan_end(job, now, exit_code, error, self.store.config, failure=failure)
+        started, due = job.started_at, job.due  # before the end reschedules a retry
         if await self.store.finish(job, now, outcome):
             self._announce(job, slot)
+        self.stats.ended(job.group, job.state if job.state != "processing" else outcome.state, started, due, now, timed)
 
     def _landed(self, jobs: list[Job]) -> None:
         """Endings the store held (a full disk) are on record now."""
@@ -330,7 +334,7 @@ class Pool:
         for r in runs:
             if kill_orphan_group(r.pgid, r.pid_start):
                 log.warning("killed the surviving processes of interrupted job %s (session %d)", r.job.id, r.pgid)
-            await self._finish(r.job, 0, now, None, INTERRUPTED)
+            await self._finish(r.job, 0, now, None, INTERRUPTED, timed=False)  # its end is not known
         if runs:
             log.warning("%d job(s) were interrupted by the last stop; each counts as a failed attempt", len(runs))
         return len(runs)

@@ -79,6 +79,8 @@ class Store(ABC):
     on_change: Callable[[list[Job]], None] | None = None
     # Called when the store fails for good: nothing more can be acknowledged, the daemon must stop.
     on_fatal: Callable[[StoreError], None] | None = None
+    # Called with the seconds each write to disk took to become durable (an fdatasync), in the loop.
+    on_sync: Callable[[float], None] | None = None
 
     # -- life ---------------------------------------------------------------
 
@@ -248,6 +250,25 @@ class Store(ABC):
     @abstractmethod
     async def next_due(self) -> float | None:
         """When the earliest waiting job becomes due, or None."""
+
+    @abstractmethod
+    async def oldest_due(self, now: float) -> dict[str, float]:
+        """Per group that has one, the due time of its longest-waiting job that is due at `now` (pending,
+        or failed with its retry time passed): O(groups), not a scan of jobs."""
+
+    @abstractmethod
+    def disk_bytes(self) -> int:
+        """The bytes the queue's state takes on disk now."""
+
+    # -- the stats kept beside the state ------------------------------------------------
+
+    @abstractmethod
+    def load_stats(self) -> bytes | None:
+        """The stats blob last saved, or None if there is none (OSError if it cannot be read)."""
+
+    @abstractmethod
+    def save_stats(self, data: bytes) -> None:
+        """Replace the stats blob atomically and durably; blocking, so call it from a worker thread."""
 
     @abstractmethod
     async def interrupted(self) -> list[RunRecord]:

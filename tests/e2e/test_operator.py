@@ -180,7 +180,8 @@ def test_completions_for_bash_complete_commands_flags_states_and_ids(d: Env) -> 
     def complete(*words: str) -> list[str]:
         return bash_complete(d, script, *words)
 
-    assert complete("queuectl", "st") == ["status"]
+    assert complete("queuectl", "st") == ["stats", "status"]
+    assert complete("queuectl", "stats", "--group", "") == ["default"]
     assert complete("queuectl", "dlq", "r") == ["retry"]
     assert complete("queuectl", "show", "job-") == ["job-one", "job-two"]
     assert complete("queuectl", "dlq", "retry", "") == ["job-two"]
