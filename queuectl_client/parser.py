@@ -274,6 +274,13 @@ def _prune_args(pr: Parser) -> None:
     _json_flag(pr, "print the ids of the removed jobs as a JSON array")
 
 
+def _audit_args(a: Parser) -> None:
+    a.add_argument("--since", type=values.duration, metavar="DURATION",
+                   help="only the last DURATION (90s, 30m, 12h, 7d)")
+    a.add_argument("--limit", type=whole(0, INT32), metavar="N", help=f"only the newest N entries (0 to {INT32})")
+    _json_flag(a, "print a JSON array, one object per entry: at, uid, user, via, action, detail")
+
+
 def _completions_args(c: Parser) -> None:
     c.add_argument("shell", choices=("bash", "zsh", "fish"))
 
@@ -352,6 +359,8 @@ queuectl schedule list
 queuectl schedule pause nightly
 queuectl schedule resume nightly
 queuectl schedule rm nightly"""),
+    "audit": ("who changed what: the daemon's audit trail, oldest first", _audit_args,
+              "queuectl audit\nqueuectl audit --since 1d\nqueuectl audit --limit 20 --json"),
     "wait": ("wait until jobs are completed or dead (exit 0: all completed, 1: not all, 124: timed out)",
              _wait_args, """queuectl wait     # every job not yet final
 queuectl wait JOB_ID --timeout 60
