@@ -179,6 +179,7 @@ def cmd_top(client: Client, args: argparse.Namespace) -> int:
 def cmd_shell(client: Client, args: argparse.Namespace) -> int:
     from .shell import run_shell
 
+    client.via = "shell"  # what the audit trail records for the shell's commands
     return run_shell(client, run_line)
 
 
