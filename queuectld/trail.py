@@ -51,8 +51,8 @@ def describe(e: Any) -> tuple[str, str]:
     request = e.by.request if e.by is not None else ""
     if isinstance(e, (ev.Added, ev.AddedJobs)):
         jobs = e.jobs
-        what = f"{jobs[0].id}: {short(jobs[0].command)}" if len(jobs) == 1 else f"{len(jobs)} jobs: " + listed(
-            [job.id for job in jobs])
+        what = (f"{jobs[0].id}: {short(jobs[0].command)}" if len(jobs) == 1
+                else f"{len(jobs)} jobs" + (": " + listed([job.id for job in jobs]) if jobs else ""))
         return ("rerun" if request == "Rerun" else "enqueue"), what
     if isinstance(e, ev.Deleted):
         return "delete", e.id
