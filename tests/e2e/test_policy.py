@@ -8,6 +8,9 @@ import os
 import signal
 import subprocess
 
+import pytest
+
+from queuectl_client import Client, RequestFailed
 from tests.conftest import QUEUECTLD, Env, wait_for
 
 REFUSED = "queuectl: command not allowed by this daemon's policy: "
@@ -43,6 +46,18 @@ def test_a_command_no_pattern_matches_is_refused_with_its_whole_batch_and_record
     st = env.ok("status", "--json").json()
     assert st["policy"]["file"] == policy and st["policy"]["patterns"] == 2
     assert f"policy   only commands matching the 2 pattern(s) of {policy}" in env.ok("status").out
+
+
+def test_a_batch_sent_in_many_frames_is_refused_whole_by_its_last_job(env: Env) -> None:
+    policy = write(os.path.join(env.home, "allow"), "echo *\n")
+    env.start_daemon("--allow-commands", policy, "--workers", "0")
+    jobs = [{"command": f"echo {i}"} for i in range(25_000)] + [{"command": "reboot"}]
+    with Client(env.home, autostart=False) as c:
+        with pytest.raises(RequestFailed) as refused:
+            c.enqueue_many(jobs, batch=10_000)  # three frames: the refusal comes at the last
+        assert (refused.value.code, refused.value.exit_code) == ("refused", 1)
+        assert refused.value.message == "command not allowed by this daemon's policy: reboot (in a batch of 25001 jobs)"
+        assert c.enqueue("echo after") and c.status().jobs["pending"] == 1  # the connection goes on, nothing staged
 
 
 def test_sighup_reads_the_file_again_and_a_broken_one_keeps_the_policy_in_force(env: Env) -> None:
