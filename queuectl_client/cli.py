@@ -17,6 +17,7 @@ import msgspec
 
 from . import jobs
 from . import protocol as p
+from .audit import cmd_audit
 from .connection import Client, DaemonUnavailable, RequestFailed
 from .environ import TooManyVariables, minimal
 from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
@@ -179,6 +180,7 @@ def cmd_top(client: Client, args: argparse.Namespace) -> int:
 def cmd_shell(client: Client, args: argparse.Namespace) -> int:
     from .shell import run_shell
 
+    client.via = "shell"  # what the audit trail records for the shell's commands
     return run_shell(client, run_line)
 
 
@@ -194,7 +196,7 @@ COMMANDS = {
     "show": cmd_show, "why": cmd_why, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
     "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
     "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
-    "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune, "schedule": cmd_schedule,
+    "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune, "schedule": cmd_schedule, "audit": cmd_audit,
     "stats": cmd_stats, "metrics": cmd_metrics,
 }
 

@@ -16,6 +16,9 @@ from . import values
 from .connection import __version__
 from .durations import plain_number
 from .schedule_args import schedule_args
+from .values import quoted as _quoted
+from .values import whole
+from .watch_args import audit_args, stats_args
 from .wire import STATES
 
 
@@ -28,25 +31,6 @@ INT32 = 2**31 - 1  # the protocol's limit for a count of jobs
 MIN_INTERVAL, MAX_INTERVAL = 0.05, 86_400.0  # top's refresh: 50 ms to a day
 MAX_WAIT = 100 * 365.25 * 86_400  # wait --timeout: a century (the daemon treats a decade as forever)
 MAX_PARALLEL = 1_000_000  # a group's cap on running jobs
-
-
-def whole(lo: int, hi: int) -> Any:
-    """An argparse type: a whole number from `lo` to `hi`."""
-
-    def parse(text: str) -> int:
-        try:
-            n = int(text) if plain_number(text) else None
-        except ValueError:
-            n = None
-        if n is None or not lo <= n <= hi:
-            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, not {_quoted(text)}")
-        return n
-
-    return parse
-
-
-def _quoted(text: str) -> str:
-    return repr(text if len(text) <= 40 else text[:39] + "…")
 
 
 def seconds(lo: float, hi: float, what: str) -> Any:
@@ -274,13 +258,6 @@ def _prune_args(pr: Parser) -> None:
     _json_flag(pr, "print the ids of the removed jobs as a JSON array")
 
 
-def _stats_args(s: Parser) -> None:
-    s.add_argument("--since", type=values.since, default=86_400.0, metavar="DURATION",
-                   help="the window: runs that ended this long ago at most (1m to 24h; default 24h)")
-    s.add_argument("--group", type=values.group_name, metavar="GROUP", help="only this group")
-    _json_flag(s, "print JSON: counts, rates per minute, ratios, and percentiles in seconds")
-
-
 def _completions_args(c: Parser) -> None:
     c.add_argument("shell", choices=("bash", "zsh", "fish"))
 
@@ -359,11 +336,13 @@ queuectl schedule list
 queuectl schedule pause nightly
 queuectl schedule resume nightly
 queuectl schedule rm nightly"""),
+    "audit": ("who changed what: the daemon's audit trail, oldest first", audit_args,
+              "queuectl audit\nqueuectl audit --since 1d\nqueuectl audit --limit 20 --json"),
     "wait": ("wait until jobs are completed or dead (exit 0: all completed, 1: not all, 124: timed out)",
              _wait_args, """queuectl wait     # every job not yet final
 queuectl wait JOB_ID --timeout 60
 queuectl wait --state pending --json"""),
-    "stats": ("runs that ended per group: rates, success ratio, duration and wait percentiles", _stats_args,
+    "stats": ("runs that ended per group: rates, success ratio, duration and wait percentiles", stats_args,
               """queuectl stats
 queuectl stats --since 1h --group backups
 queuectl stats --since 30m --json"""),

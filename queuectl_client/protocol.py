@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Union
 
 import msgspec
 
+from .audit_messages import Audit, AuditEntry, AuditReply, Policy  # noqa: F401
 from .group_messages import GroupAdd, GroupList, GroupRemove, GroupSet, GroupsReply, Pause
 from .reasons import Reason, Why, WhyReply, sentence  # noqa: F401
 from .schedule_messages import (  # noqa: F401
@@ -257,6 +258,7 @@ Request = Union[
     GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune, Why,
     ScheduleAdd, ScheduleList, ScheduleRemove, SchedulePause,
     Stats, Metrics,
+    Audit,
 ]
 
 
@@ -296,6 +298,7 @@ class StatusReply(Message, frozen=True):
     stopping: bool = False
     groups: list[GroupInfo] = []
     retention: Retention | None = None
+    policy: Policy | None = None  # the command policy, if the daemon has one
 
 
 class JobPage(Message, frozen=True):
@@ -380,4 +383,5 @@ Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
     ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply, WhyReply,
     SchedulesReply, StatsReply, MetricsReply,
+    AuditReply,
 ]

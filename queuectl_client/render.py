@@ -243,6 +243,10 @@ def status_lines(st: dict[str, Any]) -> list[str]:
         lines += _group_lines(groups)
     if st.get("retention") is not None:
         lines.append(retention_line(st["retention"]))
+    if st.get("policy") is not None:
+        pol = st["policy"]
+        lines.append(f"policy   only commands matching the {pol['patterns']} pattern(s) of {shown(pol['file'])} "
+                     f"(read {ago(pol['loaded_at'])})")
     lines.append(f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}")
     return lines
 
@@ -288,6 +292,7 @@ def status_json(st: dict[str, Any]) -> dict[str, Any]:
         "groups": [{"name": g["name"], "parallel": g["parallel"], "paused": g["paused"], "jobs": g["jobs"],
                     "running": g["running"]} for g in st.get("groups") or []],
         "retention": retention,
+        "policy": None if st.get("policy") is None else {**st["policy"], "loaded_at": iso(st["policy"]["loaded_at"])},
     }
 
 

@@ -147,3 +147,22 @@ def state_in(*allowed: str, why: str = "") -> Any:
         return text
 
     return parse
+
+
+def whole(lo: int, hi: int) -> Any:
+    """An argparse type: a whole number from `lo` to `hi`."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text) if plain_number(text) else None
+        except ValueError:
+            n = None
+        if n is None or not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {lo} to {hi}, not {quoted(text)}")
+        return n
+
+    return parse
+
+
+def quoted(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:39] + "…")

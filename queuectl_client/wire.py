@@ -23,6 +23,7 @@ ERROR_CODES = {
     "disk_full": 1,  # the journal could not be written; nothing changed
     "internal": 1,  # the daemon failed; see its log
     "stopping": 3,  # the daemon is shutting down and refuses this request
+    "refused": 1,  # the daemon's command policy does not allow it
 }
 
 

@@ -28,9 +28,11 @@ import time
 from queuectl_client import paths as _paths
 from queuectl_client.wire import VERSION
 
+from . import audit
 from .bus import Bus
 from .handlers import Handlers
 from .metrics import Observer
+from .policy import Policy, PolicyError
 from .pool import Pool
 from .procs import pid_alive
 from .retention import Retention
@@ -62,8 +64,9 @@ class Locked(StartupError):
 
 class Daemon:
     def __init__(self, paths: _paths.Paths, store: Store, workers: int | None = None, grace: float = 10.0,
-                 systemd: Systemd | None = None) -> None:
+                 systemd: Systemd | None = None, policy: Policy | None = None) -> None:
         self.paths = paths
+        self.policy = policy  # the command policy (--allow-commands), read again on SIGHUP
         self.store = store
         self.systemd = systemd or Systemd(None, None, 0)
         self._inherited_socket = False
@@ -104,13 +107,16 @@ class Daemon:
         self.pool = Pool(self.store, self.runner, self.paths, self.bus, self.keeper.stats)
         await self.pool.recover()
         if self.workers is not None:
-            await self.store.resize(self.workers)
+            with audit.acting(os.getuid(), "queuectld", "--workers"):  # the admin's change, on the command line
+                await self.store.resize(self.workers)
         await self.store.sync()
         sock = self._inherit() or self._bind()
         self.retention = Retention(self.store, self.pool, self.bus)
         self.scheduler = Scheduler(self.store, self.pool)
         observer = Observer(self.store, self.pool, self.keeper.stats, self.started_at)
-        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention, self.scheduler, observer)
+        self.scheduler.refuse = self.policy.check if self.policy is not None else None
+        self.handlers = Handlers(self.store, self.pool, self.bus, self.retention, self.scheduler, observer,
+                                 self.policy)
         await self.scheduler.catch_up()  # a slot missed while the daemon was down fires now, once
         self.server = Server(self.handlers)
         await self.server.start(sock)
@@ -225,6 +231,15 @@ class Daemon:
             log.warning("second signal: killing running jobs and exiting now")
             self._force.set()
 
+    def _reload_policy(self) -> None:
+        assert self.policy is not None
+        try:
+            self.policy.reload()
+        except PolicyError as e:
+            log.error("SIGHUP: %s; the policy in force stays (%d patterns)", e, len(self.policy.patterns))
+            return
+        log.info("SIGHUP: read the command policy %s again: %d patterns", self.policy.path, len(self.policy.patterns))
+
     def _fatal(self, err: StoreError) -> None:
         self.exit_code = EXIT_FATAL
         self.request_stop()
@@ -236,6 +251,8 @@ class Daemon:
         # Before the store opens: a signal during a long replay is kept, and acted on after it.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)
+        if self.policy is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._reload_policy)
         await self.start()
         await self._stop.wait()
         await self.shutdown()

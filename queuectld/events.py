@@ -14,8 +14,9 @@ from typing import Union
 
 import msgspec
 
-from queuectl_client.protocol import JobSpec
+from queuectl_client.protocol import AuditEntry, JobSpec
 
+from .audit import Actor
 from .model import Job, NewJob
 
 
@@ -28,6 +29,7 @@ class Added(Record, frozen=True, tag="a"):
 
     at: float
     jobs: list[NewJob]
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class AddedJobs(Record, frozen=True, tag="a"):
@@ -40,6 +42,7 @@ class AddedJobs(Record, frozen=True, tag="a"):
 
     at: float
     jobs: list[Job]
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class EnvDefined(Record, frozen=True, tag="V"):
@@ -74,6 +77,7 @@ class Ended(Record, frozen=True, tag="e"):
 class Deleted(Record, frozen=True, tag="d"):
     id: str
     at: float
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class Revived(Record, frozen=True, tag="r"):
@@ -81,6 +85,7 @@ class Revived(Record, frozen=True, tag="r"):
 
     ids: list[str]
     at: float
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class DeletedMany(Record, frozen=True, tag="D"):
@@ -88,6 +93,7 @@ class DeletedMany(Record, frozen=True, tag="D"):
 
     ids: list[str]
     at: float
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class Cancelled(Record, frozen=True, tag="C"):
@@ -95,6 +101,7 @@ class Cancelled(Record, frozen=True, tag="C"):
 
     ids: list[str]
     at: float
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class Edited(Record, frozen=True, tag="M"):
@@ -109,6 +116,7 @@ class Edited(Record, frozen=True, tag="M"):
     max_retries: int
     timeout: float | None
     reschedule: bool
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class GroupDefined(Record, frozen=True, tag="g"):
@@ -117,10 +125,12 @@ class GroupDefined(Record, frozen=True, tag="g"):
     name: str
     parallel: int
     paused: bool = False
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class GroupRemoved(Record, frozen=True, tag="x"):
     name: str
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class Paused(Record, frozen=True, tag="P"):
@@ -128,15 +138,18 @@ class Paused(Record, frozen=True, tag="P"):
 
     groups: list[str]
     paused: bool
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class ConfigChanged(Record, frozen=True, tag="c"):
     key: str
     value: str
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class PoolSized(Record, frozen=True, tag="p"):
     count: int
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class Restored(Record, frozen=True, tag="R"):
@@ -186,10 +199,12 @@ class ScheduleDefined(Record, frozen=True, tag="k"):
     skipped: int = 0  # fires skipped by no_overlap
     failed: int = 0  # fires that made no job for another reason
     env: str | None = None  # the key of its jobs' environment (None: the daemon's)
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class ScheduleRemoved(Record, frozen=True, tag="K"):
     name: str
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class SchedulePaused(Record, frozen=True, tag="h"):
@@ -198,6 +213,7 @@ class SchedulePaused(Record, frozen=True, tag="h"):
     name: str
     paused: bool
     at: float
+    by: Actor | None = None  # who asked for it (None: the daemon itself, or a snapshot)
 
 
 class Fired(Record, frozen=True, tag="f"):
@@ -213,13 +229,28 @@ class Fired(Record, frozen=True, tag="f"):
     error: str | None = None  # the job could not be made: why
 
 
+
+class Refused(Record, frozen=True, tag="Z"):
+    """A request the daemon's command policy refused: kept on record like a change, though nothing changed."""
+
+    action: str  # the request refused: enqueue, rerun, schedule add
+    detail: str  # what it asked for, shortened
+    by: Actor | None = None
+
+
+class AuditKept(Record, frozen=True, tag="A"):
+    """In a snapshot: audit entries, oldest first, so that compaction keeps the trail."""
+
+    entries: list[AuditEntry]
+
+
 # What the daemon writes; replay reads `Added` as `AddedJobs` (the same bytes).
 Event = Union[Added, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
               DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined, ScheduleDefined,
-              ScheduleRemoved, SchedulePaused, Fired]
+              ScheduleRemoved, SchedulePaused, Fired, Refused, AuditKept]
 Replayed = Union[AddedJobs, Started, Ended, Deleted, Revived, ConfigChanged, PoolSized, Restored, Running, SnapshotEnd,
                  DeletedMany, Cancelled, Edited, GroupDefined, GroupRemoved, Paused, EnvDefined, ScheduleDefined,
-                 ScheduleRemoved, SchedulePaused, Fired]
+                 ScheduleRemoved, SchedulePaused, Fired, Refused, AuditKept]
 
 encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Replayed)

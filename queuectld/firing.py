@@ -11,6 +11,8 @@ why, and nothing stops the daemon.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from queuectl_client import protocol as p
 
 from . import cron
@@ -67,7 +69,8 @@ def plan_pause(q: Queue, name: str, paused: bool, at: float) -> ev.SchedulePause
     return ev.SchedulePaused(name, paused, at)
 
 
-def plan_fire(q: Queue, s: Schedule, slot: float, late: bool, at: float) -> ev.Fired:
+def plan_fire(q: Queue, s: Schedule, slot: float, late: bool, at: float,
+              refuse: Callable[[str], str | None] | None = None) -> ev.Fired:
     """What firing `s` for `slot` at `at` makes: its job, or a skip (no_overlap), or a failure and why."""
     if s.no_overlap and s.last_job is not None:
         previous = q.find(s.last_job)
@@ -82,6 +85,9 @@ def plan_fire(q: Queue, s: Schedule, slot: float, late: bool, at: float) -> ev.F
             return ev.Fired(s.name, slot, at, None, late, skipped=True,
                             error=f"skipped: job {holder} holds the unique key {key!r}")
         check_new(q, [job])
+        refused = refuse(job.command) if refuse is not None else None
+        if refused is not None:  # the caller's policy, checked again at each fire
+            raise QueueError("refused", refused)
     except QueueError as e:
         return ev.Fired(s.name, slot, at, None, late, error=str(e))
     job.env = s.env  # composed when the schedule was added
@@ -89,6 +95,6 @@ def plan_fire(q: Queue, s: Schedule, slot: float, late: bool, at: float) -> ev.F
     return ev.Fired(s.name, slot, at, job, late)
 
 
-def plan_fires(q: Queue, now: float) -> list[ev.Fired]:
+def plan_fires(q: Queue, now: float, refuse: Callable[[str], str | None] | None = None) -> list[ev.Fired]:
     """A fire for each schedule with a slot due at `now`: its latest due slot, once."""
-    return [plan_fire(q, s, slot, late, now) for s, slot, late in q.schedules.due(now)]
+    return [plan_fire(q, s, slot, late, now, refuse) for s, slot, late in q.schedules.due(now)]

@@ -23,9 +23,11 @@ from queuectl_client.environ import inherited
 from queuectl_client.wire import VERSION
 
 from . import faults
+from .audit_requests import AuditRequests
 from .bus import DELETED, Bus, Deleted, Notice, Watch
 from .config import KEYS, canonical_key
 from .control import Control, send_ids
+from .policy import Policy
 from .retention import Retention
 from .rules import DEAD, FAILED, PENDING, PROCESSING, QueueError
 from .store import Store
@@ -77,7 +79,7 @@ Handler = Callable[[Any, Conn], Awaitable[p.Message | None]]
 
 class Handlers:
     def __init__(self, store: Store, pool: PoolControl, bus: Bus, retention: Retention,
-                 scheduler: Any = None, observer: Any = None) -> None:
+                 scheduler: Any = None, observer: Any = None, policy: Policy | None = None) -> None:
         self.store = store
         self.pool = pool
         self.bus = bus
@@ -111,6 +113,7 @@ class Handlers:
             self.table.update(scheduler.table)  # scheduler.Scheduler: the schedule requests
         if observer is not None:
             self.table.update(observer.table)  # metrics.Observer: Stats and Metrics
+        self.table.update(AuditRequests(store, policy, self.table).table)  # last: it checks the requests above
 
     def stop(self) -> None:
         """The daemon begins to stop: say so to every follower, whose stream then ends."""

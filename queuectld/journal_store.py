@@ -15,11 +15,23 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
-from queuectl_client.protocol import STATES, Edit, GroupInfo, JobSpec, Reason, ScheduleAdd, ScheduleInfo, Selector
+import msgspec
 
-from . import diagnose, firing, rules, unique
+from queuectl_client.protocol import (
+    STATES,
+    AuditEntry,
+    Edit,
+    GroupInfo,
+    JobSpec,
+    Reason,
+    ScheduleAdd,
+    ScheduleInfo,
+    Selector,
+)
+
+from . import audit, diagnose, firing, rules, unique
 from . import events as ev
 from . import planning as plan
 from .journal import DiskFull, Journal, JournalError
@@ -104,6 +116,10 @@ class JournalStore(Store):
                 asyncio.get_running_loop().call_soon(self.on_change, changed)
 
     async def _commit(self, events: list[ev.Event]) -> None:
+        by = audit.actor.get()
+        if by is not None:  # a person's request: its records say who
+            replace = msgspec.structs.replace
+            events = [replace(e, by=by) if "by" in e.__struct_fields__ else e for e in events]
         self._record(events)
         await self.journal.commit()
 
@@ -117,7 +133,7 @@ class JournalStore(Store):
         plan.check_new(self.queue, fresh)
         jobs: list[Job] = []
         if fresh:
-            event = ev.Added(at, fresh)
+            event = ev.Added(at, fresh, audit.actor.get())
             if instead:  # some jobs stand for others: only the created ones' environments are kept
                 used = {job.env for job in fresh}
                 envs = {key: env for key, env in envs.items() if key in used}
@@ -261,8 +277,8 @@ class JournalStore(Store):
     def _schedule(self, name: str) -> ScheduleInfo:
         return firing.schedule(self.queue, name).info()
 
-    async def fire(self, now: float) -> list[Job]:
-        events = firing.plan_fires(self.queue, now)
+    async def fire(self, now: float, refuse: Callable[[str], str | None] | None = None) -> list[Job]:
+        events = firing.plan_fires(self.queue, now, refuse)
         if not events:
             return []
         await self._commit(list(events))
@@ -276,6 +292,15 @@ class JournalStore(Store):
     async def resize(self, count: int) -> None:
         if count != self.queue.pool_size:
             await self._commit([ev.PoolSized(count)])
+
+    async def refuse(self, action: str, detail: str) -> None:
+        await self._commit([ev.Refused(action, detail)])
+
+    async def audit(self, since: float, limit: int | None) -> list[AuditEntry]:
+        return self.queue.trail.since(since, limit)
+
+    async def trim_audit(self, now: float) -> int:
+        return self.queue.trail.trim(now)
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -16,10 +16,13 @@ from . import faults
 from .config import ConfigError, parse_size
 from .daemon import EXIT_FATAL, Daemon, StartupError
 from .journal_store import JournalStore
+from .policy import Policy, PolicyError
 from .store import StoreError
 from .systemd import Systemd
 
 log = logging.getLogger("queuectld")
+
+EXIT_POLICY = 78  # the command policy file cannot be used (EX_CONFIG): the daemon does not start without it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="start from a damaged journal: keep every readable record, report what was dropped")
     ap.add_argument("--compact-min", default="4M", metavar="SIZE",
                     help="compact the journal once its logs pass SIZE and twice the snapshot (default 4M)")
+    ap.add_argument("--allow-commands", metavar="FILE",
+                    help="run only the commands a pattern of FILE matches (one a line: a glob, or re: and a "
+                         "regular expression, matched against the whole command); read again on SIGHUP")
     ap.add_argument("--version", action="version", version=f"queuectld {VERSION}")
     args = ap.parse_args(argv)
     try:
@@ -57,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         log.error("%s", e)
         return EXIT_FATAL
+    policy = None
+    if args.allow_commands is not None:
+        try:  # before the chdir below: a relative FILE is the caller's
+            policy = Policy.load(os.path.abspath(args.allow_commands))
+        except PolicyError as e:
+            log.error("cannot start: %s", e)
+            return EXIT_POLICY
     systemd = Systemd.from_environ()  # before anything copies the environment for jobs
     explicit_home = args.home or os.environ.get("QUEUECTL_HOME")
     paths = _paths.resolve(args.home)
@@ -71,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("the home directory %s is missing; jobs without a directory run in /", os.path.expanduser("~"))
         os.chdir("/")
     store = JournalStore(paths.journal, salvage=args.salvage, compact_min=args.compact_min)
-    daemon = Daemon(paths, store, args.workers, args.grace, systemd)
+    daemon = Daemon(paths, store, args.workers, args.grace, systemd, policy)
     import uvloop
 
     try:

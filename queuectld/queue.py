@@ -44,6 +44,7 @@ from .lanes import Group, by_place
 from .model import Job
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, WAITS, QueueError
 from .schedules import Schedules
+from .trail import Trail
 from .unique import Uniques
 
 
@@ -67,7 +68,8 @@ class Queue:
         self.pool_size = 0
         self.deps = Deps(self)  # who depends on whom (a blocked job is in no lane until its dependencies are met)
         self.schedules = Schedules()
-        self._appliers = self._table()
+        self.trail = Trail(self.config)  # who changed what: records with `by`, noted once applied
+        self._appliers = self.trail.wrap(self._table())
 
     # -- queries ----------------------------------------------------------
 
@@ -224,6 +226,7 @@ class Queue:
         jobs = [Job(n.id, n.command, n.max_retries, n.priority, n.run_at, n.timeout, n.cwd, n.group, n.env, n.extra)
                 for n in event.jobs]
         self._added(event.at, jobs)
+        self.trail.note(event)
         return jobs
 
     def _move(self, job: Job, state: str) -> None:

@@ -86,6 +86,7 @@ class Retention:
     async def _every(self) -> None:
         while True:
             try:
+                await self.store.trim_audit(time.time())  # the audit trail follows keep-dead too
                 before = self.cutoffs(time.time())
                 if before:
                     await self.run(before)

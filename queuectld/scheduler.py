@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from queuectl_client import protocol as p
@@ -34,6 +35,7 @@ class Scheduler:
         self.local_zone = cron.local_zone_name()  # a schedule added without a zone keeps this one
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.refuse: Callable[[str], str | None] | None = None  # the command policy's check, at each fire
         self.table: dict[type, Any] = {
             p.ScheduleAdd: self.add,
             p.ScheduleList: self.list,
@@ -104,7 +106,7 @@ class Scheduler:
                 pass
 
     async def _fire(self, now: float) -> None:
-        jobs = await self.store.fire(now)
+        jobs = await self.store.fire(now, self.refuse)
         faults.point("schedule-fired")
         for job in jobs:
             log.info("schedule %s fired %s%s", job.schedule, job.id, " (late)" if job.late else "")

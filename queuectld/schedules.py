@@ -112,7 +112,8 @@ class Schedules:
         return self.by_name.get(name)
 
     def defined(self, e: ev.ScheduleDefined) -> None:
-        self.by_name[e.name] = Schedule(*msgspec.structs.astuple(e))
+        fields = zip(e.__struct_fields__, msgspec.structs.astuple(e))
+        self.by_name[e.name] = Schedule(*(value for name, value in fields if name != "by"))  # who is the trail's
 
     def removed(self, e: ev.ScheduleRemoved) -> None:
         self.by_name.pop(e.name, None)

@@ -17,12 +17,14 @@ import logging
 import os
 import socket
 import struct
+import time
 
 import msgspec
 
 from queuectl_client import protocol as p
 from queuectl_client.wire import VERSION
 
+from .audit import Actor, actor
 from .config import ConfigError
 from .handlers import Handlers
 from .rules import QueueError
@@ -179,6 +181,7 @@ class Server:
         handler = self.handlers.table.get(type(req))
         if handler is None:
             return p.Error("invalid", f"unexpected {type(req).__name__} request")
+        token = actor.set(Actor(time.time(), conn.uid, conn.via, type(req).__name__))  # who: for the records
         try:
             return await handler(req, conn)
         except QueueError as e:
@@ -194,6 +197,8 @@ class Server:
         except Exception as e:
             log.exception("request %s failed", type(req).__name__)
             return p.Error("internal", f"{type(req).__name__} failed: {e}")
+        finally:
+            actor.reset(token)
 
 
 async def _try_send(conn: Connection, msg: p.Message) -> None:

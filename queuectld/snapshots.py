@@ -58,7 +58,8 @@ def restore(q: Queue, e: ev.Restored) -> None:
 
 
 def snapshot(q: Queue, chunk: int = 10_000) -> list[ev.Event]:
-    """Events that rebuild this state exactly: settings, pool, groups, every job, the running groups."""
+    """Events that rebuild this state exactly: settings, pool, groups, every job, the running groups,
+    the audit trail."""
     out: list[ev.Event] = [ev.ConfigChanged(k, q.config.show(k)) for k in q.config.values]
     out.append(ev.PoolSized(q.pool_size))
     out += [ev.GroupDefined(g.name, g.parallel, g.paused) for g in q.groups.values()]
@@ -73,6 +74,7 @@ def snapshot(q: Queue, chunk: int = 10_000) -> list[ev.Event]:
         out += [ev.Restored(jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
     out += [ev.Running(job_id, pgid, start, job_id in q.cancelled)
             for job_id, (pgid, start) in q.running.items()]
+    out += q.trail.snapshot()
     out.append(ev.SnapshotEnd(total, q._ticket))
     return out
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from queuectl_client.protocol import Edit, GroupInfo, JobSpec, Reason, ScheduleAdd, ScheduleInfo, Selector
+from queuectl_client.protocol import AuditEntry, Edit, GroupInfo, JobSpec, Reason, ScheduleAdd, ScheduleInfo, Selector
 
 from .config import Config
 from .model import Job
@@ -191,9 +191,10 @@ class Store(ABC):
         """Pause or resume a schedule; resumed at `at`, it fires for its slots after `at` only."""
 
     @abstractmethod
-    async def fire(self, now: float) -> list[Job]:
+    async def fire(self, now: float, refuse: Callable[[str], str | None] | None = None) -> list[Job]:
         """Fire every schedule with a slot due at `now`, once, for its latest due slot, each fire with its
-        job in one change; returns the jobs made (a skipped or failed fire is recorded with none)."""
+        job in one change; returns the jobs made (a skipped or failed fire is recorded with none).
+        `refuse`: the caller's verdict on a job's command, None to allow it, else why not (a failed fire)."""
 
     @abstractmethod
     async def configure(self, key: str, value: str) -> tuple[str, str]:
@@ -202,6 +203,23 @@ class Store(ABC):
     @abstractmethod
     async def resize(self, count: int) -> None:
         """Set the pool size."""
+
+    # -- the audit trail ------------------------------------------------------------
+    # A change made inside `audit.acting` (a person's request) is recorded with who made it, in the
+    # change's own record, and kept in the trail.
+
+    @abstractmethod
+    async def refuse(self, action: str, detail: str) -> None:
+        """Record, durably, that a request (`action`: enqueue, rerun, schedule add) was refused;
+        nothing else changes."""
+
+    @abstractmethod
+    async def audit(self, since: float, limit: int | None) -> list[AuditEntry]:
+        """The trail's entries from `since` on, oldest first; with `limit`, the newest `limit` of them."""
+
+    @abstractmethod
+    async def trim_audit(self, now: float) -> int:
+        """Drop the trail's entries older than `keep-dead` at `now`; returns how many went."""
 
     # -- reads --------------------------------------------------------------------
 
