@@ -186,6 +186,7 @@ class Deps:
     def revive(self, job: Job, at: float) -> None:
         """A dead job back to pending, attempts reset, due now; `revived` then counts and schedules it."""
         self.q._move(job, PENDING)
+        self.q._draw(job)  # a lane entry it had before it died is stale, even while it is blocked again
         job.attempts = 0
         job.error_message = job.next_retry_at = job.exit_code = job.cause = None
         if job.run_at is not None and job.run_at > at:

@@ -449,6 +449,10 @@ op = st.one_of(
 @example([("add", [(0, None, "g1")]), ("take", "hold"), ("cancel_held", []), ("remove", "g1"),
           ("start_held", 0), ("remove", "g1"), ("group", ("g1", 1, True)), ("add", [(0, None, "g1")] * 2),
           ("take", "start"), ("take", "start"), ("release", 0)])
+# A job made due by its `after_any` dependency's cancel, cancelled in the same record, then revived with
+# that dependency: blocked again, its lane entry from before it died must not hand it out.
+@example([("add", [(0, None, "default"), (0, None, "default")]), ("edit", (0, UNSET, UNSET, UNSET, UNSET)),
+          ("add_dep", ("after_any", [1], "default", False)), ("cancel", [1, 2]), ("revive", 0), ("check", 0)])
 def test_take_follows_the_ordering_contract_through_any_history(ops: list[tuple[str, Any]]) -> None:
     q = Queue()
     m = Model()
