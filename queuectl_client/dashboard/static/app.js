@@ -127,7 +127,7 @@
 
   function setUnreachable(message) {
     unreachable = true;
-    banner.textContent = "daemon unreachable: " + message + " (retrying)";
+    banner.textContent = "daemon unreachable: " + String(message).replace(/^daemon unreachable:\s*/, "") + " (retrying)";
     banner.hidden = false;
     if (!probeTimer) probeTimer = setTimeout(probe, 2000);
   }
