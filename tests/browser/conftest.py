@@ -94,7 +94,8 @@ class Dashboard:
                     return m.group(1)
         except queue.Empty:
             self.stop()
-            raise AssertionError(f"queuectl dashboard printed no URL in {timeout} s: {''.join(self.output)!r}") from None
+            printed = "".join(self.output)
+            raise AssertionError(f"queuectl dashboard printed no URL in {timeout} s: {printed!r}") from None
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -165,7 +165,7 @@ def test_screenshot_of_a_busy_overview(browser: Any, env: Env, dashboard: Dashbo
     env.enqueue(command=f"while [ ! -e {gate} ]; do sleep 0.1; done", group="backups")
     env.ok("pause", "reports")
     env.enqueue(command="tar czf /tmp/etc.tgz /etc", group="reports")
-    page, watch = open_page(browser, dashboard, color_scheme="light")
+    page, _ = open_page(browser, dashboard, color_scheme="light")
     try:
         expect(page.locator("#count-processing")).to_have_text("1", timeout=WAIT)
         expect(page.locator("#paused-groups")).to_contain_text("reports", timeout=WAIT)
