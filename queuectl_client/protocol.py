@@ -21,6 +21,7 @@ from typing import Annotated, Literal, Union
 import msgspec
 
 from .group_messages import GroupAdd, GroupList, GroupRemove, GroupSet, GroupsReply, Pause
+from .page_messages import Page, PageReply
 from .reasons import Reason, Why, WhyReply, sentence  # noqa: F401
 from .schedule_messages import (  # noqa: F401
     ScheduleAdd,
@@ -257,6 +258,7 @@ Request = Union[
     GroupAdd, GroupSet, GroupRemove, GroupList, Pause, Cancel, Retry, Rerun, Edit, Prune, Why,
     ScheduleAdd, ScheduleList, ScheduleRemove, SchedulePause,
     Stats, Metrics,
+    Page,
 ]
 
 
@@ -380,4 +382,5 @@ Reply = Union[
     Hello, Ok, Error, Enqueued, StatusReply, JobPage, JobReply, LogsReply,
     ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply, WhyReply,
     SchedulesReply, StatsReply, MetricsReply,
+    PageReply,
 ]
