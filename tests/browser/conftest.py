@@ -22,6 +22,11 @@ import pytest
 
 from tests.conftest import QUEUECTL, Env
 
+try:  # the tests import `expect` from here: without Playwright they skip (or fail in CI) at `browser`
+    from playwright.sync_api import expect
+except ImportError:
+    expect = None
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -117,17 +122,27 @@ def dashboard(env: Env) -> Iterator[Dashboard]:
 
 
 class Watch:
-    """What a page did that a test must not see: dialogs (a script that ran), page errors."""
+    """What a page did that a test must not see: dialogs (a script that ran), page errors; and the
+    answers to the confirmations a test expects (`answer`), each used by one dialog."""
 
     def __init__(self, page: Any) -> None:
         self.dialogs: list[str] = []
+        self.answers: list[bool] = []
+        self.confirmed: list[str] = []
         self.errors: list[str] = []
         self.requests: list[str] = []
         page.on("dialog", self._dialog)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
 
+    def answer(self, accept: bool) -> None:
+        self.answers.append(accept)
+
     def _dialog(self, dialog: Any) -> None:
+        if dialog.type == "confirm" and self.answers:
+            self.confirmed.append(dialog.message)
+            dialog.accept() if self.answers.pop(0) else dialog.dismiss()
+            return
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
         dialog.dismiss()
 

@@ -7,9 +7,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.sync_api import expect
-
-from tests.browser.conftest import Dashboard, Watch, open_page, screenshot
+from tests.browser.conftest import Dashboard, Watch, expect, open_page, screenshot
 from tests.conftest import Env
 
 WAIT = 10_000  # ms
@@ -127,10 +125,12 @@ def test_the_page_says_the_daemon_is_unreachable_and_recovers(env: Env, page: An
     env.stop_daemon()
     page.click("nav >> text=Jobs")  # a request the daemon cannot answer
     expect(page.locator("#banner")).to_contain_text("daemon unreachable", timeout=WAIT)
+    expect(page.locator("#live")).to_have_text("daemon unreachable", timeout=WAIT)
     screenshot(page, "daemon-unreachable")
     env.start_daemon()
     env.enqueue(id="after-restart", command="true")
     expect(page.locator("#banner")).to_be_hidden(timeout=WAIT)
+    expect(page.locator("#live")).to_have_text("live", timeout=WAIT)
     expect(page.locator('#jobs tr[data-id="after-restart"]')).to_be_visible(timeout=WAIT)
     assert page.evaluate("window.__sameDocument") is True  # recovered without a reload
 

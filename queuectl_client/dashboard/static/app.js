@@ -129,6 +129,7 @@
     unreachable = true;
     banner.textContent = "daemon unreachable: " + String(message).replace(/^daemon unreachable:\s*/, "") + " (retrying)";
     banner.hidden = false;
+    live.set("off", "daemon unreachable");
     if (!probeTimer) probeTimer = setTimeout(probe, 2000);
   }
 
@@ -137,6 +138,7 @@
     unreachable = false;
     banner.hidden = true;
     banner.textContent = "";
+    if (events && events.readyState === EventSource.OPEN) live.set("on", liveText);
     if (current && current.refresh) current.refresh();
   }
 
@@ -218,6 +220,7 @@
   let events = null;
   let reopenTimer = null;
   let reopenDelay = 1000;
+  let liveText = "live";
 
   function parse(data) { try { return JSON.parse(data); } catch (e) { return null; } }
 
@@ -229,7 +232,8 @@
     events = es;
     es.addEventListener("open", function () {
       reopenDelay = 1000;
-      live.set("on", slow ? "live (slow while hidden)" : "live");
+      liveText = slow ? "live (slow while hidden)" : "live";
+      if (!unreachable) live.set("on", liveText);
     });
     es.addEventListener("overview", function (ev) { const ov = parse(ev.data); if (ov) applyOverview(ov); });
     es.addEventListener("jobs", function () { if (current && current.onJobs) current.onJobs(); });
@@ -386,7 +390,9 @@
   // Completed runs (green) and failed or dead ones (red) per minute: inline SVG, drawn with DOM calls.
   function chart(raw) {
     const minutes = raw.map(minuteOf);
-    const W = 720, H = 180, L = 40, B = 22, T = 10, R = 8;
+    // Drawn in about the pixels it will get, so that its labels stay legible on a phone.
+    const narrow = window.innerWidth < 600;
+    const W = narrow ? 360 : 720, H = narrow ? 150 : 180, L = 34, B = 22, T = 10, R = 8;
     const n = Math.max(minutes.length, 60);
     let max = 0, done = 0, bad = 0;
     for (const m of minutes) {
@@ -422,6 +428,7 @@
       s.appendChild(g);
     });
     [[0, "60 min ago"], [0.5, "30 min ago"], [1, "now"]].forEach(function (p) {
+      if (narrow && p[0] === 0.5) return;
       const t = svg("text", { x: L + p[0] * (W - L - R), y: H - 6, "text-anchor": p[0] === 0 ? "start" : p[0] === 1 ? "end" : "middle" });
       t.textContent = p[1];
       s.appendChild(t);
