@@ -6,9 +6,10 @@ A job that leaves the state leaves its entry behind; an entry counts while its
 job is still in that state and still holds the time it entered with (a job that
 left and came back has a newer entry, so an older one never shows it twice).
 A page seeks its cursor by bisection and walks back from there, so it costs
-the jobs it returns plus the left-behind entries it passes; a log is compacted
-once it holds as many left-behind entries as live ones (plus COMPACT_SLACK),
-which bounds those, and no request walks more than its scan budget.
+the jobs it returns plus the left-behind entries it passes.  Those are swept
+out a bounded step at a time (SWEEP_WIDTH entries every SWEEP_EVERY changes,
+while a log holds more than a quarter of its live entries left behind), so no
+change pays for a whole log, and no request walks more than its scan budget.
 
 The logs are built the first time a page is asked for (one pass over the
 jobs, in their dicts' order), and kept from then on: a daemon that nobody
@@ -30,7 +31,9 @@ from .rules import COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, Que
 if TYPE_CHECKING:
     from .queue import Queue
 
-COMPACT_SLACK = 4096
+SLACK = 4096  # left-behind entries a log may hold beyond a quarter of its live ones
+SWEEP_EVERY = 512  # changes of a log between two looks at its left-behind entries
+SWEEP_WIDTH = 2048  # entries a sweep looks at: 4 a change, outpacing the 1 a change leaves behind
 PAGE_BYTES = 4 << 20  # a page's jobs, about, so that a page of long commands fits in a frame
 JOB_OVERHEAD = 512  # a job's encoded size beyond its strings, at most
 END = 1 << 62  # a cursor before the newest entry of a log
@@ -46,7 +49,7 @@ def _entered(state: str) -> Callable[[Job], float]:
 
 
 class Log:
-    __slots__ = ("entered", "jobs", "seqs", "stamps", "state")
+    __slots__ = ("debt", "entered", "jobs", "seqs", "stamps", "state", "swept")
 
     def __init__(self, state: str) -> None:
         self.state = state
@@ -54,6 +57,8 @@ class Log:
         self.seqs = array("q")
         self.stamps = array("d")
         self.jobs: list[Job] = []
+        self.swept = 0  # where the next sweep starts
+        self.debt = 0  # entries added or left behind since the last sweep
 
     def append(self, seq: int, job: Job) -> None:
         self.seqs.append(seq)
@@ -64,11 +69,17 @@ class Log:
         job = self.jobs[i]
         return job.state == self.state and self.entered(job) == self.stamps[i]
 
-    def compact(self) -> None:
-        keep = [i for i in range(len(self.jobs)) if self.live(i)]
-        self.seqs = array("q", (self.seqs[i] for i in keep))
-        self.stamps = array("d", (self.stamps[i] for i in keep))
-        self.jobs = [self.jobs[i] for i in keep]
+    def sweep(self, width: int) -> None:
+        """Drop the left-behind entries of the next `width` entries (from where the last sweep
+        stopped, round the log): a bounded step, however long the log."""
+        if self.swept >= len(self.jobs):
+            self.swept = 0
+        a, b = self.swept, min(len(self.jobs), self.swept + width)
+        keep = [i for i in range(a, b) if self.live(i)]
+        self.jobs[a:b] = [self.jobs[i] for i in keep]
+        self.seqs[a:b] = array("q", [self.seqs[i] for i in keep])
+        self.stamps[a:b] = array("d", [self.stamps[i] for i in keep])
+        self.swept = a + len(keep)
 
 
 class Order:
@@ -87,10 +98,12 @@ class Order:
         if self.logs is None:
             return
         log = self.logs[PENDING]
+        n = 0
         for job in jobs:
             self.seq += 1
             log.append(self.seq, job)
-        self._check(log)
+            n += 1
+        self._owe(log, n)
 
     def moved(self, job: Job, state: str) -> None:
         """`job` is entering `state` (the time it does is set after this call)."""
@@ -98,6 +111,8 @@ class Order:
             return
         self.settle()
         self.last = (job, state)
+        if job.state in self.logs:
+            self._owe(self.logs[job.state], 1)  # its entry there is left behind
 
     def settle(self) -> None:
         if self.last is None or self.logs is None:
@@ -108,11 +123,19 @@ class Order:
             log = self.logs[state]
             self.seq += 1
             log.append(self.seq, job)
-            self._check(log)
+            self._owe(log, 1)
 
-    def _check(self, log: Log) -> None:
-        if len(log.jobs) > 2 * len(self.by_state[log.state]) + COMPACT_SLACK:
-            log.compact()
+    def _owe(self, log: Log, n: int) -> None:
+        """`n` entries were added to `log` or left behind in it: sweep a step of it now and then, while
+        it holds more than a quarter of its live entries (plus SLACK) left behind."""
+        log.debt += n
+        while log.debt >= SWEEP_EVERY:
+            log.debt -= SWEEP_EVERY
+            live = len(self.by_state[log.state])
+            if len(log.jobs) - live <= live // 4 + SLACK:
+                log.debt = 0
+                return
+            log.sweep(SWEEP_WIDTH)
 
     def _build(self) -> dict[str, Log]:
         logs = {}
