@@ -202,14 +202,17 @@ def paged(q: Queue, state: str | None, group: str | None, query: str | None, cur
         if exact is not None and (state is None or exact.state == state) and (group is None or exact.group == group):
             if cursor is None:
                 first = [exact]  # the job of that id first, then the commands that hold the text
-                limit -= 1 if limit > 1 else 0
+                limit -= 1
 
         def keep(job: Job) -> bool:
             return (group is None or job.group == group) and job is not exact and query in job.command
     elif group is not None:
         def keep(job: Job) -> bool:
             return job.group == group
-    jobs, nxt, scanned = q.order.page(state, at, limit, scan if keep is not None else max(scan, 4 * limit), keep)
+    if limit == 0:  # the job of that id fills the page: the search goes on from the top
+        jobs, nxt, scanned = [], (state or LIST_ORDER[0], END), 0
+    else:
+        jobs, nxt, scanned = q.order.page(state, at, limit, scan if keep is not None else max(scan, 4 * limit), keep)
     if query is not None:
         total = None
     elif group is not None:

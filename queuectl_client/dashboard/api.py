@@ -68,7 +68,7 @@ class Api:
     # -- reads ------------------------------------------------------------------------
 
     async def overview(self, request: web.Request) -> web.Response:
-        view = await self.hub.poll()
+        view = await self.hub.fresh()
         if view is None:
             return error(502, self.hub.unreachable or "daemon unreachable")
         return web.json_response(view)

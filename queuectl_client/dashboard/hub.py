@@ -136,6 +136,12 @@ class Hub:
             # A stream that joins meanwhile gets the latest overview at once (`join`).
             await asyncio.sleep(SLOW if all(s.slow for s in self.streams) else FAST)
 
+    async def fresh(self) -> dict[str, Any] | None:
+        """The overview at most FAST seconds old: the latest, or a new poll."""
+        if self.latest is not None and time.time() - self.latest["now"] < FAST:
+            return self.latest
+        return await self.poll()
+
     async def poll(self) -> dict[str, Any] | None:
         """Ask the daemon once; push what changed.  Returns the overview (None: unreachable)."""
         try:

@@ -662,6 +662,9 @@ async def test_a_filtered_page_looks_at_a_bounded_number_of_jobs_and_says_where_
     # A search: the job of that id first, then the commands that hold the text; no total.
     found = await store.page(None, None, "n7", None, 50, 20_000)
     assert [j.id for j in found.jobs] == ["n7"] and found.total is None
+    one = await store.page(None, None, "n7", None, 1, 20_000)
+    assert [j.id for j in one.jobs] == ["n7"] and one.next is not None
+    assert [page for page in await all_pages(store, None, 1, query="n7") if page] == [["n7"]]
     found = await store.page(None, None, "echo 7", None, 50, 20_000)
     assert [j.id for j in found.jobs] == [f"n{i}" for i in range(79, 69, -1)] + ["n7"]
     for bad in ("nonsense", "dead:12", "pending:x"):

@@ -289,6 +289,17 @@ def test_actions_answer_with_the_daemons_words(dash: Dash, env: Env) -> None:
     assert dash.get("/api/schedules") == {"schedules": []}
 
 
+def test_metrics_are_the_prometheus_text_or_say_they_are_not_available(dash: Dash) -> None:
+    status, h, body = dash.request("GET", "/metrics")
+    try:
+        import queuectl_client.prometheus  # noqa: F401
+    except ImportError:
+        assert (status, body) == (503, b"metrics are not available\n")
+    else:
+        assert status == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
+        assert b"queuectl_build_info" in body
+
+
 def test_listening_beyond_loopback_needs_allow_remote_and_bad_options_are_one_line(env: Env, home: str) -> None:
     empty = os.path.join(home, "empty")
     open(empty, "w").close()
