@@ -209,9 +209,10 @@ def paged(q: Queue, state: str | None, group: str | None, query: str | None, cur
     elif group is not None:
         def keep(job: Job) -> bool:
             return job.group == group
-    if limit == 0:  # the job of that id fills the page: the search goes on from the top
-        jobs, nxt, scanned = [], (state or LIST_ORDER[0], END), 0
-    else:
+    jobs: list[Job] = []
+    nxt: tuple[str, int] | None = (state or LIST_ORDER[0], END)
+    scanned = 0
+    if limit > 0:  # (0: the job of that id fills the page; the search goes on from the top)
         jobs, nxt, scanned = q.order.page(state, at, limit, scan if keep is not None else max(scan, 4 * limit), keep)
     if query is not None:
         total = None

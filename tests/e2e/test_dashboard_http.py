@@ -11,6 +11,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -287,6 +288,14 @@ def test_actions_answer_with_the_daemons_words(dash: Dash, env: Env) -> None:
     assert dash.post("/api/jobs/nope/delete") == (404, {"error": "no job with id 'nope'"})
     assert dash.get("/api/overview")["workers"]["configured"] == 3
     assert dash.get("/api/schedules") == {"schedules": []}
+
+
+def test_only_the_dashboard_command_imports_aiohttp() -> None:
+    code = ("import sys; from queuectl_client import cli; cli.build_parser(['status', '--json']); "
+            "cli.build_parser(['dashboard']).parse_args(['dashboard', '--open']); "
+            "print(sorted(m for m in ('aiohttp', 'aiofiles', 'queuectl_client.dashboard.app') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr
 
 
 def test_metrics_are_the_prometheus_text_or_say_they_are_not_available(dash: Dash) -> None:
