@@ -109,7 +109,7 @@ def test_under_a_base_path_the_page_its_assets_api_and_streams_stay_under_it(bro
         expect(page.locator("#stdout")).to_contain_text("behind a proxy", timeout=WAIT)
         paths = {urlsplit(u).path for u in watch.requests}
         assert paths and all(p.startswith("/q/") for p in paths), sorted(paths)
-        assert {"/q/static/app.js", "/q/static/app.css", "/q/api/events"} <= paths, sorted(paths)
+        assert {"/q/static/core.js", "/q/static/app.js", "/q/static/app.css", "/q/api/events"} <= paths, sorted(paths)
         # Outside the prefix there is no dashboard.
         outside = page.request.get(dash.origin + "/api/overview")
         assert outside.status in (401, 404) and "jobs" not in outside.text()

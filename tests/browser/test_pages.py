@@ -174,7 +174,8 @@ def test_script_in_a_command_and_its_output_stays_text(env: Env, page: Any) -> N
     expect(page.locator("#stdout")).to_contain_text(payload, timeout=WAIT)
     expect(page.locator("#stderr")).to_contain_text("<b>bold</b>", timeout=WAIT)
     expect(page.locator('#job-fields dd[data-field="command"]')).to_contain_text("<svg onload=alert(3)>")
-    assert page.locator("script").count() == 1  # app.js alone
+    scripts = page.eval_on_selector_all("script", "all => all.map(s => s.getAttribute('src'))")
+    assert scripts == ["static/core.js", "static/pages.js", "static/job.js", "static/app.js"], scripts
     assert page.locator("img[src=x], svg[onload], b").count() == 0
     assert not page.watch.dialogs
 
@@ -207,3 +208,59 @@ def test_a_phone_in_dark_mode_gets_a_readable_page(browser: Any, env: Env, dashb
 def _luminance(css: str) -> float:
     r, g, b = (int(x) for x in css[css.index("(") + 1:css.index(")")].split(",")[:3])
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+def test_jobs_filter_by_state_and_search_by_command_or_id(env: Env, page: Any) -> None:
+    env.ok("group", "add", "etl")
+    env.ok("pause")
+    env.enqueue(id="plain-1", command="echo hay")
+    env.enqueue(id="needle-job", command="echo a needle in the hay", group="etl")
+    env.enqueue(id="plain-2", command="echo more hay")
+    page.click("nav >> text=Jobs")
+    expect(page.locator("#jobs tbody tr")).to_have_count(3, timeout=WAIT)
+    page.fill("#f-q", "needle in")
+    page.click("form.filters button")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1, timeout=WAIT)
+    expect(page.locator("#jobs tbody tr")).to_have_attribute("data-id", "needle-job")
+    expect(page.locator("#page-note")).to_contain_text("searched", timeout=WAIT)
+    assert "q=needle" in page.url  # the search is in the address: a reload or a shared link shows it
+    page.fill("#f-q", "plain-2")  # an id
+    page.press("#f-q", "Enter")
+    expect(page.locator("#jobs tbody tr")).to_have_attribute("data-id", "plain-2", timeout=WAIT)
+    page.fill("#f-q", "")
+    page.select_option("#f-group", "etl")
+    expect(page.locator("#jobs tbody tr")).to_have_count(1, timeout=WAIT)
+    expect(page.locator("#jobs-total")).to_have_text("1 job in group etl", timeout=WAIT)
+    page.select_option("#f-group", "")
+    page.select_option("#f-state", "completed")
+    expect(page.locator("#jobs")).to_contain_text("No jobs.", timeout=WAIT)
+
+
+def test_jobs_page_by_cursor_next_and_newest(env: Env, page: Any) -> None:
+    lines = "".join(f'{{"id": "j{i:03}", "command": "true"}}\n' for i in range(120))
+    env.ok("enqueue", "-", input=lines)
+    page.goto(page.url.split("#")[0] + "#/jobs?state=pending")
+    rows = page.locator("#jobs tbody tr")
+    expect(rows).to_have_count(50, timeout=WAIT)
+    expect(page.locator("#jobs-total")).to_have_text("120 pending jobs", timeout=WAIT)
+    first = rows.first.get_attribute("data-id")
+    expect(page.locator("#newest")).to_be_disabled()
+    page.click("#next")
+    expect(rows.first).not_to_have_attribute("data-id", first or "", timeout=WAIT)
+    page.click("#next")
+    expect(rows).to_have_count(20, timeout=WAIT)
+    expect(page.locator("#next")).to_be_disabled()
+    seen = set(rows.evaluate_all("rs => rs.map(r => r.dataset.id)"))
+    assert len(seen) == 20
+    page.click("#newest")
+    expect(rows.first).to_have_attribute("data-id", first or "", timeout=WAIT)
+
+
+def test_schedules_are_listed_with_their_command_as_text(env: Env, page: Any) -> None:
+    env.ok("schedule", "add", "nightly", "0 3 * * *", '{"command": "backup <b>now</b>"}', "--tz", "UTC")
+    page.click("nav >> text=Schedules")
+    row = page.locator('#schedules tr[data-schedule="nightly"]')
+    expect(row).to_contain_text("0 3 * * *", timeout=WAIT)
+    expect(row).to_contain_text("backup <b>now</b>")
+    expect(row).to_contain_text("active")
+    assert row.locator("time").first.get_attribute("title").endswith("03:00:00 UTC")
