@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import msgspec
@@ -17,6 +18,8 @@ from .auth import Handler
 from .follow import STREAMS, Watchers, job_json, read_from
 from .hub import CLOSE, Hub, sse
 from .link import Link, Refused, Unreachable
+
+log = logging.getLogger("queuectl.dashboard")
 
 PING = 15.0
 STATUS = {"invalid": 400, "not_found": 404}  # any other refusal: 409
@@ -64,6 +67,11 @@ class Api:
             return error(STATUS.get(e.code, 409), e.message)
         except Unreachable as e:
             return error(502, f"daemon unreachable: {e}")
+        except web.HTTPException:
+            raise
+        except Exception as e:  # a fault of the dashboard itself: logged, and one line for the page
+            log.exception("%s %s", request.method, request.path)
+            return error(500, f"the dashboard could not answer: {type(e).__name__}")
 
     # -- reads ------------------------------------------------------------------------
 

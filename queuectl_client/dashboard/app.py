@@ -138,6 +138,10 @@ def url(host: str, port: int, base: str, token: str) -> str:
 
 
 async def serve(paths: Paths, opts: Options) -> int:
+    stop = asyncio.Event()  # set by SIGTERM or SIGINT, from before the start line on
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     app, hub = build(paths, opts)
     runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
     await runner.setup()
@@ -160,10 +164,6 @@ async def serve(paths: Paths, opts: Options) -> int:
     print(f"dashboard: {link}", flush=True)
     if opts.open_browser:
         webbrowser.open(link)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

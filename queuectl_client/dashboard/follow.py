@@ -9,6 +9,7 @@ every TICK seconds; a page's stream reads from its own offsets when told.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -17,6 +18,8 @@ import msgspec
 
 from .. import protocol as p
 from .link import Link, Refused, Unreachable
+
+log = logging.getLogger("queuectl.dashboard")
 
 CHUNK = 64 * 1024
 TICK = 0.25
@@ -87,7 +90,10 @@ class Watcher:
         while True:
             moved = False
             if ticks % round(JOB_EVERY / TICK) == 0:
-                moved = await self._ask()
+                try:
+                    moved = await self._ask()
+                except Exception:  # a reply it cannot read, say: asked again at the next turn
+                    log.exception("watching job %s", self.id)
             sizes = {name: size_of(path) for name, path in self.paths.items()}
             if sizes != {k: self.sizes[k] for k in sizes}:
                 self.sizes.update(sizes)

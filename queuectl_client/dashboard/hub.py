@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -20,6 +21,8 @@ import msgspec
 
 from .. import protocol as p
 from .link import Link, Refused, Unreachable
+
+log = logging.getLogger("queuectl.dashboard")
 
 FAST = 1.0
 SLOW = 5.0
@@ -132,7 +135,10 @@ class Hub:
             if not self.streams:
                 self.joined.clear()
                 await self.joined.wait()
-            await self.poll()
+            try:
+                await self.poll()
+            except Exception:  # a reply it cannot read, say: the next poll tries again
+                log.exception("the poll failed")
             # A stream that joins meanwhile gets the latest overview at once (`join`).
             await asyncio.sleep(SLOW if all(s.slow for s in self.streams) else FAST)
 
