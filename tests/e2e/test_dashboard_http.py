@@ -243,6 +243,20 @@ def test_a_script_in_a_command_and_its_output_comes_back_as_json_text(dash: Dash
     assert dash.request("GET", "/api/jobs/nope")[0] == 404
 
 
+def test_output_comes_64_kib_at_a_time_and_never_cuts_a_character(dash: Dash, env: Env) -> None:
+    # 30,000 euro signs: 90,000 bytes, and 65,536 falls inside one of them.
+    job_id = env.enqueue(command="i=0; while [ $i -lt 300 ]; do printf '%0100d' 0 | sed 's/0/€/g'; i=$((i+1)); done")
+    env.ok("worker", "start", "--count", "1", "--detach")
+    env.wait_state(job_id, "completed")
+    first = dash.get(f"/api/jobs/{job_id}/output")
+    assert first["size"] == 90_000 and first["more"] is True and first["offset"] == 65_535
+    assert first["data"] == "€" * 21_845
+    rest = dash.get(f"/api/jobs/{job_id}/output?offset={first['offset']}")
+    assert rest == {"data": "€" * 8_155, "offset": 90_000, "size": 90_000, "more": False}
+    assert dash.get(f"/api/jobs/{job_id}/output?offset=99999") == {"data": "", "offset": 90_000, "size": 90_000,
+                                                                   "more": False}
+
+
 def test_a_running_jobs_output_streams_live_and_the_stream_ends_once_it_is_final(dash: Dash, env: Env,
                                                                                  home: str) -> None:
     go = os.path.join(home, "go")
