@@ -264,3 +264,19 @@ def test_schedules_are_listed_with_their_command_as_text(env: Env, page: Any) ->
     expect(row).to_contain_text("backup <b>now</b>")
     expect(row).to_contain_text("active")
     assert row.locator("time").first.get_attribute("title").endswith("03:00:00 UTC")
+
+
+def test_a_final_jobs_page_follows_its_retry_from_the_cli(env: Env, page: Any) -> None:
+    marker = os.path.join(env.home, "tried")
+    job = env.enqueue(command=f"if [ -e {marker} ]; then echo second run; else touch {marker}; exit 4; fi",
+                      max_retries=0)
+    env.ok("worker", "start", "--count", "1", "--detach")
+    env.wait_state(job, "dead")
+    page.goto(page.url.split("#")[0] + "#/job/" + job)
+    expect(page.locator("#job-state")).to_have_text("dead", timeout=WAIT)
+    expect(page.locator("#job-retry")).to_be_enabled()
+    page.evaluate("window.__sameDocument = true")
+    env.ok("dlq", "retry", job)
+    expect(page.locator("#job-state")).to_have_text("completed", timeout=WAIT)
+    expect(page.locator("#stdout")).to_contain_text("second run", timeout=WAIT)
+    assert page.evaluate("window.__sameDocument") is True

@@ -64,7 +64,7 @@
 
     let stream = null;
     let closed = false;
-    let outputStarted = false;
+    let shownRun = null; // the run (its start) whose output the panes hold
 
     function showJob(job) {
       clear(stateEl); add(stateEl, stateBadge(job.state));
@@ -84,7 +84,14 @@
       whyEl.hidden = !why;
     }
 
+    let loading = false;
+
     async function load() {
+      loading = true;
+      try { return await loadJob(); } finally { loading = false; }
+    }
+
+    async function loadJob() {
       let res;
       try { res = await getJSON("/api/jobs/" + encodeURIComponent(id)); } catch (e) {
         if (e.status === 404) {
@@ -97,9 +104,15 @@
       if (closed) return null;
       showJob(res.job);
       showWhy(res.why);
-      if (!outputStarted) {
-        outputStarted = true;
+      const run = String(res.job.started_at);
+      if (run !== shownRun) {
+        // The first look, or a new run (a retry): its output from the start, then followed.
+        shownRun = run;
+        closeStream();
+        panes.stdout.reset();
+        panes.stderr.reset();
         await Promise.all([panes.stdout.first(), panes.stderr.first()]);
+        if (closed) return null;
         if (!FINAL.has(res.job.state)) follow();
         else liveNote.textContent = "The job is " + res.job.state + ": its output is complete.";
       } else if (!FINAL.has(res.job.state) && !stream) follow();
@@ -113,7 +126,13 @@
         { stdout: panes.stdout.liveFrom(), stderr: panes.stderr.liveFrom() }));
       stream = es;
       liveNote.textContent = "Following the output live.";
-      es.addEventListener("job", function (ev) { const j = parse(ev.data); if (j) showJob(j.job || j); });
+      es.addEventListener("job", function (ev) {
+        const j = parse(ev.data);
+        if (!j) return;
+        const job = j.job || j;
+        showJob(job);
+        if (String(job.started_at) !== shownRun && !loading) load(); // a new run: its output starts over
+      });
       es.addEventListener("output", function (ev) {
         const d = parse(ev.data);
         if (d && panes[d.stream]) panes[d.stream].live(d.data || "", d.offset);
@@ -178,6 +197,11 @@
 
       return {
         el: el,
+        reset: function () {
+          clear(head); clear(tail);
+          loaded = 0; size = 0; liveStart = null; tailChars = 0;
+          more.hidden = true; dropped.hidden = true;
+        },
         first: async function () { try { await fetchFrom(0); } catch (e) { if (e.status !== 404) flash(e.message, true); } },
         liveFrom: function () {
           if (liveStart === null) liveStart = more.hidden ? loaded : size;
@@ -203,6 +227,8 @@
     return {
       title: "Job " + id,
       refresh: load,
+      // A final job's page has no stream of its own: a push that states changed may be its retry.
+      onJobs: function () { if (!stream && !closed && !loading) load(); },
       close: function () { closed = true; closeStream(); },
     };
   }
