@@ -106,7 +106,7 @@ class Order:
         self._owe(log, n)
 
     def moved(self, job: Job, state: str) -> None:
-        """`job` is entering `state` (the time it does is set after this call)."""
+        """`job` is entering `state` (the time it does is set after this call), or leaving for good."""
         if self.logs is None:
             return
         self.settle()
@@ -119,7 +119,7 @@ class Order:
             return
         job, state = self.last
         self.last = None
-        if job.state == state:  # else it moved on already, and that move is the one to record
+        if job.state == state and state in self.logs:  # else it moved on (or was deleted): nothing to record
             log = self.logs[state]
             self.seq += 1
             log.append(self.seq, job)

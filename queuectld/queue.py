@@ -324,6 +324,7 @@ class Queue:
         for job_id in ids:
             job = self.get(job_id)
             self.uniques.deleted(job)
+            self.order.moved(job, GONE)
             was = job.state
             del self.by_state[was][job.id]
             self.tallies[job.group][was] -= 1
