@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from queuectl_client.dashboard.auth import REFUSED
-from tests.conftest import QUEUECTL, Env, wait_for
+from tests.conftest import QUEUECTL, Env, bash_complete, wait_for
 
 START = re.compile(r"^dashboard: (http://[^/]+)(/[^?]*)\?token=(\S+)$")
 
@@ -310,6 +310,15 @@ def test_only_the_dashboard_command_imports_aiohttp() -> None:
             "print(sorted(m for m in ('aiohttp', 'aiofiles', 'queuectl_client.dashboard.app') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (0, "[]\n"), proc.stderr
+
+
+def test_bash_completes_the_dashboards_flags_and_a_token_files_name(env: Env, home: str) -> None:
+    path = os.path.join(home, "token")
+    open(path, "w").close()
+    script = env.ok("completions", "bash").out
+    assert bash_complete(env, script, "queuectl", "dash") == ["dashboard"]
+    assert bash_complete(env, script, "queuectl", "dashboard", "--t") == ["--token-file"]
+    assert bash_complete(env, script, "queuectl", "dashboard", "--token-file", path[:-2]) == [path]
 
 
 def test_metrics_are_the_prometheus_text_or_say_they_are_not_available(dash: Dash) -> None:
