@@ -134,6 +134,9 @@ def test_pausing_a_group_stops_its_dispatch_until_resumed(env: Env, page: Any) -
     env.wait_state(other, "completed")
     assert env.show(held)["state"] == "pending"
     expect(row.locator('td[data-state="pending"]')).to_have_text("1", timeout=WAIT)
+    page.goto(page.url.split("#")[0] + "#/job/" + held)  # the why line says what holds it
+    expect(page.locator("#job-why")).to_contain_text("paused", timeout=WAIT)
+    page.go_back()
     row.get_by_role("button", name="Resume group nightly").click()
     expect(row).to_contain_text("running", timeout=WAIT)
     env.wait_state(held, "completed")

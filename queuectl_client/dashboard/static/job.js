@@ -59,8 +59,9 @@
     }
     const panes = { stdout: outputPane("stdout"), stderr: outputPane("stderr") };
     const liveNote = h("p", { class: "note", id: "job-live" });
-    add(view, [head, actions, whyEl, h("div", { class: "panel" }, fields),
-      h("h2", null, "Output"), liveNote, h("div", { class: "outputs" }, panes.stdout.el, panes.stderr.el)]);
+    add(view, [head, actions, whyEl,
+      h("h2", null, "Output"), liveNote, h("div", { class: "outputs" }, panes.stdout.el, panes.stderr.el),
+      h("h2", null, "Fields"), h("div", { class: "panel" }, fields)]);
 
     let stream = null;
     let closed = false;
