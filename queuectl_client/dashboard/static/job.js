@@ -3,7 +3,8 @@
 
 (function () {
   const Q = window.queuectl;
-  const { BASE, CSRF, STATES, LIST_ORDER, FINAL, PAGE, url, h, add, svg, clear, stateBadge, jobLink, fmt, shorten, nowSec, toSec, utc, span, ago, timeEl, ApiError, unreachableNow, setUnreachable, setReachable, probe, getJSON, post, flash, act, live, parse, refresher, errorLine, state, view } = Q;
+  const { FINAL, url, h, add, clear, stateBadge, jobLink, fmt, span, timeEl, getJSON, flash, act, live, parse,
+    state, view } = Q;
 
   // --- the job page -------------------------------------------------------------------------------
 

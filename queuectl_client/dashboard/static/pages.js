@@ -3,7 +3,8 @@
 
 (function () {
   const Q = window.queuectl;
-  const { BASE, CSRF, STATES, LIST_ORDER, FINAL, PAGE, url, h, add, svg, clear, stateBadge, jobLink, fmt, shorten, nowSec, toSec, utc, span, ago, timeEl, ApiError, unreachableNow, setUnreachable, setReachable, probe, getJSON, post, flash, act, live, parse, refresher, errorLine, state, view } = Q;
+  const { STATES, LIST_ORDER, PAGE, h, add, svg, clear, stateBadge, jobLink, fmt, shorten, nowSec, toSec, utc, span,
+    ago, timeEl, probe, getJSON, flash, act, refresher, errorLine, state, view } = Q;
 
   // --- Overview ---------------------------------------------------------------------------
 
