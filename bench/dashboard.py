@@ -2,9 +2,10 @@
 
 Throughput of trivial jobs on 4 workers with no dashboard, and with `queuectl dashboard` running and
 two tabs of headless chromium open on it and updating (the overview, and the jobs table, which
-refetches its page at each push): the two alternate, each in a fresh daemon, and the report gives
-the medians and the median of the paired ratios.  Then the dispatch latency (enqueue to start, one
-idle worker) with the same tabs open, beside the same measure without, in the same run.
+refetches its page at each push): the two alternate, each in a fresh daemon, in pairs whose order
+alternates too, and the report gives the medians and the median of the pairs' ratios.  Then the
+dispatch latency (enqueue to start, one idle worker) with the same tabs open, beside the same
+measure without, in the same run.
 
     .venv/bin/python bench/run.py --dashboard-only [--quick]
 """
@@ -184,23 +185,29 @@ def measure(queuectl: str, daemon: Daemon, drain_rate: Callable[[Any, int], floa
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         for i in range(reps):
-            say(f"dashboard: pair {i + 1} of {reps}, {n_jobs:,} trivial jobs on 4 workers, without then with two tabs")
-            with daemon() as (_, _, c):
-                plain.append(drain_rate(c, n_jobs))
-            with daemon() as (home, proc, c), dashboard_process(queuectl, home) as (url, dash_pid):
-                tabs = Tabs(browser, url)
-                others, dash = browser_pids(proc.pid, dash_pid), tree(dash_pid)
-                before, t = tabs.requests, time.perf_counter()
-                cpu0 = cpu_seconds(dash), cpu_seconds(others)
-                watched.append(drain_rate(c, n_jobs))
-                seconds = time.perf_counter() - t
-                cpu_dash.append((cpu_seconds(dash) - cpu0[0]) / seconds)
-                cpu_browser.append((cpu_seconds(others) - cpu0[1]) / seconds)
-                lag = tabs.completed_shown(n_jobs)
-                requests.append((tabs.requests - before) / seconds)
-                if lag is not None:
-                    shown.append(lag)
-                tabs.close()
+            # The two alternate which goes first, so that a machine that drifts over the pair
+            # favours neither.
+            first = "without" if i % 2 == 0 else "with"
+            say(f"dashboard: pair {i + 1} of {reps}, {n_jobs:,} trivial jobs on 4 workers, {first} the tabs first")
+            for open_tabs in ((False, True) if i % 2 == 0 else (True, False)):
+                if not open_tabs:
+                    with daemon() as (_, _, c):
+                        plain.append(drain_rate(c, n_jobs))
+                    continue
+                with daemon() as (home, proc, c), dashboard_process(queuectl, home) as (url, dash_pid):
+                    tabs = Tabs(browser, url)
+                    others, dash = browser_pids(proc.pid, dash_pid), tree(dash_pid)
+                    before, t = tabs.requests, time.perf_counter()
+                    cpu0 = cpu_seconds(dash), cpu_seconds(others)
+                    watched.append(drain_rate(c, n_jobs))
+                    seconds = time.perf_counter() - t
+                    cpu_dash.append((cpu_seconds(dash) - cpu0[0]) / seconds)
+                    cpu_browser.append((cpu_seconds(others) - cpu0[1]) / seconds)
+                    lag = tabs.completed_shown(n_jobs)
+                    requests.append((tabs.requests - before) / seconds)
+                    if lag is not None:
+                        shown.append(lag)
+                    tabs.close()
             ratios.append(watched[-1] / plain[-1])
         say(f"dashboard: dispatch latency, {samples} jobs one at a time, without then with the tabs open")
         with daemon() as (_, _, c):
