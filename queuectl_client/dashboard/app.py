@@ -11,6 +11,7 @@ import html
 import ipaddress
 import re
 import signal
+import socket
 import sys
 import webbrowser
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .hub import Hub
 from .link import Link
 
 DEFAULT_LISTEN = "127.0.0.1:8470"
+ANSWER_WITHIN = 30.0  # seconds the daemon may take to answer one request
 BASE_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 
 
@@ -175,4 +177,8 @@ def run(paths: Paths, listen: str | None, base_path: str | None, token_file: str
         open_browser: bool) -> int:
     """The command: 0 after SIGTERM or SIGINT, 1 if it cannot listen, 2 for a bad option (BadOption)."""
     opts = options(listen, base_path, token_file, allow_remote, open_browser)
+    # The link's blocking socket: a daemon that stops answering (stopped with SIGSTOP, say) is
+    # unreachable after this long, instead of holding every request.  The server's own sockets
+    # are non-blocking and unaffected.
+    socket.setdefaulttimeout(ANSWER_WITHIN)
     return asyncio.run(serve(paths, opts))
