@@ -5,7 +5,7 @@ two tabs of headless chromium open on it and updating (the overview, and the job
 refetches its page at each push): the two alternate, each in a fresh daemon, in pairs whose order
 alternates too, and the report gives the medians and the median of the pairs' ratios.  Then the
 dispatch latency (enqueue to start, one idle worker) with the same tabs open, beside the same
-measure without, in the same run.
+measure without, in blocks that alternate in one daemon.
 
     .venv/bin/python bench/run.py --dashboard-only [--quick]
 """
@@ -28,6 +28,7 @@ from typing import Any
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BLOCKS = 3  # dispatch samples alternate without and with the dashboard in this many blocks each
 URL_LINE = re.compile(r"dashboard: (https?://\S+)")
 
 Daemon = Callable[[], AbstractContextManager[tuple[str, Any, Any]]]
@@ -153,14 +154,14 @@ class Tabs:
 
 
 def dispatch(client: Any, samples: int) -> list[float]:
-    """Enqueue to start of one `true` job at a time on one idle worker, in ms, sorted."""
+    """Enqueue to start of one `true` job at a time on one idle worker, in ms."""
     client.worker_start(1)
     lat = []
     for _ in range(samples):
         job = client.wait_for(client.enqueue("true"), ("completed",))
         lat.append((job.started_at - job.created_at) * 1000)
     client.worker_stop()
-    return sorted(lat)
+    return lat
 
 
 def _p99(xs: list[float]) -> float:
@@ -209,13 +210,19 @@ def measure(queuectl: str, daemon: Daemon, drain_rate: Callable[[Any, int], floa
                         shown.append(lag)
                     tabs.close()
             ratios.append(watched[-1] / plain[-1])
-        say(f"dashboard: dispatch latency, {samples} jobs one at a time, without then with the tabs open")
-        with daemon() as (_, _, c):
-            quiet = dispatch(c, samples)
-        with daemon() as (home, _, c), dashboard_process(queuectl, home) as (url, _):
-            tabs = Tabs(browser, url)
-            busy = dispatch(c, samples)
-            tabs.close()
+        say(f"dashboard: dispatch latency, {samples} jobs one at a time each way, in blocks that alternate "
+            "without and with the dashboard and its tabs, in one daemon")
+        quiet: list[float] = []
+        busy: list[float] = []
+        with daemon() as (home, _, c):
+            for _ in range(BLOCKS):
+                quiet += dispatch(c, samples // BLOCKS)
+                with dashboard_process(queuectl, home) as (url, _):
+                    tabs = Tabs(browser, url)
+                    busy += dispatch(c, samples // BLOCKS)
+                    tabs.close()
+        quiet.sort()
+        busy.sort()
         browser.close()
     return {"jobs": n_jobs, "plain": statistics.median(plain), "watched": statistics.median(watched),
             "ratio": statistics.median(ratios), "ratios": ratios, "plain_each": plain, "watched_each": watched,
@@ -238,6 +245,7 @@ def report(d: dict[str, Any]) -> str:
             f"(median of paired ratios {d['ratio']:.0%}: {each})\n"
             f"  during the drain the tabs made {d['requests_per_s']:.1f} requests/s to the dashboard, which used "
             f"{d['cpu_dashboard']:.1%} of a core, chromium and Playwright's driver {d['cpu_browser']:.1%}; {shown}\n"
-            f"  enqueue to start, one idle worker, {d['samples']} jobs: p50 {d['dispatch_p50_ms']:.2f} ms, "
+            f"  enqueue to start, one idle worker, {d['samples']} jobs each way in alternating blocks: "
+            f"p50 {d['dispatch_p50_ms']:.2f} ms, "
             f"p99 {d['dispatch_p99_ms']:.2f} ms with the tabs open; p50 {d['dispatch_quiet_p50_ms']:.2f} ms, "
             f"p99 {d['dispatch_quiet_p99_ms']:.2f} ms without")
