@@ -71,8 +71,8 @@ class Dashboard:
     """A `queuectl dashboard` process for a home; `url` is the one it printed (token included),
     `root` the page's address without the token (scheme://host:port + base path + /)."""
 
-    def __init__(self, env: Env, *args: str, timeout: float = 20) -> None:
-        self.port = free_port()
+    def __init__(self, env: Env, *args: str, timeout: float = 20, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             [QUEUECTL, "dashboard", "--listen", f"127.0.0.1:{self.port}", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env.env)

@@ -173,3 +173,25 @@ def test_screenshot_of_a_busy_overview(browser: Any, env: Env, dashboard: Dashbo
     finally:
         open(gate, "w").close()
         page.context.close()
+
+
+def test_a_dashboard_restarted_with_a_new_token_shows_the_page_how_to_get_back_in(browser: Any, env: Env) -> None:
+    env.start_daemon()
+    first = Dashboard(env)
+    page, watch = open_page(browser, first)
+    try:
+        expect(page.locator("#count-pending")).to_have_text("0", timeout=WAIT)
+        first.stop()
+        expect(page.locator("#live")).to_have_text("reconnecting…", timeout=WAIT)
+        second = Dashboard(env, port=first.port)  # a new random token: the page's cookie is stale
+        try:
+            assert second.token != first.token
+            expect(page.locator("#banner")).to_contain_text("needs its token", timeout=3 * WAIT)
+            page.goto(second.url)  # the new URL lets it back in
+            expect(page.locator("#banner")).to_be_hidden(timeout=WAIT)
+            expect(page.locator("#count-pending")).to_have_text("0", timeout=WAIT)
+        finally:
+            second.stop()
+        assert not watch.dialogs and not watch.errors
+    finally:
+        page.context.close()
