@@ -150,7 +150,7 @@
   }
 
   function needToken() {
-    banner.textContent = "This dashboard needs its token: open the URL that `queuectl dashboard` printed.";
+    banner.textContent = "This dashboard needs its token: open the URL that queuectl dashboard printed.";
     banner.hidden = false;
   }
 

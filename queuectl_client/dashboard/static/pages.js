@@ -325,7 +325,8 @@
   function schedulesPage() {
     const box = h("div", { class: "scroll", id: "schedules" });
     add(view, [h("h1", null, "Schedules"),
-      h("p", { class: "muted" }, "Each schedule enqueues its job at every slot of its cron expression. Add and remove them with `queuectl schedule`."),
+      h("p", { class: "muted" }, "Each schedule enqueues its job at every slot of its cron expression. Add and remove them with ",
+        h("code", null, "queuectl schedule"), "."),
       box]);
     const reload = refresher(async function () {
       let res;
