@@ -28,6 +28,7 @@ from typing import Any
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SETTLE = 3.0  # seconds between opening the tabs and measuring
 BLOCKS = 3  # dispatch samples alternate without and with the dashboard in this many blocks each
 URL_LINE = re.compile(r"dashboard: (https?://\S+)")
 
@@ -134,7 +135,10 @@ class Tabs:
         for page in (self.overview, self.jobs):
             page.on("request", self._count)
         self.overview.wait_for_selector("#count-completed:not(:has-text('—'))", timeout=30_000)
-        self.jobs.wait_for_selector("#jobs", timeout=30_000)
+        self.jobs.wait_for_selector("#jobs table, #jobs .empty", timeout=30_000)
+        # A page someone keeps open has long finished loading: let the first render's work end
+        # before a measure starts, so that what is measured is the updating.
+        self.jobs.wait_for_timeout(SETTLE * 1000)
 
     def _count(self, _: Any) -> None:
         self.requests += 1
