@@ -11,7 +11,7 @@ from queuectl_client import Client
 from queuectl_client import protocol as p
 from queuectl_client.errors import RequestFailed
 from tests.browser.conftest import Dashboard, expect, open_page, screenshot
-from tests.conftest import Env
+from tests.conftest import Env, wait_for
 
 WAIT = 10_000  # ms: the page promises updates within a second; this bounds a loaded machine's wait
 
@@ -283,3 +283,27 @@ def test_a_final_jobs_page_follows_its_retry_from_the_cli(env: Env, page: Any) -
     expect(page.locator("#job-state")).to_have_text("completed", timeout=WAIT)
     expect(page.locator("#stdout")).to_contain_text("second run", timeout=WAIT)
     assert page.evaluate("window.__sameDocument") is True
+
+
+def test_a_running_jobs_large_output_loads_on_demand_and_follows_without_a_gap_or_a_repeat(env: Env,
+                                                                                          page: Any) -> None:
+    gate = os.path.join(env.home, "gate")
+    env.ok("worker", "start", "--count", "1", "--detach")
+    job = env.enqueue(command=f"seq 1 40000; while [ ! -e {gate} ]; do sleep 0.05; done; echo end-of-run")
+    env.wait_state(job, "processing")
+    expected = "".join(f"{i}\n" for i in range(1, 40001))
+    wait_for(lambda: env.q("logs", job, "--stdout").out == expected, what="the job's first output")
+    page.goto(page.url.split("#")[0] + "#/job/" + job)
+    expect(page.locator("#stdout-more")).to_be_visible(timeout=WAIT)  # 64 KiB shown, the rest on demand
+    expect(page.locator("#job-live")).to_contain_text("live", timeout=WAIT)
+    open(gate, "w").close()
+    expect(page.locator("#stdout-tail")).to_have_text("end-of-run", timeout=WAIT)  # followed from the end
+    for _ in range(3):
+        if page.locator("#stdout-more").is_hidden():
+            break
+        page.click("#stdout-more")
+        page.wait_for_function("() => !document.querySelector('#stdout-more').disabled")
+    expect(page.locator("#stdout-more")).to_be_hidden(timeout=WAIT)
+    shown = page.eval_on_selector("#stdout-head", "e => e.textContent") + \
+        page.eval_on_selector("#stdout-tail", "e => e.textContent")
+    assert shown == expected + "end-of-run\n"
