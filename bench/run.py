@@ -8,7 +8,8 @@ bench/results/results.json and a chart of throughput against queue depth and
 of the drain rates side by side, bench/results/throughput.png.
 
     .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000]
-                                  [--stall-only | --groups-only | --retention-only | --deps-only]
+                                  [--stall-only | --groups-only | --retention-only | --deps-only
+                                   | --dashboard-only]
 
 Nothing here is a pass/fail test: it reports.
 """
@@ -33,6 +34,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench import dashboard as dashboard_bench
 from bench import peers
 from queuectl_client import Client
 from queuectl_client import protocol as p
@@ -534,6 +536,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["groups"] = measure_groups(args)
     r["retention"] = measure_retention(args)
     r["deps"] = measure_deps(args)
+    r["dashboard"] = measure_dashboard(args)
 
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
@@ -554,6 +557,12 @@ def measure_retention(args: argparse.Namespace) -> dict[str, Any]:
     say(f"retention while dispatching: enqueue-to-start latency of trivial jobs (one every 10 ms, 4 workers) "
         f"while {args.depth:,} expired jobs are removed, beside the same state with nothing to remove")
     return retention_dispatch(args.depth, samples)
+
+
+def measure_dashboard(args: argparse.Namespace) -> dict[str, Any]:
+    n = 2000 if args.quick else 10_000
+    return dashboard_bench.measure(QUEUECTL, daemon, drain_rate, n, 1 if args.quick else 5,
+                                   100 if args.quick else 300, say)
 
 
 def deps_drains(n: int) -> dict[str, Any]:
@@ -664,6 +673,7 @@ def report(r: dict[str, Any], depth: int) -> str:
          f"plain drain {deps['plain_4']:,.0f}/s, 4 workers", 0.0, None),
         (f"16 chain of {deps['jobs']:,}", f"{deps['chain']:,.0f} jobs/s",
          f"plain drain {deps['plain_1']:,.0f}/s, 1 worker", 0.0, None),
+        *dashboard_rows(r.get("dashboard") or {"skipped": "not measured"}),
     ]
     out = [f"machine: {r['machine']['cores']} cores, Python {r['machine']['python']}; "
            f"raw spawn of sh -c true: {r['raw_spawn_1']:,.0f}/s from one loop, {raw:,.0f}/s from one per core",
@@ -673,7 +683,8 @@ def report(r: dict[str, Any], depth: int) -> str:
     for name, value, bar, score, need in rows:
         verdict = "" if need is None else "meets" if score >= need else "MISSES"
         out.append(f"{name:34} {value:>22}  {bar:30} {verdict}")
-    out += ["", groups_report(groups), retention_report(ret), deps_report(deps)]
+    out += ["", groups_report(groups), retention_report(ret), deps_report(deps),
+            dashboard_bench.report(r.get("dashboard") or {"skipped": "not measured"})]
     peer = r.get("peers")
     if peer:
         out += ["", "side by side, trivial jobs, 4 workers/slots:"]
@@ -691,6 +702,19 @@ def report(r: dict[str, Any], depth: int) -> str:
     else:
         out.append(f"{'GNU parallel -j 4':24} skipped: {par['skipped']}")
     return "\n".join(out)
+
+
+def dashboard_rows(d: dict[str, Any]) -> list[tuple[str, str, str, float, float | None]]:
+    if "skipped" in d:
+        return [("17 throughput, dashboard open", "skipped", d["skipped"][:30], 0.0, None)]
+    return [
+        ("17 throughput, dashboard open", f"{d['watched']:,.0f} jobs/s",
+         f">= 95% of without {d['plain']:,.0f}/s (paired)", d["ratio"], 0.95),
+        ("17   median of paired ratios", f"{d['ratio']:.0%}", "each run with / the run without before it",
+         d["ratio"], 0.95),
+        ("18 dispatch p99, dashboard open", f"{d['dispatch_p99_ms']:.2f} ms",
+         f"<= 10 ms; without {d['dispatch_quiet_p99_ms']:.2f} ms", 10 / d["dispatch_p99_ms"], 1.0),
+    ]
 
 
 def stall_report(s: dict[str, Any]) -> str:
@@ -801,6 +825,8 @@ def main() -> None:
                       help="only the dispatch latency while retention removes --depth expired jobs")
     only.add_argument("--deps-only", action="store_true",
                       help="only the fan-in and the chain of --deps-jobs jobs, beside plain drains")
+    only.add_argument("--dashboard-only", action="store_true",
+                      help="only the throughput and dispatch latency with a dashboard and two chromium tabs open")
     ap.add_argument("--deps-jobs", type=int, default=100_000, help="jobs in the fan-in and in the chain")
     args = ap.parse_args()
     if args.stall_only:
@@ -814,6 +840,9 @@ def main() -> None:
         return
     if args.deps_only:
         print(deps_report(measure_deps(args)))
+        return
+    if args.dashboard_only:
+        print(dashboard_bench.report(measure_dashboard(args)))
         return
     r = measure(args)
     os.makedirs(RESULTS, exist_ok=True)

@@ -184,6 +184,17 @@ def cmd_shell(client: Client, args: argparse.Namespace) -> int:
     return run_shell(client, run_line)
 
 
+def cmd_dashboard(client: Client, args: argparse.Namespace) -> int:
+    try:
+        from .dashboard.app import BadOption, run
+    except ImportError as e:  # aiohttp or aiofiles missing from this installation
+        return _fail(f"queuectl: the dashboard needs {e.name}: pip install aiohttp aiofiles", EXIT_REFUSED)
+    try:
+        return run(client.paths, args.listen, args.base_path, args.token_file, args.allow_remote, args.open)
+    except BadOption as e:
+        raise UsageError(str(e)) from None
+
+
 def cmd_completions(client: Client, args: argparse.Namespace) -> int:
     from .completions import script
 
@@ -195,6 +206,7 @@ COMMANDS = {
     "enqueue": cmd_enqueue, "worker": cmd_worker, "status": cmd_status, "list": cmd_list,
     "show": cmd_show, "why": cmd_why, "logs": cmd_logs, "delete": cmd_delete, "dlq": cmd_dlq, "config": cmd_config,
     "wait": cmd_wait, "top": cmd_top, "shell": cmd_shell, "completions": cmd_completions,
+    "dashboard": cmd_dashboard,
     "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
     "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune, "schedule": cmd_schedule, "audit": cmd_audit,
     "stats": cmd_stats, "metrics": cmd_metrics,

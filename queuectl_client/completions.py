@@ -36,7 +36,7 @@ DYNAMIC = {
 FIXED = {"states": " ".join(STATES), "shells": "bash zsh fish", "signals": "TERM INT HUP KILL QUIT USR1 USR2"}
 # The values of flags without choices in the parser.
 FLAG_VALUES = {"--group": "groups", "--signal": "signals", "--after": "ids", "--env": "variables"}
-FILE_FLAGS = {("enqueue", "--file")}
+FILE_FLAGS = {("enqueue", "--file"), ("dashboard", "--token-file")}
 
 
 @dataclass
@@ -131,6 +131,11 @@ def _cases(commands: list[Command], offer: Callable[[str], str], values: Callabl
     return "\n".join(cases)
 
 
+def _file_test(command: str) -> str:
+    """The shell test for a flag whose value is a file name (FILE_FLAGS), `command` naming the command word."""
+    return " || ".join(f"($prev == {flag} && {command} == {name})" for name, flag in sorted(FILE_FLAGS))
+
+
 def _bash(commands: list[Command]) -> str:
     def values(kind: str) -> str:
         return f'words="$({DYNAMIC[kind]})"' if kind in DYNAMIC else f'words="{FIXED[kind]}"'
@@ -144,7 +149,7 @@ _queuectl() {{
         COMPREPLY=($(compgen -W "{top}" -- "$cur"))
         return
     fi
-    if [[ $prev == --file && ${{COMP_WORDS[1]}} == enqueue ]]; then
+    if [[ {_file_test("${COMP_WORDS[1]}")} ]]; then
         COMPREPLY=($(compgen -f -- "$cur"))
         return
     fi
@@ -188,7 +193,7 @@ _queuectl() {{
         _describe -t commands 'queuectl command' commands
         return
     fi
-    if [[ $prev == --file && ${{words[2]}} == enqueue ]]; then
+    if [[ {_file_test("${words[2]}")} ]]; then
         _files
         return
     fi

@@ -258,6 +258,16 @@ def _prune_args(pr: Parser) -> None:
     _json_flag(pr, "print the ids of the removed jobs as a JSON array")
 
 
+def _dashboard_args(d: Parser) -> None:
+    d.add_argument("--listen", metavar="HOST:PORT",
+                   help="where to listen (default 127.0.0.1:8470; port 0: any free one)")
+    d.add_argument("--base-path", metavar="/PREFIX", help="serve under this path, as behind a reverse proxy")
+    d.add_argument("--token-file", metavar="FILE",
+                   help="take the token from the first line of FILE (default: a new one)")
+    d.add_argument("--allow-remote", action="store_true", help="allow a --listen address that is not loopback")
+    d.add_argument("--open", action="store_true", help="open the page in the browser")
+
+
 def _completions_args(c: Parser) -> None:
     c.add_argument("shell", choices=("bash", "zsh", "fish"))
 
@@ -350,6 +360,10 @@ queuectl stats --since 30m --json"""),
                 """queuectl metrics
 queuectl metrics > /var/lib/node_exporter/textfile/queuectl.prom.tmp"""),
     "top": ("a live view of the queue, until Ctrl-C", _top_args, "queuectl top\nqueuectl top --interval 0.5"),
+    "dashboard": ("a live web page on the queue, until Ctrl-C", _dashboard_args, """queuectl dashboard
+queuectl dashboard --open
+queuectl dashboard --listen 127.0.0.1:9000 --base-path /queue --token-file ~/.config/queuectl/token
+queuectl dashboard --listen 0.0.0.0:8470 --allow-remote"""),
     "shell": ("an interactive shell: every command, with completion and history", _no_args, "queuectl shell"),
     "completions": ("print a shell completion script", _completions_args,
                     """queuectl completions bash > ~/.local/share/bash-completion/completions/queuectl

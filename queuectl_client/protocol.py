@@ -22,6 +22,7 @@ import msgspec
 
 from .audit_messages import Audit, AuditEntry, AuditReply, Policy  # noqa: F401
 from .group_messages import GroupAdd, GroupList, GroupRemove, GroupSet, GroupsReply, Pause
+from .page_messages import Page, PageReply
 from .reasons import Reason, Why, WhyReply, sentence  # noqa: F401
 from .schedule_messages import (  # noqa: F401
     ScheduleAdd,
@@ -259,6 +260,7 @@ Request = Union[
     ScheduleAdd, ScheduleList, ScheduleRemove, SchedulePause,
     Stats, Metrics,
     Audit,
+    Page,
 ]
 
 
@@ -384,4 +386,5 @@ Reply = Union[
     ConfigReply, Retried, Event, PoolStopped, EventsDropped, WaitSet, WaitChanges, Changed, GroupsReply, WhyReply,
     SchedulesReply, StatsReply, MetricsReply,
     AuditReply,
+    PageReply,
 ]

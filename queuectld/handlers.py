@@ -27,6 +27,7 @@ from .audit_requests import AuditRequests
 from .bus import DELETED, Bus, Deleted, Notice, Watch
 from .config import KEYS, canonical_key
 from .control import Control, send_ids
+from .paging import Paging
 from .policy import Policy
 from .retention import Retention
 from .rules import DEAD, FAILED, PENDING, PROCESSING, QueueError
@@ -109,6 +110,7 @@ class Handlers:
             p.Why: self.why,
         }
         self.table.update(Control(store, pool, bus, retention).table)
+        self.table.update(Paging(store).table)
         if scheduler is not None:
             self.table.update(scheduler.table)  # scheduler.Scheduler: the schedule requests
         if observer is not None:

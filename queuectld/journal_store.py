@@ -37,9 +37,10 @@ from . import planning as plan
 from .journal import DiskFull, Journal, JournalError
 from .journal_files import STATS_FILE, fsync_dir, write_file
 from .model import Job
+from .order import paged
 from .queue import Queue
 from .rules import WAITS, Outcome
-from .store import Batch, RunRecord, Store, Withdrawn
+from .store import Batch, PageOf, RunRecord, Store, Withdrawn
 
 log = logging.getLogger("queuectld.store")
 
@@ -316,6 +317,10 @@ class JournalStore(Store):
         for i in range(0, len(jobs), size):
             # A job deleted while the stream was sent is left out.
             yield [job for job in jobs[i : i + size] if job.state in STATES]
+
+    async def page(self, state: str | None, group: str | None, query: str | None, cursor: str | None,
+                   limit: int, scan: int) -> PageOf:
+        return PageOf(*paged(self.queue, state, group, query, cursor, limit, scan))
 
     async def blockers(self, jobs: list[Job]) -> dict[str, list[str]]:
         blockers = self.queue.deps.blockers

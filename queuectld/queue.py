@@ -42,6 +42,7 @@ from .deps import GONE, Deps
 from .environments import Environments
 from .lanes import Group, by_place
 from .model import Job
+from .order import Order
 from .rules import CANCELLED, COMPLETED, DEAD, FAILED, LIST_ORDER, PENDING, PROCESSING, WAITS, QueueError
 from .schedules import Schedules
 from .trail import Trail
@@ -68,6 +69,7 @@ class Queue:
         self.pool_size = 0
         self.deps = Deps(self)  # who depends on whom (a blocked job is in no lane until its dependencies are met)
         self.schedules = Schedules()
+        self.order = Order(self.by_state)  # keyset pages, newest first
         self.trail = Trail(self.config)  # who changed what: records with `by`, noted once applied
         self._appliers = self.trail.wrap(self._table())
 
@@ -230,6 +232,7 @@ class Queue:
         return jobs
 
     def _move(self, job: Job, state: str) -> None:
+        self.order.moved(job, state)
         del self.by_state[job.state][job.id]
         tally = self.tallies[job.group]
         tally[job.state] -= 1
@@ -270,6 +273,7 @@ class Queue:
             last = due
         self._ticket = ticket
         self.by_state[PENDING].update({job.id: job for job in jobs})
+        self.order.added(jobs)
         self._tally(jobs, PENDING)
         self.uniques.added(jobs)
         for (_, priority), same in by_place(self.deps.added(jobs, at)).items():
@@ -323,6 +327,7 @@ class Queue:
         for job_id in ids:
             job = self.get(job_id)
             self.uniques.deleted(job)
+            self.order.moved(job, GONE)
             was = job.state
             del self.by_state[was][job.id]
             self.tallies[job.group][was] -= 1

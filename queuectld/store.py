@@ -28,7 +28,8 @@ from .config import Config
 from .model import Job
 from .rules import Outcome, QueueError
 
-__all__ = ["Batch", "Full", "Job", "Outcome", "QueueError", "Reason", "RunRecord", "Store", "StoreError", "Withdrawn"]
+__all__ = ["Batch", "Full", "Job", "Outcome", "PageOf", "QueueError", "Reason", "RunRecord", "Store", "StoreError",
+           "Withdrawn"]
 
 
 class StoreError(Exception):
@@ -53,6 +54,19 @@ class Batch(list[Job]):
     def __init__(self, jobs: Iterable[Job], created: list[bool] | None = None) -> None:
         super().__init__(jobs)
         self.created = created or []
+
+
+class PageOf:
+    """A page of jobs: `next` is the cursor of the following page (None: the end), `scanned` the jobs
+    looked at, `total` the jobs of the state and group from the kept counts (None for a search)."""
+
+    __slots__ = ("jobs", "next", "scanned", "total")
+
+    def __init__(self, jobs: list[Job], next: str | None, scanned: int, total: int | None) -> None:
+        self.jobs = jobs
+        self.next = next
+        self.scanned = scanned
+        self.total = total
 
 
 class RunRecord:
@@ -235,6 +249,14 @@ class Store(ABC):
     def pages(self, state: str | None, limit: int | None, size: int,
               group: str | None = None) -> AsyncIterator[list[Job]]:
         """Jobs in the order they entered `state` (or every state, in rules.LIST_ORDER), of `group`, in pages."""
+
+    @abstractmethod
+    async def page(self, state: str | None, group: str | None, query: str | None, cursor: str | None,
+                   limit: int, scan: int) -> PageOf:
+        """Up to `limit` jobs newest first in the order they entered `state` (or every state, in
+        rules.LIST_ORDER), after `cursor` (a page's `next`; QueueError invalid if it is not one), of
+        `group`, whose id is `query` or whose command holds it; with a filter, no more than `scan`
+        jobs are looked at.  Costs the same at any depth."""
 
     @abstractmethod
     async def blockers(self, jobs: list[Job]) -> dict[str, list[str]]:

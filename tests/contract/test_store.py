@@ -602,3 +602,102 @@ async def test_a_schedule_fires_each_slot_once_and_its_state_survives_a_crash(op
     await again.remove_schedule("hourly")
     assert [s.name for s in await again.schedules()] == ["paused"]
     assert (await again.get("hourly-19700101T1100Z")).schedule == "hourly"  # its jobs stay
+
+
+async def all_pages(store: Store, state: str | None, limit: int, group: str | None = None,
+                    query: str | None = None, scan: int = 20_000) -> list[list[str]]:
+    pages, cursor = [], None
+    for _ in range(1000):
+        got = await store.page(state, group, query, cursor, limit, scan)
+        pages.append([job.id for job in got.jobs])
+        cursor = got.next
+        if cursor is None:
+            return pages
+    raise AssertionError("pages never ended")
+
+
+async def test_pages_go_newest_first_from_their_cursor_while_jobs_come_and_go(store: Store) -> None:
+    await store.add([spec(f"j{i}") for i in range(25)], 10.0)
+    first = await store.page("pending", None, None, None, 10, 20_000)
+    assert [j.id for j in first.jobs] == [f"j{i}" for i in range(24, 14, -1)] and first.total == 25
+    # Meanwhile: new jobs (newer than the cursor: not on the next pages), and two leave for processing.
+    await store.add([spec("late1"), spec("late2")], 11.0)
+    started = [await run(store, 12.0), await run(store, 12.0)]
+    assert [j.id for j in started if j] == ["j0", "j1"]
+    rest = await all_pages(store, "pending", 10)
+    seen = [job_id for page in rest for job_id in page]
+    assert seen == ["late2", "late1", *(f"j{i}" for i in range(24, 1, -1))]
+    second = await store.page("pending", None, None, first.next, 10, 20_000)
+    assert [j.id for j in second.jobs] == [f"j{i}" for i in range(14, 4, -1)]
+    # Every state in list order, each newest first; the total is every job.
+    every = await store.page(None, None, None, None, 200, 20_000)
+    assert [j.id for j in every.jobs][:3] == ["j1", "j0", "late2"] and every.total == 27 and every.next is None
+
+
+async def test_a_job_back_in_a_state_is_paged_once_as_its_newest(store: Store) -> None:
+    await store.add([spec("a", max_retries=2), spec("b", max_retries=2)], 0.0)
+    for at in (1.0, 2.0):
+        job = await run(store, at)
+        assert job is not None
+        await end(store, job, at + 0.5, 1)
+    assert await all_pages(store, "failed", 10) == [["b", "a"]]
+    await store.retry(["a"], None, 3.0)
+    job = await run(store, 3.0)
+    assert job is not None and job.id == "a"
+    await end(store, job, 3.5, 1)
+    # (A page can come back empty, before the end: it passed only entries of jobs gone since.)
+    assert [page for page in await all_pages(store, "failed", 1) if page] == [["a"], ["b"]]
+    assert await all_pages(store, "processing", 10) == [[]]
+
+
+async def test_a_filtered_page_looks_at_a_bounded_number_of_jobs_and_says_where_to_go_on(store: Store) -> None:
+    await store.define_group("g", 0, True)
+    await store.add([JobSpec(id=f"n{i}", command=f"echo {i}", group="g" if i % 10 == 0 else "default")
+                     for i in range(100)], 0.0)
+    got = await store.page("pending", "g", None, None, 50, 30)
+    assert [j.id for j in got.jobs] == ["n90", "n80", "n70"] and got.scanned == 30 and got.next is not None
+    assert got.total == 10  # from the kept counts, not from what was looked at
+    pages = await all_pages(store, "pending", 50, "g", scan=30)
+    assert [job_id for page in pages for job_id in page] == [f"n{i}" for i in range(90, -1, -10)]
+    # A search: the job of that id first, then the commands that hold the text; no total.
+    found = await store.page(None, None, "n7", None, 50, 20_000)
+    assert [j.id for j in found.jobs] == ["n7"] and found.total is None
+    one = await store.page(None, None, "n7", None, 1, 20_000)
+    assert [j.id for j in one.jobs] == ["n7"] and one.next is not None
+    assert [page for page in await all_pages(store, None, 1, query="n7") if page] == [["n7"]]
+    found = await store.page(None, None, "echo 7", None, 50, 20_000)
+    assert [j.id for j in found.jobs] == [f"n{i}" for i in range(79, 69, -1)] + ["n7"]
+    for bad in ("nonsense", "dead:12", "pending:x"):
+        with pytest.raises(QueueError) as e:
+            await store.page("failed", None, None, bad, 10, 100)
+        assert e.value.code == "invalid"
+
+
+async def test_pages_after_a_reopen_keep_the_order_jobs_entered_their_state(open_store: Opener) -> None:
+    store = await open_store()
+    await store.add([spec(f"k{i}") for i in range(5)], 0.0)
+    job = await run(store, 1.0)
+    assert job is not None
+    await end(store, job, 2.0, 0)
+    await store.sync()
+    again = await open_store()
+    assert await all_pages(again, "pending", 2) == [["k4", "k3"], ["k2", "k1"]]
+    assert await all_pages(again, "completed", 2) == [["k0"]]
+
+
+async def test_deleted_jobs_leave_the_pages_and_their_entries_are_swept(store: Store) -> None:
+    await store.add([spec(f"d{i}") for i in range(30_000)], 0.0)
+    assert (await store.page("pending", None, None, None, 1, 100)).total == 30_000
+    gone = [f"d{i}" for i in range(30_000) if i % 3]
+    assert len(await store.delete_many(gone, None, 1.0)) == 20_000
+    seen, scanned, cursor = [], 0, None
+    while True:
+        got = await store.page("pending", None, None, cursor, 200, 20_000)
+        seen += [job.id for job in got.jobs]
+        scanned += got.scanned
+        if (cursor := got.next) is None:
+            break
+    assert seen == [f"d{i}" for i in range(29_997, -1, -3)]
+    # The 20,000 entries the deleted jobs left behind were mostly swept out: a walk through every
+    # page passes at most a quarter of the live ones, and a few thousand more.
+    assert scanned < 10_000 + 2_500 + 4_096 + 200, scanned
