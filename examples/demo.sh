@@ -3,7 +3,8 @@
 #
 # Each example in examples/*/ runs in turn against one daemon (the first
 # `queuectl` call starts it); the demo ends with the queue's status, the
-# dead-letter queue, a DLQ retry, and a graceful stop of the daemon.
+# dead-letter queue, a DLQ retry, the stats, metrics and audit trail, and a
+# graceful stop of the daemon.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export QUEUECTL_HOME=$(mktemp -d /tmp/queuectl-demo.XXXXXX)
@@ -42,6 +43,12 @@ step queuectl list --limit 12
 step queuectl dlq list
 dead=$(queuectl dlq list --quiet | head -1)
 step queuectl dlq retry "$dead"
+
+printf '\n\n%s==== watching the queue ====%s\n' "$bold" "$plain"
+step queuectl stats --since 1h
+show "queuectl metrics | grep -E '^queuectl_(jobs_finished_total|oldest_pending_age_seconds)'"
+queuectl metrics | grep -E '^queuectl_(jobs_finished_total|oldest_pending_age_seconds)'
+step queuectl audit --limit 8
 step queuectl worker stop
 pid=$(daemon_pid)
 show "kill -TERM $pid"
