@@ -73,13 +73,16 @@ class AuditRequests:
     async def _check(self, action: str, commands: list[str], conn: Any, what: str = "") -> None:
         """Refuse, and record the refusal, unless the policy allows every command."""
         assert self.policy is not None
-        command = self.policy.first_refused(commands)
-        if command is None:
+        refused = self.policy.first_refused(commands)
+        if refused is None:
             return
+        command, why = refused
         conn.staged = []  # a multi-frame batch is refused whole
         batch = f" (in a batch of {len(commands)} jobs)" if len(commands) > 1 else ""
         try:
             await self.store.refuse(action, f"{what + ': ' if what else ''}{shown(command)}{batch}")
         except StoreError as e:  # refused all the same: the policy does not depend on the journal
             log.error("cannot record a refused %s: %s", action, e)
-        raise QueueError("refused", f"{NOT_ALLOWED}: {shown(command)}{batch}")
+        if why != NOT_ALLOWED:
+            log.warning("refused %s: %s", shown(command), why)
+        raise QueueError("refused", f"{NOT_ALLOWED}: {shown(command)}{batch}{why[len(NOT_ALLOWED):]}")

@@ -71,7 +71,7 @@ def test_sighup_reads_the_file_again_and_a_broken_one_keeps_the_policy_in_force(
     write(policy, "true\nre:date (\n")
     daemon.send_signal(signal.SIGHUP)
     wait_for(lambda: "bad regular expression" in env.log(), what="the reload's error in the log")
-    assert f"SIGHUP: {policy}:2: bad regular expression 'date (': missing ), unterminated subpattern; " \
+    assert f"SIGHUP: {policy}:2: bad regular expression 'date (': missing ); " \
            "the policy in force stays (2 patterns)" in env.log()
     assert env.q("enqueue", '{"command": "date"}').code == 0  # the old policy, not none and not the broken one
     assert env.q("enqueue", '{"command": "uptime"}').code == 1
@@ -84,9 +84,21 @@ def test_sighup_reads_the_file_again_and_a_broken_one_keeps_the_policy_in_force(
     assert daemon.poll() is None
 
 
+def test_a_pattern_that_backtracks_without_end_refuses_its_command_and_the_daemon_answers(env: Env) -> None:
+    policy = write(os.path.join(env.home, "allow"), "true\nre:(x|xx)+y\n")
+    env.start_daemon("--allow-commands", policy, "--workers", "0")
+    r = env.q("enqueue", json.dumps({"command": "x" * 5000 + "!"}), timeout=20)
+    assert r.code == 1 and r.err.startswith(REFUSED) and f"{policy}:2 took over" in r.err, r
+    assert len(r.err.splitlines()) == 1 and env.q("status", timeout=10).code == 0
+    assert env.q("enqueue", json.dumps({"command": "xxxy"})).code == 0
+    assert f"{policy}:2 took over" in env.log()
+
+
 def test_a_file_it_cannot_use_at_start_keeps_the_daemon_from_starting(env: Env) -> None:
     bad = write(os.path.join(env.home, "allow"), "true\n\n# fine so far\nre:[unclosed\n")
+    huge = write(os.path.join(env.home, "huge"), "true\nre:a{99999999999}\n")
     for path, line in ((bad, f"{bad}:4: bad regular expression '[unclosed'"),
+                       (huge, f"{huge}:2: bad regular expression 'a{{99999999999}}'"),
                        (os.path.join(env.home, "missing"), "missing: cannot read the command policy")):
         proc = subprocess.run([QUEUECTLD, "--home", env.home, "--allow-commands", path], env=env.env,
                               capture_output=True, text=True, timeout=30)

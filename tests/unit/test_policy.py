@@ -4,10 +4,11 @@ that name FILE:LINE."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from queuectld.policy import NOT_ALLOWED, Policy, PolicyError, parse, shown
+from queuectld.policy import CHECK_BUDGET, NOT_ALLOWED, Policy, PolicyError, parse, shown
 
 
 def policy(text: str) -> Policy:
@@ -49,6 +50,19 @@ def test_a_policy_without_patterns_allows_nothing() -> None:
 def test_a_bad_regular_expression_names_its_file_and_line() -> None:
     with pytest.raises(PolicyError, match=r"^p:4: bad regular expression '\(unclosed': missing \)"):
         parse("true\n# two\n\nre:(unclosed\n", "p")
+    for bad in ("a{99999999999}", "(" * 5000 + ")" * 5000, "x\\"):
+        with pytest.raises(PolicyError, match=r"^p:2: bad regular expression '.*': \S"):
+            parse(f"true\nre:{bad}\n", "p")
+
+
+def test_a_pattern_that_backtracks_without_end_refuses_the_command_within_the_budget() -> None:
+    pol = Policy("p", parse("true\nre:(a+)+$\nre:(x|xx)+y\n", "p"))
+    started = time.monotonic()
+    assert pol.check("a" * 5000 + "!") == f"{NOT_ALLOWED} (matching it against p:2 took over {CHECK_BUDGET:g} s)"
+    assert pol.first_refused(["true", "a" * 40, "x" * 5000 + "!"]) == (
+        "x" * 5000 + "!", f"{NOT_ALLOWED} (matching it against p:3 took over {CHECK_BUDGET:g} s)")
+    assert time.monotonic() - started < 60  # bounded, not a timing bar: without the timeout it never ends
+    assert pol.allows("a" * 40) and pol.allows("true")
 
 
 def test_a_file_that_cannot_be_read_or_is_not_text_is_refused(tmp_path: os.PathLike[str]) -> None:
@@ -82,7 +96,7 @@ def test_reload_keeps_the_patterns_in_force_when_the_file_went_bad(tmp_path: os.
 def test_the_first_refused_command_of_a_batch_is_named() -> None:
     pol = policy("echo *")
     assert pol.first_refused(["echo a", "echo b"]) is None
-    assert pol.first_refused(["echo a", "rm x", "rm y"]) == "rm x"
+    assert pol.first_refused(["echo a", "rm x", "rm y"]) == ("rm x", NOT_ALLOWED)
 
 
 def test_a_refused_command_is_shown_on_one_line_escaped_and_shortened() -> None:
