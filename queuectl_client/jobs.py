@@ -56,7 +56,7 @@ def parse_lines(data: bytes) -> list[p.JobSpec]:
             if any(s.run_at is not None for s in specs):
                 specs = [s if s.run_at is None else _settle_line(s, data, n) for n, s in enumerate(specs)]
             return specs
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     for n, line in enumerate(data.splitlines(), 1):
         if line.strip():
@@ -96,6 +96,8 @@ def parse_one(text: bytes | str, where: str = "") -> p.JobSpec:
         raise UsageError(f"{where}invalid job: {friendly(str(e), _plain(text))}") from None
     except msgspec.DecodeError as e:
         raise UsageError(f"{where}invalid JSON: {e}") from None
+    except RecursionError:
+        raise UsageError(f"{where}invalid JSON: nested too deeply") from None
     return _settle(spec, where) if spec.run_at is not None else spec
 
 
@@ -103,7 +105,7 @@ def _plain(text: bytes) -> object:
     """The job as plain data, to name a bad field more closely than its type's error can."""
     try:
         return msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
 
 

@@ -215,8 +215,8 @@ class Api:
             return {}
         try:
             body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise BadInput("the body is not JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise BadInput("the body is not JSON (or is nested too deeply)") from None
         if not isinstance(body, dict):
             raise BadInput("the body must be a JSON object")
         return body

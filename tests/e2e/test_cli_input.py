@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +241,15 @@ def test_the_control_commands_bounds_and_examples_are_in_their_help(env: Env) ->
     assert "0 to 1000000" in " ".join(env.ok("group", "add", "--help").out.split())
     for args in (["group"], ["pause"], ["resume"], ["retry"], ["rerun"], ["edit"], ["prune"], ["delete"]):
         assert "examples:\n  queuectl " + args[0] in env.ok(*args, "--help").out, args
+
+
+def test_json_nested_too_deeply_is_refused_in_one_line(d: Env, tmp_path: Path) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    batch = tmp_path / "deep.jsonl"
+    batch.write_bytes(b'{"command": ' + deep + b"}\n")
+    for args, stdin, says in (([b"enqueue", b"-"], deep, "invalid job: Expected `object`, got `array`"),
+                              ([b"enqueue", b"--file", str(batch).encode()], None, "Expected `str`, got `array`"),
+                              ([b"enqueue", b"-"], b'{"command": ' + deep + b"}", "Expected `str`, got `array`")):
+        code, _, err = _run(d, *args, input=stdin)
+        assert code == 2 and err.count("\n") == 1 and says in err, (args, err)
+

@@ -43,12 +43,12 @@ class Dash:
         self.csrf = ""
 
     def request(self, method: str, path: str, *, token: str | None = "", body: Any = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+                headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         """`path` under the base path; `token` "" sends the right one as a bearer header, None none."""
         h = dict(headers or {})
         if token is not None:
             h.setdefault("Authorization", f"Bearer {token or self.token}")
-        data = None if body is None else json.dumps(body).encode()
+        data = raw if body is None else json.dumps(body).encode()
         conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
         try:
             conn.request(method, self.base + path, body=data, headers=h)
@@ -299,6 +299,9 @@ def test_actions_answer_with_the_daemons_words(dash: Dash, env: Env) -> None:
         status, reply = dash.post("/api/pool", bad)
         assert status == 400 and list(reply) == ["error"], bad
     assert dash.post("/api/dlq/retry", {"ids": [dead], "all": True})[0] == 400
+    status, _, raw = dash.request("POST", "/api/pool", headers={"X-CSRF-Token": dash.csrf},
+                                  raw=b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and json.loads(raw) == {"error": "the body is not JSON (or is nested too deeply)"}
     assert dash.post("/api/jobs/nope/delete") == (404, {"error": "no job with id 'nope'"})
     assert dash.get("/api/overview")["workers"]["configured"] == 3
     assert dash.get("/api/schedules") == {"schedules": []}
