@@ -192,7 +192,7 @@ def paged(q: Queue, state: str | None, group: str | None, query: str | None, cur
     at = None
     if cursor is not None:
         name, _, seq = cursor.partition(":")
-        if name not in q.by_state or not seq.isdigit() or (state is not None and name != state):
+        if name not in q.by_state or not seq.isdigit() or int(seq) > END or (state is not None and name != state):
             raise QueueError("invalid", f"{cursor!r} is not a cursor of this listing")
         at = (name, int(seq))
     keep: Callable[[Job], bool] | None = None

@@ -30,8 +30,18 @@ class BadInput(Exception):
     """A request the dashboard refuses itself (400)."""
 
 
+MAX_MESSAGE = 300  # characters of an error message (it may quote what was sent)
+
+# What each field of a page request must be, said plainly (msgspec's own words name its schema).
+LISTING_FIELDS = {"cursor": "not a cursor of this listing", "group": "not a group name",
+                  "query": "a search is 1 to 4096 characters"}
+
+
 def error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message.splitlines()[0] if message else "error"}, status=status)
+    line = message.splitlines()[0] if message else "error"
+    if len(line) > MAX_MESSAGE:
+        line = line[: MAX_MESSAGE - 1] + "…"
+    return web.json_response({"error": line}, status=status)
 
 
 def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -95,7 +105,8 @@ class Api:
         try:
             req = msgspec.convert(fields, p.Page)
         except msgspec.ValidationError as e:
-            raise BadInput(f"bad listing: {e}") from None
+            field = str(e).rpartition("$.")[2].strip("`")
+            raise BadInput(f"{field}: {LISTING_FIELDS.get(field, 'not valid here')}") from None
         reply: p.PageReply = await self.ask(req)
         return web.json_response({"jobs": [job_json(j) for j in reply.jobs], "next": reply.next,
                                   "scanned": reply.scanned, "total": reply.total})

@@ -66,9 +66,8 @@ def loopback(host: str) -> bool:
 
 def parse_base(text: str | None) -> str:
     base = (text or "").rstrip("/")
-    if base and not base.startswith("/"):
-        base = "/" + base
-    if not BASE_PATH.fullmatch(base):
+    if (base and not base.startswith("/")) or not BASE_PATH.fullmatch(base) or \
+            any(part in (".", "..") for part in base.split("/")):
         raise BadOption(f"--base-path takes a path like /queue (letters, digits, . _ ~ - between slashes), "
                         f"not {text!r}")
     return base

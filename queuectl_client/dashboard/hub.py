@@ -82,7 +82,7 @@ def overview(status: p.StatusReply, minutes: list[dict[str, float]]) -> dict[str
         "version": status.version, "pid": status.pid, "started_at": status.started_at, "now": time.time(),
         "jobs": status.jobs, "workers": {"configured": status.workers.configured, "busy": status.workers.busy},
         "groups": groups, "paused": [g["name"] for g in groups if g["paused"]],
-        "policy": None if status.policy is None else f"{status.policy.file} ({status.policy.patterns} patterns)",
+        "policy": msgspec.to_builtins(status.policy),  # as `status --json` gives it: file, patterns, loaded_at
         "minutes": minutes,
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from tests.browser.conftest import Dashboard, expect, open_page, screenshot
@@ -158,7 +159,8 @@ def test_job_actions_cancel_rerun_and_a_confirmed_delete(env: Env, page: Any) ->
 def test_script_in_a_command_and_its_output_stays_text(env: Env, page: Any) -> None:
     env.ok("worker", "start", "--count", "1", "--detach")
     payload = "<script>alert(1)</script><img src=x onerror=alert(2)>"
-    job = env.enqueue(command=f"echo '{payload}'; echo '<b>bold</b>{payload}' >&2; : '<svg onload=alert(3)>'")
+    job = env.enqueue(command=f"echo '{payload}'; echo '<b>bold</b>{payload}' >&2; : '<svg onload=alert(3)>' "
+                              "'\u202eabc\x1b[31m'")
     env.wait_state(job, "completed")
     page.click("nav >> text=Jobs")
     cell = page.locator(f'#jobs tr[data-id="{job}"] td.cmd')
@@ -167,6 +169,10 @@ def test_script_in_a_command_and_its_output_stays_text(env: Env, page: Any) -> N
     expect(page.locator("#stdout")).to_contain_text(payload, timeout=WAIT)
     expect(page.locator("#stderr")).to_contain_text("<b>bold</b>", timeout=WAIT)
     expect(page.locator('#job-fields dd[data-field="command"]')).to_contain_text("<svg onload=alert(3)>")
+    # A mark that reverses text, and an escape, are shown as what they are.
+    expect(page.locator('#job-fields dd[data-field="command"]')).to_contain_text("'\\u202eabc\\x1b[31m'")
+    page.go_back()
+    expect(cell).to_have_attribute("title", re.compile(re.escape("'\\u202eabc\\x1b[31m'")), timeout=WAIT)
     scripts = page.eval_on_selector_all("script", "all => all.map(s => s.getAttribute('src'))")
     assert scripts == ["static/core.js", "static/pages.js", "static/job.js", "static/app.js"], scripts
     assert page.locator("img[src=x], svg[onload], b").count() == 0

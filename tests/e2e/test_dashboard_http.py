@@ -305,6 +305,15 @@ def test_actions_answer_with_the_daemons_words(dash: Dash, env: Env) -> None:
     assert dash.post("/api/jobs/nope/delete") == (404, {"error": "no job with id 'nope'"})
     assert dash.get("/api/overview")["workers"]["configured"] == 3
     assert dash.get("/api/schedules") == {"schedules": []}
+    # Bad listings and long ids: plain words, one bounded line.
+    for query, says in (("cursor=garbage", "cursor: not a cursor of this listing"),
+                        ("cursor=pending:" + "9" * 30, "'pending:" + "9" * 30 + "' is not a cursor of this listing"),
+                        ("group=%00", "group: not a group name"),
+                        ("q=" + "x" * 5000, "query: a search is 1 to 4096 characters")):
+        status, _, raw = dash.request("GET", "/api/jobs?" + query)
+        assert (status, json.loads(raw)) == (400, {"error": says}), query
+    status, reply = dash.post("/api/dlq/retry", {"ids": ["a" * 100_000]})
+    assert status == 404 and len(reply["error"]) <= 300 and reply["error"].endswith("…"), reply
     # Each change is in the audit trail, from the dashboard, with the uid of its process.
     trail = [(e["via"], e["action"], e["uid"]) for e in env.ok("audit", "--json").json() if e["via"] == "dashboard"]
     assert trail == [("dashboard", a, os.getuid()) for a in ("retry", "rerun", "pause", "resume", "pool")], trail
@@ -340,7 +349,7 @@ def test_listening_beyond_loopback_needs_allow_remote_and_bad_options_are_one_li
     open(empty, "w").close()
     for args in (["--listen", "0.0.0.0:0"], ["--listen", "nonsense"], ["--listen", "127.0.0.1:99999"],
                  ["--token-file", os.path.join(home, "missing")], ["--token-file", empty],
-                 ["--base-path", "/a b"]):
+                 ["--base-path", "/a b"], ["--base-path", "/a/../b"], ["--base-path", "/./q"], ["--base-path", "q"]):
         r = env.q("dashboard", *args, timeout=20)
         assert r.code == 2 and r.out == "" and len(r.err.splitlines()) == 1, (args, r)
     with socket.socket() as taken:

@@ -75,7 +75,17 @@
 
   function fmt(n) { return typeof n === "number" ? n.toLocaleString("en-US") : "—"; }
 
-  function shorten(s, n) { s = String(s); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+  // Control characters and the marks that reorder text (U+202E shows "abc" as "cba") are shown as
+  // escapes: a command or a name reads as it is.
+  const INVISIBLE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function visible(s) {
+    return String(s).replace(INVISIBLE, function (c) {
+      const code = c.charCodeAt(0);
+      return code < 0x100 ? "\\x" + code.toString(16).padStart(2, "0") : "\\u" + code.toString(16).padStart(4, "0");
+    });
+  }
+
+  function shorten(s, n) { s = visible(s); return s.length > n ? s.slice(0, n - 1) + "…" : s; }
 
   // --- times: relative, with the UTC time on hover ------------------------------------------
 
@@ -243,7 +253,7 @@
 
   // The shared names; pages.js and job.js add their pages to `pages`, app.js `applyOverview`.
   const Q = window.queuectl = {
-    BASE, CSRF, STATES, LIST_ORDER, FINAL, PAGE, url, h, add, svg, clear, stateBadge, jobLink, fmt, shorten, nowSec, toSec, utc, span, ago, timeEl, ApiError, unreachableNow, setUnreachable, setReachable, probe, getJSON, post, flash, act, live, parse, refresher, errorLine, state, view,
+    BASE, CSRF, STATES, LIST_ORDER, FINAL, PAGE, url, h, add, svg, clear, stateBadge, jobLink, fmt, shorten, visible, nowSec, toSec, utc, span, ago, timeEl, ApiError, unreachableNow, setUnreachable, setReachable, probe, getJSON, post, flash, act, live, parse, refresher, errorLine, state, view,
     pages: {}, applyOverview: null,
   };
 })();

@@ -4,7 +4,7 @@
 (function () {
   const Q = window.queuectl;
   const { FINAL, url, h, add, clear, stateBadge, jobLink, fmt, span, timeEl, getJSON, flash, act, live, parse,
-    state, view } = Q;
+    state, view, visible } = Q;
 
   // --- the job page -------------------------------------------------------------------------------
 
@@ -32,8 +32,8 @@
         h("pre", { class: "mono" }, names.map(function (n) { return n + "=" + v[n]; }).join("\n")));
     }
     if (typeof v === "boolean") return v ? "yes" : "no";
-    if (typeof v === "object") return JSON.stringify(v);
-    return String(v);
+    if (typeof v === "object") return visible(JSON.stringify(v));
+    return key === "command" || key === "cwd" || key === "error_message" ? visible(v) : String(v);
   }
 
   function jobPage(r) {

@@ -53,7 +53,8 @@
         h("span", null, "pid ", h("b", null, String(ov.pid || "?"))),
         started === null ? null : h("span", null, "up ",
           h("b", { title: "started " + utc(started) }, span(nowSec() - started))),
-        h("span", null, "command policy ", h("b", null, ov.policy || "none (every command allowed)")),
+        h("span", null, "command policy ", h("b", null, ov.policy ? Q.visible(ov.policy.file) + " (" + ov.policy.patterns + " patterns)"
+          : "none (every command allowed)")),
       ]);
       clear(paused);
       const names = ov.paused || [];
@@ -192,7 +193,7 @@
         h("td", null, jobLink(j.id)),
         h("td", null, stateBadge(j.state)),
         h("td", null, j.group),
-        h("td", { class: "cmd", title: j.command }, shorten(j.command, 80)),
+        h("td", { class: "cmd", title: Q.visible(j.command) }, shorten(j.command, 80)),
         h("td", { class: "num" }, fmt(j.attempts) + " / " + fmt((j.max_retries || 0) + 1)),
         h("td", null, timeEl(j.created_at)),
         h("td", null, timeEl(j.finished_at)),
@@ -344,7 +345,7 @@
         add(body, h("tr", { "data-schedule": s.name },
           h("td", null, s.name), h("td", { class: "mono" }, s.cron), h("td", null, s.zone || ""),
           h("td", null, s.paused ? h("span", { class: "state state-paused" }, "paused") : "active"),
-          h("td", { class: "cmd", title: job.command || "" }, shorten(job.command || "", 60)),
+          h("td", { class: "cmd", title: Q.visible(job.command || "") }, shorten(job.command || "", 60)),
           h("td", null, timeEl(s.next_fire)), h("td", null, timeEl(s.last_at)),
           h("td", null, s.last_job ? jobLink(s.last_job) : "—"),
           h("td", { class: "num" }, fmt(s.fires)), h("td", { class: "num" }, fmt(s.skipped)), h("td", { class: "num" }, fmt(s.failed)),
