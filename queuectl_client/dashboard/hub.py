@@ -159,7 +159,7 @@ class Hub:
                 try:
                     self._minutes = await self.link.request(p.Stats(since=3600.0, minutes=True))
                 except Refused:
-                    self._minutes = None  # a daemon without stats: an empty chart
+                    self._minutes = None  # an older daemon, without stats: an empty chart
         except (Unreachable, Refused) as e:
             if self.unreachable is None:
                 self.unreachable = f"daemon unreachable: {e}"
