@@ -19,9 +19,9 @@ def test_listen_addresses_and_base_paths() -> None:
             parse_listen(bad)
     assert [loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost", "0.0.0.0", "10.0.0.1", "example.com")] \
         == [True, True, True, True, False, False, False]
-    assert [parse_base(b) for b in (None, "", "/", "/q", "/q/", "q", "/a/b-c.d_e~f")] == \
-        ["", "", "", "/q", "/q", "/q", "/a/b-c.d_e~f"]
-    for bad in ("/a b", "/a//b", "/<script>", "/q?x=1", "/%2e%2e"):
+    assert [parse_base(b) for b in (None, "", "/", "/q", "/q/", "/a/b-c.d_e~f", "/a/.b/c..")] == \
+        ["", "", "", "/q", "/q", "/a/b-c.d_e~f", "/a/.b/c.."]
+    for bad in ("/a b", "/a//b", "/<script>", "/q?x=1", "/%2e%2e", "q", "/a/../b", "/./q", "/.."):
         with pytest.raises(BadOption):
             parse_base(bad)
     assert url("::1", 8470, "/q", "T") == "http://[::1]:8470/q/?token=T"
