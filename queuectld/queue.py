@@ -70,7 +70,7 @@ class Queue:
         self.deps = Deps(self)  # who depends on whom (a blocked job is in no lane until its dependencies are met)
         self.schedules = Schedules()
         self.order = Order(self.by_state)  # keyset pages, newest first
-        self.trail = Trail(self.config)  # who changed what: records with `by`, noted once applied
+        self.trail = Trail(self.config, self.find)  # who changed what: records with `by`, noted once applied
         self._appliers = self.trail.wrap(self._table())
 
     # -- queries ----------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -85,9 +86,31 @@ def describe(e: Any) -> tuple[str, str]:
     return type(e).__name__.lower(), ""
 
 
+EDITABLE = ("priority", "run_at", "group", "max_retries", "timeout")
+
+
+def _value(name: str, v: Any) -> str:
+    if v is None:
+        return "none"
+    if name == "run_at":
+        return datetime.fromtimestamp(v, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return short(str(v), 64)
+
+
+def edited(e: ev.Edited, before: tuple[Any, ...] | None) -> str:
+    """An edit's job and what it changed (`before`: the job's editable values before it)."""
+    after = (e.priority, e.run_at, e.group, e.max_retries, e.timeout)
+    if before is None:
+        return e.id
+    changes = [f"{name} {_value(name, old)} -> {_value(name, new)}"
+               for name, old, new in zip(EDITABLE, before, after) if old != new]
+    return f"{e.id}: {', '.join(changes) or 'nothing changed'}"
+
+
 class Trail:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, find: Callable[[str], Any] | None = None) -> None:
         self.config = config  # keep-dead
+        self.find = find  # the queue's job of an id, to say what an edit changed
         self.entries: deque[AuditEntry] = deque(maxlen=MAX_ENTRIES)
 
     def __len__(self) -> int:
@@ -96,7 +119,7 @@ class Trail:
     def wrap(self, table: dict[type, Callable[[Any], object]]) -> dict[type, Callable[[Any], object]]:
         """The queue's table of appliers, each audited record noted once applied; and the trail's own records."""
         for kind in AUDITED:
-            table[kind] = self._noting(table[kind])
+            table[kind] = self._noting_edit(table[kind]) if kind is ev.Edited else self._noting(table[kind])
         table[ev.Refused] = self.note
         table[ev.AuditKept] = lambda e: self.entries.extend(e.entries)
         return table
@@ -111,11 +134,22 @@ class Trail:
 
         return applied
 
-    def note(self, e: Any) -> None:
+    def _noting_edit(self, apply: Callable[[Any], object]) -> Callable[[Any], object]:
+        def applied(e: ev.Edited) -> None:
+            job = self.find(e.id) if e.by is not None and self.find is not None else None
+            before = None if job is None else tuple(getattr(job, name) for name in EDITABLE)
+            apply(e)
+            if e.by is not None:
+                self.note(e, edited(e, before))
+
+        return applied
+
+    def note(self, e: Any, detail: str | None = None) -> None:
         by = e.by
         if by is None:
             return
-        action, detail = describe(e)
+        action, summary = describe(e)
+        detail = summary if detail is None else detail
         self.entries.append(AuditEntry(by.at, by.uid, by.via, action, detail))
         self.trim(by.at)
 

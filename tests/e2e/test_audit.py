@@ -25,7 +25,7 @@ def test_every_change_a_person_makes_is_listed_with_the_uid_and_via(env: Env) ->
     env.ok("enqueue", "--file", "-", input='{"id": "later", "command": "true", "delay": 3600}\n'
                                            '{"id": "doomed", "command": "exit 3", "max_retries": 0}\n')
     env.ok("cancel", "later")
-    env.ok("edit", "first", "--priority", "5")
+    env.ok("edit", "first", "--priority", "5", "--group", "default")
     env.ok("config", "set", "max-retries", "4")
     env.ok("group", "add", "nightly", "--parallel", "1")
     env.ok("pause", "nightly")
@@ -43,7 +43,7 @@ def test_every_change_a_person_makes_is_listed_with_the_uid_and_via(env: Env) ->
     got = actions(entries)
     assert got[:9] == [
         ("enqueue", "first: echo hi"), ("enqueue", "2 jobs: later, doomed"), ("cancel", "later"),
-        ("edit", "first"), ("config set", "max-retries 4"), ("group add", "nightly parallel 1"),
+        ("edit", "first: priority 0 -> 5"), ("config set", "max-retries 4"), ("group add", "nightly parallel 1"),
         ("pause", "nightly"), ("schedule add", "hourly '@hourly': date"), ("pool", "1 worker"),
     ]
     assert got[9] == ("retry", "doomed")

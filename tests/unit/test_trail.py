@@ -137,3 +137,21 @@ def test_the_context_says_who_only_inside_a_request() -> None:
     with acting(1000, "cli", "Enqueue") as by:
         assert actor.get() is by and by.via == "cli"
     assert actor.get() is None
+
+
+def test_an_edit_says_what_it_changed_live_and_on_replay() -> None:
+    q = Queue()
+    job = add(q, 1.0).jobs[0]
+    edit = ev.Edited(job.id, 2.0, 5, 1_800_000_000.0, 1_800_000_000.0, "default", job.max_retries, 60.0, True,
+                     who(2.0, "Edit"))
+    q.apply(edit)
+    q.apply(msgspec.structs.replace(edit, at=3.0, by=who(3.0, "Edit")))  # the same values again
+    want = [(2.0, 1000, "cli", "edit", f"{job.id}: priority 0 -> 5, run_at none -> 2027-01-15T08:00:00Z, "
+                                       "timeout none -> 60.0"),
+            (3.0, 1000, "cli", "edit", f"{job.id}: nothing changed")]
+    assert shown(q) == want
+    twin = Queue()
+    for e in (msgspec.structs.replace(add(Queue(), 1.0), by=None), edit, msgspec.structs.replace(edit, at=3.0,
+                                                                                                  by=who(3.0, "Edit"))):
+        twin.apply(e)
+    assert shown(twin) == want
