@@ -147,7 +147,7 @@ class Server:
                 return
             try:
                 hello = await conn.read(HELLO_TIMEOUT)
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            except (msgspec.DecodeError, msgspec.ValidationError):
                 hello = None
             if not isinstance(hello, p.Hello):
                 await conn.send(p.Error("invalid", "expected Hello first"))
@@ -157,7 +157,7 @@ class Server:
             while True:
                 try:
                     req = await conn.read(IDLE_TIMEOUT)
-                except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as e:
+                except (msgspec.DecodeError, msgspec.ValidationError) as e:
                     conn.staged = []  # a multi-frame enqueue with a bad frame fails whole
                     await conn.send(p.Error("invalid", f"bad request: {e}"))
                     continue

@@ -12,13 +12,14 @@ from aiohttp import web
 
 from .. import prometheus
 from .. import protocol as p
+from ..errors import RequestFailed
 from ..page_messages import MAX_PAGE
 from ..render import schedule_dict
 from ..wire import STATES
 from .auth import Handler
 from .follow import STREAMS, Watchers, job_json, read_from
 from .hub import CLOSE, Hub, sse
-from .link import Link, Refused, Unreachable
+from .link import Link, Unreachable
 
 log = logging.getLogger("queuectl.dashboard")
 
@@ -74,7 +75,7 @@ class Api:
             return await handler(request)
         except BadInput as e:
             return error(400, str(e))
-        except Refused as e:
+        except RequestFailed as e:
             return error(STATUS.get(e.code, 409), e.message)
         except Unreachable as e:
             return error(502, f"daemon unreachable: {e}")
@@ -121,7 +122,7 @@ class Api:
         if reply.job.state in ("pending", "failed"):
             try:
                 why = (await self.ask(p.Why(job_id))).text
-            except Refused:
+            except RequestFailed:
                 why = None
         return web.json_response({"job": job_json(reply.job), "why": why})
 

@@ -17,7 +17,8 @@ import aiofiles  # type: ignore[import-untyped]
 import msgspec
 
 from .. import protocol as p
-from .link import Link, Refused, Unreachable
+from ..errors import RequestFailed
+from .link import Link, Unreachable
 
 log = logging.getLogger("queuectl.dashboard")
 
@@ -107,7 +108,7 @@ class Watcher:
     async def _ask(self) -> bool:
         try:
             reply = await self.link.request(p.Logs(self.id))
-        except Refused as e:
+        except RequestFailed as e:
             if e.code == "not_found" and not self.gone:
                 self.gone = True
                 return True

@@ -20,7 +20,8 @@ from typing import Any
 import msgspec
 
 from .. import protocol as p
-from .link import Link, Refused, Unreachable
+from ..errors import RequestFailed
+from .link import Link, Unreachable
 
 log = logging.getLogger("queuectl.dashboard")
 
@@ -158,9 +159,9 @@ class Hub:
                 self._minutes_at = now
                 try:
                     self._minutes = await self.link.request(p.Stats(since=3600.0, minutes=True))
-                except Refused:
+                except RequestFailed:
                     self._minutes = None  # an older daemon, without stats: an empty chart
-        except (Unreachable, Refused) as e:
+        except (Unreachable, RequestFailed) as e:
             if self.unreachable is None:
                 self.unreachable = f"daemon unreachable: {e}"
                 self._push([sse("unreachable", {"error": self.unreachable})])

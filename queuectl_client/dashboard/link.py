@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .. import protocol as p
-from ..connection import Client, ConnectionLost, DaemonUnavailable, RequestFailed
+from ..connection import Client, ConnectionLost, DaemonUnavailable
 
 T = TypeVar("T")
 
@@ -23,30 +23,20 @@ class Unreachable(Exception):
     """The daemon did not answer: not running, restarting, or its socket is gone."""
 
 
-class Refused(Exception):
-    """The daemon answered with an error; `code` is its error code, the message its own words."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 class Link:
     def __init__(self, home: str | None) -> None:
         self.client = Client(home, autostart=False, via="dashboard")
         self.lock = asyncio.Lock()
 
     async def call(self, fn: Callable[[Client], T]) -> T:
-        """Run `fn(client)` in a thread, alone; daemon errors become `Refused`, a dead socket `Unreachable`."""
+        """Run `fn(client)` in a thread, alone; a daemon's refusal is the client's `RequestFailed`, a dead
+        socket `Unreachable`."""
         async with self.lock:
             return await asyncio.to_thread(self._guarded, fn)
 
     def _guarded(self, fn: Callable[[Client], T]) -> T:
         try:
             return fn(self.client)
-        except RequestFailed as e:
-            raise Refused(e.code, e.message) from None
         except (DaemonUnavailable, ConnectionLost, OSError) as e:
             self.client.close()
             raise Unreachable(str(e).splitlines()[0] if str(e) else "queuectld is not answering") from None
@@ -59,8 +49,8 @@ class Link:
         self.client.close()
 
 
-_READS = (p.Status, p.Show, p.Logs, p.GroupList, p.ScheduleList, p.Why, p.Stats, p.Metrics)
+_READS = (p.Status, p.Show, p.Logs, p.GroupList, p.ScheduleList, p.Why, p.Stats, p.Metrics, p.Page, p.Audit)
 
 
 def _is_read(msg: p.Message) -> bool:
-    return isinstance(msg, _READS) or type(msg).__name__ == "Page"
+    return isinstance(msg, _READS)
