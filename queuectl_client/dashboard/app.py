@@ -149,9 +149,10 @@ async def serve(paths: Paths, opts: Options) -> int:
     site = web.TCPSite(runner, opts.host, opts.port, reuse_address=True)
     try:
         await site.start()
-    except OSError as e:
+    except (OSError, UnicodeError) as e:  # UnicodeError: a host name no resolver takes (a label too long)
         await runner.cleanup()
-        print(f"queuectl: cannot listen on {opts.host}:{opts.port}: {e.strerror or e}", file=sys.stderr)
+        print(f"queuectl: cannot listen on {opts.host}:{opts.port}: {getattr(e, 'strerror', None) or e}",
+              file=sys.stderr)
         return 1
     hub.start()
     port = opts.port

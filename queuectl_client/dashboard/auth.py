@@ -32,7 +32,15 @@ def read_token(path: str | None) -> str:
         raise TokenFileError(f"cannot read the token file {path}: {getattr(e, 'strerror', None) or e}") from None
     if not line:
         raise TokenFileError(f"the token file {path} has no token on its first line")
+    if not line.isprintable() or not line.isascii() or any(c in line for c in " &#%?/+"):
+        raise TokenFileError(f"the token in {path} must be printable ASCII without spaces or any of & # % ? / +")
     return line
+
+
+def _same(given: str, secret: str) -> bool:
+    """Whether a header's value is the secret, in constant time (a header's bytes that are not UTF-8
+    reach here as surrogate escapes: they are compared as the bytes they were)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
 
 
 class Guard:
@@ -42,7 +50,7 @@ class Guard:
         self.base = base
 
     def _matches(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), self.token.encode())
+        return given is not None and _same(given, self.token)
 
     def _given(self, request: web.Request) -> tuple[str | None, bool]:
         """The token the request carries, and whether it came in the URL."""
@@ -71,7 +79,7 @@ class Guard:
 
     def _post_allowed(self, request: web.Request) -> bool:
         csrf = request.headers.get("X-CSRF-Token")
-        if csrf is None or not hmac.compare_digest(csrf.encode(), self.csrf.encode()):
+        if csrf is None or not _same(csrf, self.csrf):
             return False
         origin = request.headers.get("Origin")
         return origin is None or origin == f"{request.scheme}://{request.host}"

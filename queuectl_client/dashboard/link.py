@@ -42,8 +42,17 @@ class Link:
             raise Unreachable(str(e).splitlines()[0] if str(e) else "queuectld is not answering") from None
 
     async def request(self, msg: p.Message) -> Any:
-        """One request, its one reply (a lost reply is asked again only for reads: see `Client.request`)."""
-        return await self.call(lambda c: c.request(msg, retry=_is_read(msg)))
+        """One request, its one reply.  A lost reply is asked again only for a read; a change is sent after
+        a read has found the connection alive (or opened it again), so that a connection the daemon dropped
+        while nobody asked anything (a restart) does not lose the first click after it."""
+        if _is_read(msg):
+            return await self.call(lambda c: c.request(msg))
+
+        def change(c: Client) -> Any:
+            c.request(p.Status())
+            return c.request(msg, retry=False)
+
+        return await self.call(change)
 
     def close(self) -> None:
         self.client.close()

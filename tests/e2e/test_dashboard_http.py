@@ -395,3 +395,32 @@ def test_the_dashboard_outlives_a_daemon_restart(dash: Dash, env: Env) -> None:
 
     dash.events("/api/events", stop_then_start, timeout=30)
     assert wait_for(lambda: dash.get("/api/jobs")["total"] == 1, what="the jobs after the restart")
+
+
+def test_the_first_change_after_a_daemon_restart_is_made_with_no_page_open(dash: Dash, env: Env) -> None:
+    assert dash.get("/api/groups")["groups"][0]["paused"] is False  # the dashboard's connection is open
+    env.stop_daemon()
+    env.start_daemon()
+    assert dash.post("/api/groups/default/pause") == (200, {"ok": True, "message": "paused default"})
+    assert env.ok("group", "list", "--json").json()[0]["paused"] is True
+
+
+def test_a_token_or_csrf_header_that_is_not_utf8_is_refused_like_a_wrong_one(dash: Dash) -> None:
+    for headers in ({"Authorization": "Bearer \xff\xfe"}, {"Cookie": "queuectl_token=\xff"}):
+        status, _, body = dash.request("GET", "/api/overview", token=None, headers=headers)
+        assert (status, body.decode()) == (401, REFUSED), headers
+    dash.post("/api/pool", {"size": 1})  # reads the page's CSRF value
+    status, _, body = dash.request("POST", "/api/pool", body={"size": 2}, headers={"X-CSRF-Token": "\xff"})
+    assert (status, json.loads(body)) == (403, {"error": "forbidden"})
+
+
+def test_a_host_no_resolver_takes_and_a_token_with_control_bytes_are_one_line(env: Env, home: str) -> None:
+    r = env.q("dashboard", "--listen", "a" * 70 + ":80", "--allow-remote", timeout=20)
+    assert r.code == 1 and r.err.startswith("queuectl: cannot listen on") and len(r.err.splitlines()) == 1, r
+    for token in ("\x00abc", "a\x1bb", "a b", "a&b"):
+        path = os.path.join(home, "token")
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        r = env.q("dashboard", "--listen", "127.0.0.1:0", "--token-file", path, timeout=20)
+        assert r.code == 2 and r.out == "" and "printable ASCII" in r.err and len(r.err.splitlines()) == 1, r
+
