@@ -249,3 +249,36 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------
+
+_PG: list[Any] = []  # the session's server, found once: [Server | None]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """The PostgreSQL server the tests use (tests/pgserver.py says where it comes from)."""
+    from tests import pgserver
+
+    if not _PG:
+        _PG.append(pgserver.find_server())
+    server = _PG[0]
+    if server is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no PostgreSQL server for the tests, and CI=true: " + pgserver.ENABLE)
+        pytest.skip(pgserver.ENABLE)
+    yield server
+
+
+def pytest_sessionfinish(session: Any) -> None:
+    if _PG and _PG[0] is not None:
+        _PG[0].close()
+
+
+@pytest.fixture
+def pg_database(pg_server: Any) -> Iterator[str]:
+    """The URL of a fresh database of this test's own, dropped when it ends."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
