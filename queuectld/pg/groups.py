@@ -14,8 +14,10 @@ from ..store import Store
 
 class Groups(Store):
     db: Any
+    _capped: tuple[list[str], bool, float] | None  # paused groups, whether one has a cap, when read
 
     async def define_group(self, name: str, parallel: int, create: bool) -> None:
+        self._capped = None
         async with self.tx() as conn:  # type: ignore[attr-defined]
             if create:
                 done = await conn.execute("INSERT INTO queuectl_groups (name, parallel) VALUES ($1, $2) "
@@ -51,6 +53,7 @@ class Groups(Store):
             await self._audited(conn, ev.GroupRemoved(name, audit.actor.get()))  # type: ignore[attr-defined]
 
     async def pause(self, names: list[str], paused: bool) -> list[str]:
+        self._capped = None
         async with self.tx() as conn:  # type: ignore[attr-defined]
             if names:
                 known = {r[0] for r in await conn.fetch(
