@@ -76,8 +76,7 @@ class Reads(Store):
 
     async def oldest_due(self, now: float) -> dict[str, float]:
         return dict(await self.db.fetch(
-            "SELECT grp, min(due) FROM queuectl_jobs_live WHERE state IN ('pending', 'failed') AND blocked = 0 "
-            "AND due <= $1 GROUP BY grp", now))
+            f"SELECT grp, min(due) FROM queuectl_jobs_live WHERE {_W} AND due <= $1 GROUP BY grp", now))
 
     _disk: int | None = None  # the bytes measured last; None: changed since
 

@@ -145,3 +145,17 @@ def test_a_daemon_keeps_its_queue_in_the_database_named_by_queuectl_store(env: E
     assert env.show(job)["state"] == "completed"
     assert env.stop_daemon() == 0
 
+
+
+async def test_a_unique_key_is_held_by_one_live_job_across_nodes(pg_database: str) -> None:
+    a, b = await opened(pg_database, "a"), await opened(pg_database, "b")
+    first = await a.add([spec("k1", unique_key="nightly")], 0.0)
+    again = await b.add([spec("k2", unique_key="nightly"), spec("k3", unique_key="other")], 1.0)
+    assert [j.id for j in first] == ["k1"] and [j.id for j in again] == ["k1", "k3"] and again.created == [False, True]
+    (job,) = await b.claim(2.0, 1)
+    await b.start(job, 2.0, 1, 0, 0)
+    assert await b.finish(job, 3.0, plan_end(job, 3.0, 0, None, b.config))  # completed: the key is free
+    made = await a.add([spec("k4", unique_key="nightly")], 4.0)
+    assert [j.id for j in made] == ["k4"] and made.created == [True]
+    await a.close()
+    await b.close()
