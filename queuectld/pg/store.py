@@ -296,7 +296,7 @@ class PgStore(Groups, Reads, PgCore, Missing):
             raise StoreError(f"cannot record the end of job {job.id}: {e}") from None
 
     async def _write_ends(self, items: list[tuple[Job, float, Outcome]]) -> list[bool | BaseException]:
-        async with self.flat_tx() as conn:
+        async with self.flat_tx(durable=False) as conn:  # durable at the next flush: see `sync`
             got = {r[0]: r for r in await conn.fetch(
                 _END, [j.id for j, _, _ in items], [j.attempts for j, _, _ in items],
                 [f"{self.me}{j.worker or 0}" for j, _, _ in items], [o.state for _, _, o in items],
