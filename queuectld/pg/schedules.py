@@ -174,8 +174,13 @@ class ScheduleMixin(PgBase):
                         raise QueueError("refused", refused)
                     new.env = s.env  # composed when the schedule was added
                     new.schedule, new.slot, new.late = s.name, slot, late
-                    async with conn.transaction():  # a refusal leaves nothing behind
-                        (job,) = await self._insert(conn, [new], at, {})
+                    await conn.execute("SAVEPOINT fire")  # a refusal leaves nothing behind
+                    try:
+                        (job,) = await self._insert(conn, [new], at, {}, True)
+                    except BaseException:
+                        await conn.execute("ROLLBACK TO SAVEPOINT fire")
+                        raise
+                    await conn.execute("RELEASE SAVEPOINT fire")
                 except QueueError as e:
                     error = str(e)
         s.last_slot, s.last_at, s.last_late = slot, at, late

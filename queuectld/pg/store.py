@@ -370,4 +370,6 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Groups, Reads, PgCore, Mi
             await conn.execute("INSERT INTO queuectl_node_pools VALUES ($1, $2) "
                                "ON CONFLICT (name) DO UPDATE SET pool = excluded.pool", self.node, count)
             await conn.execute("UPDATE queuectl_nodes SET pool = $2 WHERE id = $1", self.node_id, count)
+            if count != self._pool_size:  # as the journal store: a change of size is a person's change
+                await self._audited(conn, ev.PoolSized(count, audit.actor.get()))
         self._pool_size = count
