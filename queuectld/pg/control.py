@@ -307,8 +307,9 @@ class ControlMixin(PgBase):
             if left is not None and left <= 0:
                 break
             out += await conn.fetch(
-                "SELECT id, state FROM queuectl_jobs_done WHERE state = $1 AND coalesce(finished_at, updated_at) < $2 "
-                f"ORDER BY coalesce(finished_at, updated_at), entered LIMIT $3{locking}",
+                # A final job always has finished_at: the done partition's (state, finished_at) index serves it.
+                "SELECT id, state FROM queuectl_jobs_done WHERE state = $1 AND finished_at < $2 "
+                f"ORDER BY finished_at, entered LIMIT $3{locking}",
                 state, cutoff, left)
         return out
 
