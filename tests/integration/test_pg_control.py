@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from queuectl_client.protocol import JobSpec, Reason, ScheduleAdd
+from queuectl_client.protocol import JobSpec, Reason, ScheduleAdd, Selector
 from queuectld.audit import acting
 from queuectld.journal_store import JournalStore
 from queuectld.rules import QueueError, plan_end
-from queuectld.store import Store
+from queuectld.store import Store, Withdrawn
 
 pytest.importorskip("asyncpg")
 
@@ -144,3 +144,34 @@ async def test_why_gives_the_same_reasons_as_the_embedded_store(nodes: Nodes, tm
     with pytest.raises(QueueError) as e:
         await (await nodes("b")).why("nope", 6.0, 4, 0)
     assert e.value.code == "not_found"
+
+
+async def test_a_job_another_node_holds_for_a_start_is_dead_at_once_and_its_start_withdrawn(nodes: Nodes) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    await a.define_group("one", 1, create=True)
+    await a.add([JobSpec(id="h", command="true", group="one"), JobSpec(id="next", command="true", group="one")], 0.0)
+    (held,) = await a.claim(1.0, 10)
+    assert await b.cancel(["h"], None, 2.0) == (["h"], [])  # a holds it: a withdraws its start
+    assert ((await b.get("h")).state, (await b.get("h")).error_message) == ("dead", "cancelled")
+    assert await b.claim(2.0, 10) == []  # it still counts in its group until a gives it back
+    with pytest.raises(QueueError):
+        await b.retry(["h"], None, 2.0)
+    with pytest.raises(Withdrawn):
+        await a.start(held, 2.0, 1, 0, 0)
+    await a.release(held)
+    assert [job.id for job in await b.claim(3.0, 10)] == ["next"]
+    assert (await a.get("h")).state == "dead"
+
+
+async def test_changes_racing_on_two_nodes_each_apply_once(nodes: Nodes) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    await a.add([JobSpec(id=f"j{i}", command="true") for i in range(40)], 0.0)
+    ids = [f"j{i}" for i in range(40)]
+    results = await asyncio.gather(a.cancel(ids[:30], None, 1.0), b.cancel(ids[10:], None, 1.0),
+                                   return_exceptions=True)
+    # The two overlap on j10..j29: one cancels them, the other finds them dead already and refuses all of its own.
+    done = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, QueueError)]
+    assert len(done) == 1 and len(refused) == 1 and refused[0].code == "state"
+    assert (await b.counts())["dead"] == len(done[0][0])
+    assert sorted(await b.retry([], Selector(state="dead"), 2.0)) == sorted(done[0][0])
