@@ -39,7 +39,7 @@ else:
     PgBase = object
 
 LIVE = (PENDING, PROCESSING, FAILED)
-TRIES = 5  # a change that meets a concurrent one (a row moved partition, a deadlock) is tried again
+TRIES = 5  # a change that meets a concurrent one (a row moved partition, a deadlock, a key taken) is tried again
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
@@ -52,7 +52,8 @@ def retried(fn: F) -> F:
         for attempt in range(TRIES):
             try:
                 return await fn(*args, **kw)
-            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+            except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError):
+                # (a unique key taken on another node between the check and the revive: the check says so next)
                 if attempt == TRIES - 1:
                     raise
         raise AssertionError("unreachable")

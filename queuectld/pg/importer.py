@@ -14,6 +14,7 @@ and its dependents follow.  Nothing is written to the journal.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import time
@@ -33,6 +34,7 @@ from .trail import _encode as encode_entry
 log = logging.getLogger("queuectld")
 
 EXIT_REFUSED = 1
+LOCK_FILE = "queuectld.lock"  # the home's lock, beside its journal (queuectl_client.paths)
 
 COLUMNS = ("id", "command", "state", "priority", "max_retries", "run_at", "timeout", "cwd", "grp", "env", "after",
            "after_any", "unique_key", "retry_on", "no_retry_on", "idle_timeout", "schedule", "slot", "late",
@@ -109,12 +111,37 @@ async def copy(conn: Any, journal: JournalStore, node: str, now: float) -> dict[
             "schedules": len(q.schedules), "audit": len(entries), **{f"state:{k}": v for k, v in counts.items()}}
 
 
+def lock_home(journal_dir: str) -> int:
+    """Take the lock of the home the journal is in (a daemon holds it while it runs on the journal); -1: none."""
+    path = os.path.join(os.path.dirname(journal_dir), LOCK_FILE)
+    if not os.path.exists(path):
+        return -1
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").split()
+        os.close(fd)
+        raise StoreError(f"a queuectld (pid {holder[0] if holder else '?'}) runs on {journal_dir}: "
+                         "stop it first") from None
+    return fd
+
+
 async def run(url: str, journal_dir: str, node: str | None) -> str:
     """Import; returns the summary line.  StoreError (one line) if it cannot."""
-    from .store import PgStore
-
     if not os.path.isdir(journal_dir):
         raise StoreError(f"no journal in {journal_dir}")
+    fd = lock_home(journal_dir)
+    try:
+        return await _run(url, journal_dir, node)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+async def _run(url: str, journal_dir: str, node: str | None) -> str:
+    from .store import PgStore
+
     journal = JournalStore(journal_dir, node=node)
     try:
         await journal.open()

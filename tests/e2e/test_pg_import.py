@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -10,11 +11,22 @@ import subprocess
 import pytest
 
 from queuectl_client.paths import resolve
-from tests.conftest import QUEUECTLD, Env
+from tests.conftest import QUEUECTLD, Env, wait_for
 
 pytest.importorskip("asyncpg")
 
 from queuectld.pg.store import PgStore
+
+
+def lock_held(env: Env) -> bool:
+    fd = os.open(resolve(env.home).lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def import_journal(env: Env, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,7 +53,10 @@ async def test_a_daemons_journal_is_imported_with_its_jobs_groups_schedules_and_
     env.wait_state("long", "processing")
     env.ok("enqueue", json.dumps({"id": "held", "command": "true", "group": "slow"}))
     env.ok("enqueue", json.dumps({"id": "after", "command": "true", "after": ["long"], "unique_key": "k"}))
+    refused = import_journal(env, pg_database)  # not while a daemon runs on the journal
+    assert refused.returncode == 1 and "runs on" in refused.stderr and "stop it first" in refused.stderr
     env.stop_daemon(signal.SIGKILL)  # `long` was running: the import ends its run as a restart would
+    wait_for(lambda: not lock_held(env), what="the killed daemon's spawners to let its lock go")
 
     proc = import_journal(env, pg_database)
     assert proc.returncode == 0, proc.stderr
