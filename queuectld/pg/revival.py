@@ -109,12 +109,22 @@ async def _dead_dependency(conn: asyncpg.Connection, r: asyncpg.Record, naming: 
     return None
 
 
-async def _back(conn: asyncpg.Connection, job_id: str, at: float) -> None:
+async def _back(conn: asyncpg.Connection, ids: list[str], at: float) -> None:
+    """Dead jobs back to pending, attempts reset, due now, each with a new ticket and place, in this order."""
     await conn.execute(
-        f"UPDATE queuectl_jobs SET state = 'pending', ticket = {TICKET}, entered = {ENTERED}, attempts = 0, "
+        "UPDATE queuectl_jobs j SET state = 'pending', ticket = s.t, entered = s.e, attempts = 0, "
         "error_message = NULL, next_retry_at = NULL, exit_code = NULL, cause = NULL, cancelled = false, "
-        "run_at = CASE WHEN run_at > $2 THEN NULL ELSE run_at END, updated_at = $2, due = $2 WHERE id = $1",
-        job_id, at)
+        "run_at = CASE WHEN j.run_at > $2 THEN NULL ELSE j.run_at END, updated_at = $2, due = $2 "
+        f"FROM (SELECT o.id, {TICKET} AS t, {ENTERED} AS e FROM (SELECT * FROM unnest($1::text[]) "
+        "WITH ORDINALITY AS n(id, i) ORDER BY i) o) s WHERE j.id = s.id", ids, at)
+
+
+def _fatal(job: Job, states: dict[str, str]) -> list[str]:
+    """`fatal`, from the states of its dependencies and cause (a missing one: deleted)."""
+    out = [d for d in job.after or () if states.get(d) == DEAD]
+    if job.cause is not None and job.cause not in states and job.cause not in out:
+        out.append(job.cause)
+    return out
 
 
 async def revive(conn: asyncpg.Connection, ids: list[str], at: float) -> list[str]:
@@ -122,37 +132,46 @@ async def revive(conn: asyncpg.Connection, ids: list[str], at: float) -> list[st
     returns the dependents that moved (came back, or wait again)."""
     if not ids:
         return []
-    for job_id in ids:
-        await _back(conn, job_id, at)
+    await _back(conn, ids, at)
     revived = list(ids)
     groups = {r["name"] for r in await conn.fetch("SELECT name FROM queuectl_groups")}
     taken: dict[str, str] = {}
-    i = 0
-    while i < len(revived):  # breadth first, iteratively: a chain of any length
-        x = revived[i]
-        i += 1
-        for d in await conn.fetch(
-                f"SELECT {rows.JOB_COLUMNS}, locked_by FROM queuectl_deps e JOIN queuectl_jobs j ON j.id = e.job_id "
-                "WHERE e.dep_id = $1 AND NOT e.is_any AND j.state = 'dead' AND j.cause = $1 "
-                "ORDER BY j.ticket FOR UPDATE", x):
-            if d["grp"] not in groups:
-                await conn.execute("UPDATE queuectl_jobs SET cause = NULL WHERE id = $1", d["id"])
+    frontier = list(ids)
+    while frontier:  # breadth first, a level a query: a chain of any length, a fan-out of any width
+        place = {job_id: i for i, job_id in enumerate(frontier)}
+        found = await conn.fetch(
+            f"SELECT {rows.JOB_COLUMNS} FROM queuectl_deps e JOIN queuectl_jobs j "
+            "ON j.id = e.job_id WHERE e.dep_id = ANY($1::text[]) AND NOT e.is_any AND j.state = 'dead' "
+            "AND j.cause = e.dep_id FOR UPDATE OF j", frontier)
+        level = sorted((job_of(d) for d in found), key=lambda job: (place[job.cause or ""], job.ticket))
+        states = await _states(conn, list({d for job in level for d in [*(job.after or ()), job.cause or ""]}))
+        uncaused, recaused, back = [], [], []
+        for job in level:
+            x = job.cause or ""
+            if job.group not in groups:
+                uncaused.append((job.id, job.error_message))  # stays dead; `retry` brings it back once its group exists
                 continue
-            other = await fatal(conn, d)
+            other = _fatal(job, states)
             if other:
-                await conn.execute("UPDATE queuectl_jobs SET cause = $2, error_message = $3 WHERE id = $1",
-                                   d["id"], other[0], death(other[0]))
+                recaused.append((job.id, other[0], death(other[0])))
                 continue
-            holder = await _holder(conn, d["unique_key"], d["id"], taken)
+            holder = await _holder(conn, job.unique_key, job.id, taken)
             if holder is not None:
-                await conn.execute(
-                    "UPDATE queuectl_jobs SET cause = NULL, error_message = $2 WHERE id = $1", d["id"],
-                    f"dependency {x} came back, but job {holder} holds the unique key {d['unique_key']!r}")
+                uncaused.append((job.id, f"dependency {x} came back, but job {holder} holds the unique key "
+                                         f"{job.unique_key!r}"))
                 continue
-            if d["unique_key"] is not None:
-                taken[d["unique_key"]] = d["id"]
-            await _back(conn, d["id"], at)
-            revived.append(d["id"])
+            if job.unique_key is not None:
+                taken[job.unique_key] = job.id
+            states[job.id] = PENDING
+            back.append(job.id)
+        if uncaused:
+            await conn.executemany("UPDATE queuectl_jobs SET cause = NULL, error_message = $2 WHERE id = $1", uncaused)
+        if recaused:
+            await conn.executemany("UPDATE queuectl_jobs SET cause = $2, error_message = $3 WHERE id = $1", recaused)
+        if back:
+            await _back(conn, back, at)
+        revived += back
+        frontier = back
     # Pending jobs that counted a revived one met through after_any wait for it again.
     waiting = await conn.fetch(
         f"UPDATE queuectl_jobs j SET blocked = j.blocked + e.n, ticket = CASE WHEN j.blocked = 0 THEN {TICKET} "

@@ -175,3 +175,46 @@ async def test_changes_racing_on_two_nodes_each_apply_once(nodes: Nodes) -> None
     assert len(done) == 1 and len(refused) == 1 and refused[0].code == "state"
     assert (await b.counts())["dead"] == len(done[0][0])
     assert sorted(await b.retry([], Selector(state="dead"), 2.0)) == sorted(done[0][0])
+
+
+async def revival(store: Store) -> list[tuple[object, ...]]:
+    """Dead chains and fans brought back on any store: what came back, what stayed dead and why."""
+    await store.define_group("gone", 0, create=True)
+    spec = [JobSpec(id="a", command="x", max_retries=0), JobSpec(id="z", command="x", max_retries=0),
+            JobSpec(id="b", command="x", after=["a"]), JobSpec(id="c", command="x", after=["b"]),
+            JobSpec(id="d", command="x", after=["a", "z"]), JobSpec(id="e", command="x", after=["a"], group="gone"),
+            JobSpec(id="k", command="x", after=["a"], unique_key="key"),
+            JobSpec(id="w", command="x", after_any=["a"]), JobSpec(id="f", command="x", after=["c"])]
+    await store.add(spec, 0.0)
+    for _ in range(2):  # a and z fail for good: their `after` dependents die down the line
+        (job,) = await store.claim(1.0, 1)
+        await store.start(job, 1.0, 1, 0, 0)
+        await store.finish(job, 2.0, plan_end(job, 2.0, 1, "exited with status 1", store.config))
+    await store.add([JobSpec(id="k2", command="x", unique_key="key")], 3.0)  # takes k's key meanwhile
+    (w,) = await store.claim(3.0, 1)
+    assert w.id == "w"
+    await store.start(w, 3.0, 1, 0, 0)
+    await store.finish(w, 3.5, plan_end(w, 3.5, 0, None, store.config))
+    await store.remove_group("gone")  # e stays dead: `retry` brings it back once its group exists
+    assert await store.revive(["a"], False, 4.0) == ["a"]
+    jobs = [await store.get(x) for x in ("a", "b", "c", "d", "e", "k", "w", "f", "z")]
+    claimed = [job.id for job in await store.claim(5.0, 10)]
+    return [(j.id, j.state, j.cause, j.error_message, j.blocked, j.attempts) for j in jobs] + [tuple(claimed)]
+
+
+async def test_a_revival_brings_back_the_same_dependents_as_the_embedded_store(nodes: Nodes, tmp_path: str) -> None:
+    journal = JournalStore(os.path.join(tmp_path, "journal"), node="a")
+    await journal.open()
+    try:
+        expected = await revival(journal)
+    finally:
+        await journal.close()
+    got = await revival(await nodes("a"))
+    assert got == expected
+    states = {row[0]: row[1] for row in got[:-1]}
+    assert states == {"a": "pending", "b": "pending", "c": "pending", "d": "dead", "e": "dead", "k": "dead",
+                      "w": "completed", "f": "pending", "z": "dead"}
+    assert got[-1] == ("k2", "a")
+    assert [row[2:4] for row in got if row[0] in ("d", "e", "k")] == [
+        ("z", "dependency z is dead"), (None, "dependency a is dead"),
+        (None, "dependency a came back, but job k2 holds the unique key 'key'")]
