@@ -155,7 +155,10 @@ class PgCore(Store):
         self._offset = db - (before + after) / 2
 
     async def sync(self) -> None:
-        """Every change is committed before its call returns."""
+        """Wait until every change recorded so far is durable: starts and ends are committed without waiting
+        for the WAL flush, and a durable commit of a write flushes everything before it."""
+        async with self.tx() as conn:
+            await conn.execute("UPDATE queuectl_nodes SET busy = busy WHERE id = $1", self.node_id)
 
     async def close(self) -> None:
         db = getattr(self, "db", None)
@@ -200,12 +203,12 @@ class PgCore(Store):
             await tr.commit()
 
     @asynccontextmanager
-    async def flat_tx(self) -> AsyncIterator[Any]:
-        """A durable transaction in fewer round trips than `tx()` (its start carries the commit setting, its
-        commit the notifications), for the hot paths; no savepoint may nest in it."""
+    async def flat_tx(self, durable: bool = True) -> AsyncIterator[Any]:
+        """A transaction in fewer round trips than `tx()` (its start carries the commit setting, its commit
+        the notifications), for the hot paths; no savepoint may nest in it."""
         async with self.db.acquire() as conn:
             key = id(conn)
-            await conn.execute("BEGIN; SET LOCAL synchronous_commit = on")
+            await conn.execute("BEGIN; SET LOCAL synchronous_commit = on" if durable else "BEGIN")
             try:
                 yield conn
                 sql = []
