@@ -25,17 +25,20 @@ from ..model import Job
 from ..rules import DEAD, Outcome, QueueError
 from ..store import Batch, RunRecord, StoreError, Withdrawn
 from . import deps, rows
+from .control import ControlMixin
 from .core import MAX_PAYLOAD, Batcher, PgCore
 from .groups import Groups
 from .missing import Missing
 from .queries import Reads
+from .schedules import ScheduleMixin
 from .statements import _CLAIM, _END, _END_QUICK, _START
+from .trail import TrailMixin
 
 log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
-class PgStore(Groups, Reads, PgCore, Missing):
+class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
@@ -325,4 +328,6 @@ class PgStore(Groups, Reads, PgCore, Missing):
             await conn.execute("INSERT INTO queuectl_node_pools VALUES ($1, $2) "
                                "ON CONFLICT (name) DO UPDATE SET pool = excluded.pool", self.node, count)
             await conn.execute("UPDATE queuectl_nodes SET pool = $2 WHERE id = $1", self.node_id, count)
+            if count != self._pool_size:  # as the journal store: a change of size is a person's change
+                await self._audited(conn, ev.PoolSized(count, audit.actor.get()))
         self._pool_size = count
