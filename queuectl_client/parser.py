@@ -313,7 +313,8 @@ queuectl dlq retry --all"""),
     "config": ("get, set or list settings", _config_args, """queuectl config list
 queuectl config set max-retries 5
 queuectl config set backoff-base 3
-queuectl config get job-timeout"""),
+queuectl config get job-timeout
+queuectl config set heartbeat 1      # PostgreSQL store: the whole cluster's nodes"""),
     "group": ("groups of jobs: how many of each run at once", _group_args, """queuectl group add backups --parallel 1
 queuectl group set backups --parallel 2
 queuectl group list

@@ -189,7 +189,7 @@ def test_config_get_set_list_and_persistence(env: Env) -> None:
     assert listed == {"max-retries": "0", "backoff-base": "1.5", "backoff-max": "600", "job-timeout": "none",
                       "output-limit": "64K", "keep-completed": "7d", "keep-dead": "0",
                       "metrics-buckets": "0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300,600,1800,3600,"
-                                         "7200,21600,86400"}
+                                         "7200,21600,86400", "heartbeat": "2"}
     assert "backoff-base" in env.ok("config", "list").out
     env.stop_daemon()
     env.start_daemon()
