@@ -292,6 +292,8 @@ queuectl enqueue --clean-env '{"command": "make", "env": {"CC": "clang"}}'"""),
 queuectl worker start -n 2 --detach
 queuectl worker stop                   # returns once running jobs finished"""),
     "status": ("counts per state, workers, daemon", _status_args, "queuectl status\nqueuectl status --json"),
+    "nodes": ("the daemons serving this queue: pool, busy, last heartbeat, version, state", _status_args,
+              "queuectl nodes\nqueuectl nodes --json"),
     "list": ("list jobs", _list_args, """queuectl list
 queuectl list --state failed --limit 20
 queuectl list --state dead --quiet | xargs queuectl dlq retry

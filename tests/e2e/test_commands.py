@@ -162,6 +162,21 @@ def test_status_json_shape(d: Env) -> None:
     assert st["workers"] == {"configured": 0, "busy": 0}
     assert st["daemon"]["pid"] == d.daemon.pid and st["daemon"]["version"]  # type: ignore[union-attr]
     assert "pending 1" in d.ok("status").out
+    assert "nodes" not in st and "nodes" not in d.ok("status").out  # the journal store's status has no nodes
+
+
+def test_nodes_with_the_journal_store_shows_this_daemon_alone(d: Env) -> None:
+    import socket
+
+    d.ok("worker", "start", "-n", "2", "--detach")
+    nodes = d.ok("nodes", "--json").json()
+    assert len(nodes) == 1 and nodes[0]["name"] == socket.gethostname() and nodes[0]["this"]
+    assert nodes[0]["state"] == "up" and nodes[0]["pool"] == 2 and nodes[0]["busy"] == 0 and nodes[0]["version"]
+    text = d.ok("nodes").out.splitlines()
+    assert text[0].split() == ["NAME", "STATE", "POOL", "BUSY", "HEARTBEAT", "VERSION", "STARTED", "ID"]
+    assert text[1].startswith(socket.gethostname() + " *") and " up " in text[1] and len(text) == 2
+    r = d.q("nodes", "extra")
+    assert r.code == 2 and "unrecognized arguments" in r.err
 
 
 def test_list_filters_limits_and_streams_pages(d: Env) -> None:
