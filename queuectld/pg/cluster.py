@@ -30,6 +30,7 @@ from .rows import JOB_COLUMNS, job
 log = logging.getLogger("queuectld.cluster")
 
 LEASE = 2  # intervals the election's lease lasts (renewed every interval)
+FENCE_CHECK = 0.1  # seconds between two looks at the time since the last successful heartbeat
 CANCEL_POLL = 0.5  # seconds between two looks for this node's runs whose cancel was asked for
 SAFETY_POLL = 5.0  # seconds between two wake-ups of the pool whatever the notifications
 POLL_ONLY = 0.5  # seconds between two wake-ups without LISTEN (--poll-only)
@@ -104,7 +105,8 @@ class Cluster(Rescue):
                               self.version)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._beats(), name="heartbeat"),
-                       loop.create_task(self._watch(), name="cluster-watch"),
+                       loop.create_task(self._watch(), name="fence-watch"),
+                       loop.create_task(self._polls(), name="cluster-polls"),
                        loop.create_task(self._elections(), name="election")]
 
     async def stop_cluster(self) -> None:
@@ -212,23 +214,27 @@ class Cluster(Rescue):
             self.on_fence(why)
 
     async def _watch(self) -> None:
-        """Fence on time, look for cancelled runs every CANCEL_POLL s, and wake the pool on the safety poll."""
-        last_poll = time.monotonic()
+        """Fence on time: a task of its own that never waits on the database (a cut link can hang a query)."""
+        while True:
+            await asyncio.sleep(FENCE_CHECK)
+            if not self.fenced and time.monotonic() - self._last_ok > FENCE_AFTER * max(self._sent_every,
+                                                                                         self.interval()):
+                self._fence(f"interrupted: node {self.node} lost contact with the database")
+
+    async def _polls(self) -> None:
+        """Look for cancelled runs every CANCEL_POLL s (at once when asked), and wake the pool on the safety poll."""
+        safety = time.monotonic()
         while True:
             try:
-                await asyncio.wait_for(self._looked.wait(), CANCEL_POLL / 5)
+                await asyncio.wait_for(self._looked.wait(), CANCEL_POLL)
             except TimeoutError:
                 pass
+            self._looked.clear()
             now = time.monotonic()
-            if not self.fenced and now - self._last_ok > FENCE_AFTER * max(self._sent_every, self.interval()):
-                self._fence(f"interrupted: node {self.node} lost contact with the database")
-            if self._looked.is_set() or now - last_poll >= CANCEL_POLL:
-                self._looked.clear()
-                await self._look()
-                if now - getattr(self, "_safety", 0.0) >= (POLL_ONLY if self.poll_only else SAFETY_POLL):
-                    self._safety = now
-                    self._wake()
-                last_poll = now
+            if now - safety >= (POLL_ONLY if self.poll_only else SAFETY_POLL):
+                safety = now
+                self._wake()
+            await self._look()
 
     async def _look(self) -> None:
         """Stop this node's runs whose cancel another node asked for."""

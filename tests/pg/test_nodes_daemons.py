@@ -45,15 +45,15 @@ def nodes(pg_database: str) -> Iterator[tuple[Env, Env]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _start(a: Env, b: Env, b_workers: str = "1") -> None:
+def _start(a: Env, b: Env, b_workers: str = "1", beat: str = "0.5") -> None:
     a.start_daemon("--node", "a", "--workers", "0")
-    a.ok("config", "set", "heartbeat", "0.5")  # the whole cluster's: b reads it at its start
+    a.ok("config", "set", "heartbeat", beat)  # the whole cluster's: b reads it at its start
     b.start_daemon("--node", "b", "--workers", b_workers)
 
 
 def test_each_node_lists_both_and_status_shows_them(nodes: tuple[Env, Env]) -> None:
     a, b = nodes
-    _start(a, b, "2")
+    _start(a, b, "2", beat="2")
     listed = a.ok("nodes", "--json").json()
     assert [(n["name"], n["this"], n["pool"], n["state"]) for n in listed] == [("b", False, 2, "up"),
                                                                                 ("a", True, 0, "up")]
@@ -155,3 +155,68 @@ def test_the_heartbeat_setting_refuses_what_it_cannot_use(env: Env) -> None:
         assert r.code == 2 and r.err.count("\n") == 1 and "heartbeat" in r.err, r
     env.ok("config", "set", "heartbeat", "0.5")
     assert env.ok("config", "get", "heartbeat").out == "0.5\n"
+
+
+class ThreadProxy:
+    """tests/pg/proxy.Proxy on a loop of its own thread, for a daemon the test runs as a process."""
+
+    def __init__(self, url: str) -> None:
+        import asyncio
+        import threading
+        from urllib.parse import urlsplit, urlunsplit
+
+        from tests.pg.proxy import Proxy
+
+        parts = urlsplit(url)
+        self.loop = asyncio.new_event_loop()
+        self.proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        port = asyncio.run_coroutine_threadsafe(self.proxy.start(), self.loop).result(10)
+        netloc = (parts.username + "@" if parts.username else "") + f"127.0.0.1:{port}"
+        self.url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    def pause(self) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.pause)
+
+    def resume(self) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.resume)
+
+    def close(self) -> None:
+        import asyncio
+
+        self.resume()
+        asyncio.run_coroutine_threadsafe(self.proxy.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def test_a_node_cut_off_kills_its_runs_before_the_rescue_and_rejoins(nodes: tuple[Env, Env],
+                                                                      tmp_path: os.PathLike[str]) -> None:
+    a, b = nodes
+    link = ThreadProxy(a.env["QUEUECTL_STORE"])
+    try:
+        b.env["QUEUECTL_STORE"] = link.url
+        _start(a, b)
+        pidfile = os.path.join(tmp_path, "pid")
+        job = a.enqueue(command=f"echo $$ > {pidfile}; exec sleep 1000", max_retries=3)
+        a.wait_state(job, "processing")
+        wait_for(lambda: os.path.exists(pidfile) and os.path.getsize(pidfile) > 0, what="the run on b")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        old = {n["name"]: n["id"] for n in a.ok("nodes", "--json").json()}["b"]
+        link.pause()
+        try:
+            wait_for(lambda: not _alive(pid), timeout=10, what="b's run killed by its fence")
+        except AssertionError:
+            raise AssertionError(b.log()) from None
+        assert a.show(job)["state"] == "processing"  # killed before a rescue could run it elsewhere
+        rescued = a.wait_state(job, "failed", timeout=20)
+        assert rescued["error_message"] == "interrupted: node b lost" and rescued["attempts"] == 1
+        link.resume()
+        wait_for(lambda: [n for n in a.ok("nodes", "--json").json() if n["name"] == "b" and n["id"] != old
+                          and n["state"] == "up"], timeout=30, what="b rejoined under a new id")
+        assert "fences itself" in b.log() and "rejoins as" in b.log()
+        assert b.daemon is not None and b.daemon.poll() is None
+    finally:
+        link.close()
