@@ -223,7 +223,7 @@ class Cluster(Rescue):
 
     async def _polls(self) -> None:
         """Look for cancelled runs every CANCEL_POLL s (at once when asked), and wake the pool on the safety poll."""
-        safety = time.monotonic()
+        safety = settings = time.monotonic()
         while True:
             try:
                 await asyncio.wait_for(self._looked.wait(), CANCEL_POLL)
@@ -234,6 +234,9 @@ class Cluster(Rescue):
             if now - safety >= (POLL_ONLY if self.poll_only else SAFETY_POLL):
                 safety = now
                 self._wake()
+                if self.poll_only and now - settings >= SAFETY_POLL:  # no NOTIFY says they changed
+                    settings = now
+                    await self._reconfigure()
             await self._look()
 
     async def _look(self) -> None:

@@ -44,7 +44,7 @@ class Cluster2:
         self.nodes: list[Any] = []
         self.proxies: list[Proxy] = []
 
-    async def node(self, name: str, via_proxy: bool = False) -> Any:
+    async def node(self, name: str, via_proxy: bool = False, poll_only: bool = False) -> Any:
         url = self.url
         proxy = None
         if via_proxy:
@@ -55,6 +55,7 @@ class Cluster2:
             netloc = (parts.username + "@" if parts.username else "") + f"127.0.0.1:{port}"
             url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
         n = Node(url, node=name)
+        n.poll_only = poll_only
         n.proxy = proxy
         n.fences, n.stops, n.changes, n.wakes = [], [], [], [0]
         n.on_fence = n.fences.append
@@ -201,3 +202,16 @@ async def test_a_change_on_one_node_reaches_the_other_and_not_itself_twice(clust
 async def _state(node: Any, job_id: str, state: str) -> Any:
     job = await node.get(job_id)
     return job if job.state == state else None
+
+
+async def test_a_poll_only_node_listens_to_nothing_yet_polls_wakes_cancels_and_settings(cluster: Cluster2) -> None:
+    a = await cluster.node("a")
+    b = await cluster.node("b", poll_only=True)
+    assert b._hb is None or not b._hb._listeners  # no LISTEN: a pooler in transaction mode breaks it
+    before = b.wakes[0]
+    await until(lambda: b.wakes[0] >= before + 2, what="the polls' wake-ups")
+    await _running(b, "polled")
+    await a.db.execute("UPDATE queuectl_jobs SET cancelled = true WHERE id = 'polled'")  # no NOTIFY at all
+    await until(lambda: b.stops, what="the stop found by polling")
+    await a.configure("heartbeat", "0.3")
+    await until(lambda: b.config.heartbeat == 0.3, what="the setting read again")
