@@ -54,9 +54,10 @@ def _start(a: Env, b: Env, b_workers: str = "1", beat: str = "0.5") -> None:
 def test_each_node_lists_both_and_status_shows_them(nodes: tuple[Env, Env]) -> None:
     a, b = nodes
     _start(a, b, "2", beat="2")
-    listed = a.ok("nodes", "--json").json()
-    assert [(n["name"], n["this"], n["pool"], n["state"]) for n in listed] == [("b", False, 2, "up"),
-                                                                                ("a", True, 0, "up")]
+    want = [("b", False, 2, "up"), ("a", True, 0, "up")]
+    listed = wait_for(lambda: (got := a.ok("nodes", "--json").json()) and
+                      [(n["name"], n["this"], n["pool"], n["state"]) for n in got] == want and got,
+                      what="both nodes, b's pool as its next heartbeat says")
     assert all(n["version"] and n["heartbeat_age"] is not None for n in listed)
     assert [n["this"] for n in b.ok("nodes", "--json").json()] == [True, False]
     status = b.ok("status").out.splitlines()
