@@ -38,7 +38,7 @@ START_TIMEOUT = 10.0  # seconds to reach the database at start
 CHANNELS = ("queuectl_wake", "queuectl_cancel", "queuectl_changed", "queuectl_config")
 
 _BEAT = """
-UPDATE queuectl_nodes SET heartbeat_at = now(), pool = $2, busy = $3, version = $4
+UPDATE queuectl_nodes SET heartbeat_at = now(), busy = $2
  WHERE id = $1 AND lost_at IS NULL AND stopped_at IS NULL
 RETURNING extract(epoch FROM clock_timestamp())::float8
 """
@@ -135,7 +135,7 @@ class Cluster(Rescue):
                     await self._link(interval)
                 before = time.time()
                 db_now = await asyncio.wait_for(self._hb.fetchval(
-                    _BEAT, uuid.UUID(self.node_id), self._pool_now(), self._busy_now(), self.version), interval)
+                    _BEAT, uuid.UUID(self.node_id), self._busy_now()), interval)  # the pool: `resize` writes it
                 if db_now is not None:
                     self._offset = db_now - (before + time.time()) / 2
             except asyncio.CancelledError:
