@@ -58,6 +58,13 @@ async def died(conn: Any, ids: list[str], at: float) -> list[str]:
     return killed + await _met(conn, ids + killed, at, True)
 
 
+async def name(conn: Any, ids: list[str]) -> dict[str, str]:
+    """Mark these jobs as named by a dependency (their ends then resolve dependents), under their row locks:
+    an end under way is waited for, so its state is the one read.  The state of each that exists."""
+    return dict(await conn.fetch("UPDATE queuectl_jobs SET named = true WHERE id = ANY($1::text[]) "
+                                 "RETURNING id, state", ids))
+
+
 async def states(conn: Any, ids: list[str]) -> dict[str, str]:
     """The state of each of these jobs that exists."""
     return dict(await conn.fetch("SELECT id, state FROM queuectl_jobs WHERE id = ANY($1::text[])", ids))

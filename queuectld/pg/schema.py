@@ -60,6 +60,7 @@ CREATE TABLE queuectl_jobs (
     pgid int,
     pid_start bigint,
     cancelled bool NOT NULL DEFAULT false,
+    named bool NOT NULL DEFAULT false,
     node text
 ) PARTITION BY LIST (state);
 CREATE TABLE queuectl_jobs_live PARTITION OF queuectl_jobs FOR VALUES IN ('pending', 'processing', 'failed')

@@ -26,72 +26,16 @@ from ..rules import DEAD, Outcome, QueueError
 from ..store import Batch, RunRecord, StoreError, Withdrawn
 from . import deps, rows
 from .cluster import Cluster
-from .core import Batcher, PgCore
+from .core import MAX_PAYLOAD, Batcher, PgCore
 from .groups import Groups
 from .missing import Missing
 from .queries import Reads
+from .statements import _CLAIM, _END, _END_QUICK, _START
 
 log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
-WAITING = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
-
-_CLAIM = f"""
-WITH a AS MATERIALIZED (
-    SELECT id, priority, due, ticket FROM queuectl_jobs_live
-     WHERE {WAITING} AND due <= $1 AND grp <> ALL($7::text[])
-     ORDER BY priority DESC, due, ticket LIMIT $2 FOR UPDATE SKIP LOCKED
-), b AS MATERIALIZED (
-    SELECT j.id, j.priority, j.due, j.ticket FROM unnest($3::text[], $4::int[]) AS g(name, room)
-     CROSS JOIN LATERAL (SELECT id, priority, due, ticket FROM queuectl_jobs_live
-                          WHERE {WAITING} AND due <= $1 AND grp = g.name
-                          ORDER BY priority DESC, due, ticket LIMIT g.room FOR UPDATE SKIP LOCKED) j
-), pick AS (SELECT id FROM (SELECT * FROM a UNION ALL SELECT * FROM b) c ORDER BY priority DESC, due, ticket LIMIT $2)
-UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $5, locked_at = now(), node = $6
-  FROM pick WHERE t.id = pick.id
-RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}
-"""
-
-# Groups that may not start a job now (paused, or at their cap), and those with a cap and room.
-_GROUPS = """
-SELECT g.name, g.parallel, g.paused, (SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name
-                                       AND b.locked_by IS NOT NULL)::int AS busy
-  FROM queuectl_groups g WHERE g.paused OR g.parallel > 0 ORDER BY g.name
-"""
-
-_START = """
-WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[], $6::int8[])
-                  AS s(id, holder, worker, at, pgid, pid_start))
-UPDATE queuectl_jobs_live j
-   SET state = 'processing', attempts = j.attempts + (j.locked_by IS NULL)::int, worker = s.worker,
-       locked_by = $7 || s.worker, locked_at = now(), node = $8, started_at = s.at, updated_at = s.at,
-       finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL, pgid = s.pgid,
-       pid_start = s.pid_start, entered = nextval('queuectl_entered')
-  FROM s WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
-   AND (j.locked_by = s.holder OR j.locked_by IS NULL)
-RETURNING j.id, j.attempts
-"""
-
-_END = """
-WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
-                                $7::float8[], $8::float8[])
-                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at))
-UPDATE queuectl_jobs j
-   SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
-       exit_code = e.exit_code,
-       error_message = CASE WHEN j.cancelled THEN 'cancelled' ELSE e.error END,
-       next_retry_at = CASE WHEN j.cancelled THEN NULL ELSE e.next_retry_at END,
-       due = CASE WHEN j.cancelled OR e.next_retry_at IS NULL THEN j.due ELSE e.next_retry_at END,
-       ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
-       entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
-       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
-  FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
-RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at,
-          EXISTS (SELECT 1 FROM queuectl_deps d WHERE d.dep_id = j.id) AS dependents
-"""
-
-
 class PgStore(Cluster, Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
@@ -185,6 +129,7 @@ class PgStore(Cluster, Groups, Reads, PgCore, Missing):
             await conn.executemany(f"INSERT INTO queuectl_jobs ({cols}) VALUES ({marks})", records)
         if edges:
             await conn.copy_records_to_table("queuectl_deps", records=edges, columns=("job_id", "dep_id", "is_any"))
+            await deps.name(conn, list({dep for _, dep, _ in edges}))  # those of the batch too
         return jobs
 
     async def _plan_rows(self, conn: Any, fresh: list[Any], at: float) -> tuple[list[Any], list[Any], list[Job]]:
@@ -195,7 +140,7 @@ class PgStore(Cluster, Groups, Reads, PgCore, Missing):
             jobs = [rows.fresh(n, at) for n in fresh]
             return [new_row(n, at) for n in fresh], [], jobs
         outside = list({d for job in named for d in rules_deps.names(job)} - {job.id for job in fresh})
-        known = await deps.states(conn, outside) if outside else {}
+        known = await deps.name(conn, outside) if outside else {}
         places = {job.id: i for i, job in enumerate(fresh)}
         records, edges, jobs = [], [], []
         for i, n in enumerate(fresh):
@@ -297,12 +242,35 @@ class PgStore(Cluster, Groups, Reads, PgCore, Missing):
             raise StoreError(f"cannot record the end of job {job.id}: {e}") from None
 
     async def _write_ends(self, items: list[tuple[Job, float, Outcome]]) -> list[bool | BaseException]:
-        async with self.flat_tx(durable=False) as conn:  # durable at the next flush: see `sync`
-            got = {r[0]: r for r in await conn.fetch(
-                _END, [j.id for j, _, _ in items], [j.attempts for j, _, _ in items],
+        args = self._end_args(items)
+        text = ",".join(args[0])
+        quick = await self.db.fetch(_END_QUICK, *args, "*" if len(text.encode()) > MAX_PAYLOAD else text)
+        got = {r[0]: r for r in quick}
+        if len(got) < len(items):
+            rest = [item for item in items if item[0].id not in got]
+            got.update(await self._write_ends_slow(rest))
+        for job, at, _ in items:
+            r = got.get(job.id)
+            if r is None:
+                log.warning("the end of job %s's attempt %d was not recorded: the job was rescued from this node",
+                            job.id, job.attempts)
+                continue
+            job.state, job.error_message, job.next_retry_at, job.due, job.ticket = r[1], r[2], r[3], r[4], r[5]
+            job.finished_at = job.updated_at = at
+            job.worker = None
+        self._disk = None
+        return [True] * len(items)
+
+    def _end_args(self, items: list[tuple[Job, float, Outcome]]) -> list[list[Any]]:
+        return [[j.id for j, _, _ in items], [j.attempts for j, _, _ in items],
                 [f"{self.me}{j.worker or 0}" for j, _, _ in items], [o.state for _, _, o in items],
                 [o.exit_code for _, _, o in items], [o.error for _, _, o in items],
-                [o.next_retry_at for _, _, o in items], [a for _, a, _ in items])}
+                [o.next_retry_at for _, _, o in items], [a for _, a, _ in items]]
+
+    async def _write_ends_slow(self, items: list[tuple[Job, float, Outcome]]) -> dict[str, Any]:
+        """Ends of jobs others depend on, resolved with their dependents in one transaction."""
+        async with self.flat_tx(durable=False) as conn:  # durable at the next flush: see `sync`
+            got = {r[0]: r for r in await conn.fetch(_END, *self._end_args(items))}
             done: dict[float, list[str]] = {}
             dead: dict[float, list[str]] = {}
             for r in got.values():
@@ -318,22 +286,12 @@ class PgStore(Cluster, Groups, Reads, PgCore, Missing):
             for at, ids in dead.items():
                 changed += await deps.died(conn, ids, at)
             if got:
-                self._disk = None
                 await self.notify(conn, "queuectl_changed", *got, *changed)
             if changed or any(r[1] == rules.FAILED for r in got.values()):
                 await self.notify(conn, "queuectl_wake", "")
-        for job, at, _ in items:
-            r = got.get(job.id)
-            if r is None:
-                log.warning("the end of job %s's attempt %d was not recorded: the job was rescued from this node",
-                            job.id, job.attempts)
-                continue
-            job.state, job.error_message, job.next_retry_at, job.due, job.ticket = r[1], r[2], r[3], r[4], r[5]
-            job.finished_at = job.updated_at = at
-            job.worker = None
         if changed:
             await self._announce(changed)
-        return [True] * len(items)
+        return got
 
     async def _announce(self, ids: list[str]) -> None:
         if self.on_change is not None:

@@ -1,0 +1,80 @@
+"""The PostgreSQL store's statements on the claim path: claim, start, end (see store.py)."""
+
+from __future__ import annotations
+
+from . import rows
+
+WAITING = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
+
+_CLAIM = f"""
+WITH a AS MATERIALIZED (
+    SELECT id, priority, due, ticket FROM queuectl_jobs_live
+     WHERE {WAITING} AND due <= $1 AND grp <> ALL($7::text[])
+     ORDER BY priority DESC, due, ticket LIMIT $2 FOR UPDATE SKIP LOCKED
+), b AS MATERIALIZED (
+    SELECT j.id, j.priority, j.due, j.ticket FROM unnest($3::text[], $4::int[]) AS g(name, room)
+     CROSS JOIN LATERAL (SELECT id, priority, due, ticket FROM queuectl_jobs_live
+                          WHERE {WAITING} AND due <= $1 AND grp = g.name
+                          ORDER BY priority DESC, due, ticket LIMIT g.room FOR UPDATE SKIP LOCKED) j
+), pick AS (SELECT id FROM (SELECT * FROM a UNION ALL SELECT * FROM b) c ORDER BY priority DESC, due, ticket LIMIT $2)
+UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $5, locked_at = now(), node = $6
+  FROM pick WHERE t.id = pick.id
+RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}
+"""
+
+_START = """
+WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[], $6::int8[])
+                  AS s(id, holder, worker, at, pgid, pid_start))
+UPDATE queuectl_jobs_live j
+   SET state = 'processing', attempts = j.attempts + (j.locked_by IS NULL)::int, worker = s.worker,
+       locked_by = $7 || s.worker, locked_at = now(), node = $8, started_at = s.at, updated_at = s.at,
+       finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL, pgid = s.pgid,
+       pid_start = s.pid_start, entered = nextval('queuectl_entered')
+  FROM s WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
+   AND (j.locked_by = s.holder OR j.locked_by IS NULL)
+RETURNING j.id, j.attempts
+"""
+
+_END = """
+WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                                $7::float8[], $8::float8[])
+                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at))
+UPDATE queuectl_jobs j
+   SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
+       exit_code = e.exit_code,
+       error_message = CASE WHEN j.cancelled THEN 'cancelled' ELSE e.error END,
+       next_retry_at = CASE WHEN j.cancelled THEN NULL ELSE e.next_retry_at END,
+       due = CASE WHEN j.cancelled OR e.next_retry_at IS NULL THEN j.due ELSE e.next_retry_at END,
+       ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
+       entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
+       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
+  FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
+RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at,
+          j.named AS dependents
+"""
+
+
+# The same for jobs no job names as a dependency (most; an add sets `named` under the row's lock, so an end
+# under way is waited for), in one statement with its notifications: one round trip.  The others, and ends
+# the fence refused, go through _END in a transaction.
+_END_QUICK = """
+WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                                $7::float8[], $8::float8[])
+                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at)),
+u AS (
+UPDATE queuectl_jobs j
+   SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
+       exit_code = e.exit_code,
+       error_message = CASE WHEN j.cancelled THEN 'cancelled' ELSE e.error END,
+       next_retry_at = CASE WHEN j.cancelled THEN NULL ELSE e.next_retry_at END,
+       due = CASE WHEN j.cancelled OR e.next_retry_at IS NULL THEN j.due ELSE e.next_retry_at END,
+       ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
+       entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
+       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
+  FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
+   AND NOT j.named
+RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at)
+SELECT u.*, (SELECT count(pg_notify('queuectl_changed', $9)) FROM (SELECT 1) x) AS changed,
+       (SELECT count(*) FROM (SELECT pg_notify('queuectl_wake', '') FROM u WHERE u.state = 'failed' LIMIT 1) w) AS woke
+  FROM u
+"""
