@@ -64,10 +64,9 @@ class Pool:
         self._forgetting: set[str] = set()
         self._outputs = self._scan_outputs()  # jobs whose latest run may have left output files
         store.on_change = self._landed
-        # A store shared by several nodes: it fences this node, stops runs cancelled elsewhere, wakes the pool.
         self._why: dict[Run, str] = {}  # runs killed by a fence: why they end
         self._cancelling: set[str] = set()  # jobs whose runs were sent a cancel's signal
-        store.on_fence, store.on_stop, store.on_wake = self._fence, self._stop_runs, self.wake
+        store.on_fence, store.on_stop, store.on_wake = self._fence, self._stop_runs, self.wake  # a shared store's
         store.count_busy = lambda: len(self.slots)
         runner.on_started = self._on_started
         runner.on_exit = self._on_exit
