@@ -127,19 +127,19 @@ def lock_home(journal_dir: str) -> int:
     return fd
 
 
-async def run(url: str, journal_dir: str, node: str | None) -> str:
+async def run(url: str, journal_dir: str, node: str | None, **connect: Any) -> str:
     """Import; returns the summary line.  StoreError (one line) if it cannot."""
     if not os.path.isdir(journal_dir):
         raise StoreError(f"no journal in {journal_dir}")
     fd = lock_home(journal_dir)
     try:
-        return await _run(url, journal_dir, node)
+        return await _run(url, journal_dir, node, **connect)
     finally:
         if fd >= 0:
             os.close(fd)
 
 
-async def _run(url: str, journal_dir: str, node: str | None) -> str:
+async def _run(url: str, journal_dir: str, node: str | None, **connect: Any) -> str:
     from .store import PgStore
 
     journal = JournalStore(journal_dir, node=node)
@@ -148,7 +148,7 @@ async def _run(url: str, journal_dir: str, node: str | None) -> str:
     except (JournalError, OSError) as e:
         raise StoreError(f"cannot read the journal in {journal_dir}: {e}".splitlines()[0]) from None
     try:
-        store = PgStore(url, node=node)
+        store = PgStore(url, node=node, **connect)
         await store.open()
         try:
             async with store.tx() as conn:
@@ -166,10 +166,10 @@ async def _run(url: str, journal_dir: str, node: str | None) -> str:
             f"{n['groups']} groups, {n['schedules']} schedules and {n['audit']} audit entries from {journal_dir}")
 
 
-def main(url: str, journal_dir: str, node: str | None) -> int:
+def main(url: str, journal_dir: str, node: str | None, **connect: Any) -> int:
     """`queuectld --import-journal`: the exit code (0, or 1 with one line on stderr)."""
     try:
-        summary = asyncio.run(run(url, journal_dir, node))
+        summary = asyncio.run(run(url, journal_dir, node, **connect))
     except StoreError as e:
         log.error("cannot import: %s", e)
         return EXIT_REFUSED

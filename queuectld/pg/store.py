@@ -25,6 +25,7 @@ from ..model import Job
 from ..rules import DEAD, Outcome, QueueError
 from ..store import Batch, RunRecord, StoreError, Withdrawn
 from . import deps, rows
+from .cluster import Cluster
 from .control import ControlMixin
 from .core import MAX_PAYLOAD, Batcher, PgCore
 from .groups import Groups
@@ -38,7 +39,7 @@ log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
-class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Groups, Reads, PgCore, Missing):
+class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
