@@ -186,7 +186,7 @@ class Handlers:
 
     async def logs(self, req: p.Logs, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)
-        stdout, stderr = self.pool.output_paths(job.id)
+        stdout, stderr = await self.store.output_files(job, self.pool.output_paths(job.id))
         return p.LogsReply(job.view(self.node), stdout, stderr)
 
     async def delete(self, req: p.Delete, conn: Conn) -> p.Message | None:

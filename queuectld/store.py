@@ -310,6 +310,25 @@ class Store(ABC):
     def save_stats(self, data: bytes) -> None:
         """Replace the stats blob atomically and durably; blocking, so call it from a worker thread."""
 
+    # -- output kept in a store that several nodes share (the others keep it in this node's files) ----
+
+    def output_started(self, job: Job, paths: tuple[str, str]) -> None:
+        """A run of `job` started on this node, writing its stdout and stderr to `paths`."""
+        return None  # this node's files are the output
+
+    async def output_ended(self, jobs: Iterable[Job]) -> None:
+        """These runs ended and their files are complete: returns once the store holds their output."""
+        return None  # this node's files are the output
+
+    def output_forget(self, job_ids: list[str], local_dir: str) -> None:
+        """These jobs were deleted: their output goes (`local_dir`: where this node's runs write theirs)."""
+        return None  # this node's files are the output
+
+    async def output_files(self, job: Job, local: tuple[str, str]) -> tuple[str, str]:
+        """Files on this machine that hold the output of the job's latest run (a missing file: none);
+        `local`: where this node's own run would have written them."""
+        return local
+
     @abstractmethod
     async def interrupted(self) -> list[RunRecord]:
         """The runs the store shows as going on this node: after a crash, none of them is ours."""
