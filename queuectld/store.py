@@ -329,6 +329,11 @@ class Store(ABC):
         `local`: where this node's own run would have written them."""
         return local
 
+    async def other_stats(self) -> list[bytes]:
+        """The stats blobs the other nodes sharing this store saved last (`save_stats`); none for a
+        store of one node."""
+        return []
+
     @abstractmethod
     async def interrupted(self) -> list[RunRecord]:
         """The runs the store shows as going on this node: after a crash, none of them is ours."""
