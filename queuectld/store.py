@@ -88,6 +88,9 @@ class Store(ABC):
     node: str  # the machine this daemon runs on, for `locked_by`
     config: Config  # the current settings (read-only; change them with `configure`)
     pool_size: int  # the configured number of workers
+    # A store that several nodes share hears of the others' changes by hints that a lost connection
+    # can lose: then a wait re-reads the jobs it follows this often (seconds; None: every change is heard).
+    reread_every: float | None = None
     # Called when the store itself changes what the pool may do: a held ending was written, or a change
     # reached a job's dependents (they died or came back: announce them; or they may start now).
     on_change: Callable[[list[Job]], None] | None = None

@@ -18,6 +18,7 @@ class ObserveMixin:
 
     db: Any
     node: str
+    reread_every: float | None = 5.0  # a wait's safety re-read (rereads.py): NOTIFY is a hint
 
     async def other_stats(self) -> list[bytes]:
         try:
