@@ -27,6 +27,8 @@ from . import deps, rows
 from .core import Batcher, PgCore
 from .groups import Groups
 from .missing import Missing
+from .observe import ObserveMixin
+from .output import OutputMixin
 from .queries import Reads
 
 log = logging.getLogger("queuectld.store")
@@ -88,7 +90,7 @@ RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at
 """
 
 
-class PgStore(Groups, Reads, PgCore, Missing):
+class PgStore(OutputMixin, ObserveMixin, Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)

@@ -1,37 +1,43 @@
-"""The other nodes' saved run stats, read from PostgreSQL (queuectld/pg/observe.py)."""
+"""The nodes' run stats in PostgreSQL (queuectld/pg/observe.py): each node saves and reloads its own
+row, and reads the others' rows, on real PgStores."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
 import pytest
 
 from queuectld import stats as st
-from queuectld.pg.observe import ObserveMixin
 from queuectld.store import StoreError
 
-asyncpg = pytest.importorskip("asyncpg")
+pytest.importorskip("asyncpg")
+
+from queuectld.pg.store import PgStore  # asyncpg is there
 
 
-class Node(ObserveMixin):
-    def __init__(self, db: Any, node: str) -> None:
-        self.db = db
-        self.node = node
-
-
-async def test_a_node_reads_the_others_saved_stats_not_its_own(pg_database: str) -> None:
-    db = await asyncpg.create_pool(pg_database, min_size=1, max_size=2)
+async def test_each_node_keeps_its_own_stats_and_reads_the_others(pg_database: str) -> None:
+    now = 1_800_000_000.0
+    stores = {name: PgStore(pg_database, node=name) for name in ("a", "b", "c")}
+    for store in stores.values():
+        await store.open()
     try:
-        await db.execute("CREATE TABLE IF NOT EXISTS queuectl_stats (node text PRIMARY KEY, data bytea)")
-        now = 1_800_000_000.0
-        for name, n in (("a", 1), ("b", 2), ("c", 3)):
+        for n, store in enumerate(stores.values(), 1):
+            assert store.load_stats() is None
             s = st.Stats(began=now)
             for _ in range(n):
                 s.ended("default", "completed", now - 1, now - 1, now)
-            await db.execute("INSERT INTO queuectl_stats VALUES ($1, $2)", name, st.encode(s))
-        blobs = await Node(db, "a").other_stats()
+            await asyncio.to_thread(store.save_stats, st.encode(s))  # as the keeper saves: from a thread
+        blobs = await stores["a"].other_stats()
         assert sorted(st.decode(b, now).groups["default"].ends[0] for b in blobs) == [2, 3]
+        again = PgStore(pg_database, node="b")  # b restarted: it goes on from its row
+        await again.open()
+        try:
+            data = again.load_stats()
+            assert data is not None and st.decode(data, now).groups["default"].ends[0] == 2
+        finally:
+            await again.close()
     finally:
-        await db.close()
+        for store in stores.values():
+            await store.close()
     with pytest.raises(StoreError, match=r"^the database: "):
-        await Node(db, "a").other_stats()  # a closed pool: one line, no traceback
+        await stores["a"].other_stats()  # its pool is closed: one line, no traceback

@@ -13,13 +13,10 @@ from typing import Any
 import pytest
 
 from queuectld.model import Job
+from queuectld.pg import schema
 from queuectld.pg.output import OutputMixin
 
 asyncpg = pytest.importorskip("asyncpg")
-
-OUTPUT_TABLE = """
-CREATE TABLE IF NOT EXISTS queuectl_output (job_id text NOT NULL, attempt int NOT NULL, stream "char" NOT NULL,
-                              seq int NOT NULL, data bytea NOT NULL, PRIMARY KEY (job_id, stream, seq))"""
 
 
 class Node(OutputMixin):
@@ -43,7 +40,8 @@ async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0, 
 @pytest.fixture
 async def db(pg_database: str) -> AsyncIterator[Any]:
     pool = await asyncpg.create_pool(pg_database, min_size=1, max_size=4)
-    await pool.execute(OUTPUT_TABLE)
+    async with pool.acquire() as conn:
+        await schema.migrate(conn)
     yield pool
     await pool.close()
 

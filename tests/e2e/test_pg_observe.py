@@ -1,0 +1,99 @@
+"""What a person sees from any node of a cluster: two real daemons on one real PostgreSQL database,
+real `sh -c` jobs.  Node `a` runs the jobs (they are enqueued there); node `b` has no workers and looks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import QUEUECTL, Env, wait_for
+
+pytest.importorskip("asyncpg")
+
+
+@pytest.fixture
+def cluster(pg_database: str) -> Iterator[tuple[Env, Env]]:
+    envs = []
+    for name, workers in (("a", "1"), ("b", "0")):
+        e = Env(tempfile.mkdtemp(prefix="qc-", dir="/tmp"))
+        e.env["QUEUECTL_FAULTS"] = "stats-every=0.2"
+        e.start_daemon("--store", pg_database, "--node", name, "--workers", workers)
+        envs.append(e)
+    yield envs[0], envs[1]
+    for e in envs:
+        if e.daemon is not None and e.daemon.poll() is None:
+            e.daemon.kill()
+            e.daemon.wait()
+        shutil.rmtree(e.home, ignore_errors=True)
+
+
+def gated(flag: str, before: str, after: str) -> str:
+    """A command that prints `before`, waits for `flag` to exist, then prints `after`."""
+    return f'{before}; while [ ! -e "{flag}" ]; do sleep 0.02; done; {after}'
+
+
+def test_logs_and_logs_follow_on_another_node_show_what_the_running_node_shows(cluster: tuple[Env, Env]) -> None:
+    a, b = cluster
+    flag = os.path.join(a.home, "go")
+    job = a.enqueue(command=gated(flag, "echo first; echo oops >&2", "echo second; echo done >&2"))
+    wait_for(lambda: b.q("logs", job, "--stdout").out == "first\n", what="the running job's output on node b")
+    assert b.show(job)["state"] == "processing"
+
+    follow = subprocess.Popen([QUEUECTL, "logs", job, "--follow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=b.env)
+    wait_for(lambda: os.path.exists(os.path.join(b.home, "output-db", job, "1.out")), what="the follower's copy")
+    open(flag, "w").close()
+    out, err = follow.communicate(timeout=30)
+    assert follow.returncode == 0, err
+    assert (out, err) == (b"first\nsecond\n", b"oops\ndone\n")
+
+    a.wait_state(job, "completed")
+    for args in ([], ["--json"], ["--stderr"], ["--tail", "1"]):
+        on_a, on_b = a.q("logs", job, *args), b.q("logs", job, *args)
+        assert (on_b.code, on_b.out, on_b.err) == (on_a.code, on_a.out, on_a.err)
+    assert json.loads(b.ok("logs", job, "--json").out) == {"id": job, "stdout": "first\nsecond\n",
+                                                          "stderr": "oops\ndone\n"}
+    missing = b.q("logs", "no-such-job")
+    assert (missing.code, missing.err) == (a.q("logs", "no-such-job").code, a.q("logs", "no-such-job").err)
+
+
+def test_a_large_output_is_cut_as_on_the_node_that_ran_it(cluster: tuple[Env, Env]) -> None:
+    a, b = cluster
+    a.ok("config", "set", "output-limit", "64KiB")
+    job = a.enqueue(command="i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done")
+    a.wait_state(job, "completed", timeout=60)
+    on_a, on_b = a.q("logs", job, "--stdout"), b.q("logs", job, "--stdout")
+    assert on_b.out == on_a.out and "bytes of output omitted" in on_b.out and on_b.out.endswith("line 19999\n")
+
+
+def test_wait_on_another_node_ends_when_the_job_ends_there(cluster: tuple[Env, Env]) -> None:
+    a, b = cluster
+    flag = os.path.join(a.home, "go")
+    job = a.enqueue(command=gated(flag, "true", "exit 3"), max_retries=0)
+    wait = subprocess.Popen([QUEUECTL, "wait", job], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=b.env,
+                            text=True)
+    a.wait_state(job, "processing")
+    open(flag, "w").close()
+    out, err = wait.communicate(timeout=30)
+    on_a = a.q("wait", job)
+    assert (wait.returncode, out, err) == (on_a.code, on_a.out, on_a.err)
+    assert b.show(job)["state"] == "dead"
+
+
+def test_stats_on_any_node_count_the_cluster_s_runs(cluster: tuple[Env, Env]) -> None:
+    a, b = cluster
+    jobs = [a.enqueue(command="true") for _ in range(3)]
+    for job in jobs:
+        a.wait_state(job, "completed")
+
+    def completed_on_b() -> bool:
+        groups = b.ok("stats", "--json").json()["groups"]
+        return any(g["group"] == "default" and g["completed"] == 3 for g in groups)
+
+    wait_for(completed_on_b, what="node b's stats to count node a's runs")
