@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,38 @@ def test_stats_on_any_node_count_the_cluster_s_runs(cluster: tuple[Env, Env]) ->
         return any(g["group"] == "default" and g["completed"] == 3 for g in groups)
 
     wait_for(completed_on_b, what="node b's stats to count node a's runs")
+
+
+def test_the_dashboard_of_a_node_that_runs_nothing_shows_the_cluster_s_jobs_and_their_output(
+        cluster: tuple[Env, Env]) -> None:
+    from tests.e2e.test_dashboard_http import Dash
+
+    a, b = cluster
+    go = os.path.join(a.home, "go")
+    job = a.enqueue(command=gated(go, "echo first", "echo second"))
+    a.wait_state(job, "processing")
+    dash = Dash(b)
+    try:
+        assert dash.get(f"/api/jobs/{job}")["job"]["state"] == "processing"
+        assert [j["id"] for j in dash.get("/api/jobs?state=processing")["jobs"]] == [job]
+
+        def release_after_first(got: list[tuple[str, Any]]) -> bool:
+            text = "".join(d["data"] for e, d in got if e == "output")
+            if "first" in text and not os.path.exists(go):
+                open(go, "w").close()
+            return any(e == "end" for e, _ in got)
+
+        got = dash.events(f"/api/jobs/{job}/events", release_after_first, timeout=30)
+        assert "".join(d["data"] for e, d in got if e == "output") == "first\nsecond\n"
+        states = [d["state"] for e, d in got if e == "job"]
+        assert states[0] == "processing" and states[-1] == "completed"
+        assert dash.get(f"/api/jobs/{job}/output?stream=stdout") == {"data": "first\nsecond\n", "offset": 13,
+                                                                      "size": 13, "more": False}
+        overview = dash.get("/api/overview")
+        assert overview["workers"]["configured"] == 0, overview  # node b's own pool
+        assert overview["jobs"]["completed"] == 1  # the cluster's counts
+        wait_for(lambda: sum(m.get("completed", 0) for m in dash.get("/api/overview")["minutes"]) == 1,
+                 what="node a's run in node b's chart")  # a saves its stats every 0.2 s here
+    finally:
+        code, err = dash.stop()
+    assert code == 0 and "Traceback" not in err, err
