@@ -133,3 +133,34 @@ def test_the_dashboard_of_a_node_that_runs_nothing_shows_the_cluster_s_jobs_and_
     finally:
         code, err = dash.stop()
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_the_shell_of_another_node_runs_the_cluster_s_commands(cluster: tuple[Env, Env]) -> None:
+    a, b = cluster
+    job = a.enqueue(command="echo from-a", id="alpha")
+    a.wait_state(job, "completed")
+    r = b.q("shell", input="status\nshow alpha --json\nlogs alpha --stdout\nlist --state completed\nshow nope\n")
+    assert r.code == 1 and "no job with id 'nope'" in r.err, r
+    assert "completed 1" in r.out and '"id": "alpha"' in r.out and "from-a\n" in r.out, r.out
+    assert b.q("shell", input="show nope\nlogs alpha\n").code == 0
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_shell_completes_a_job_id_of_the_cluster_and_shows_its_logs(cluster: tuple[Env, Env],
+                                                                      tmp_path: os.PathLike[str]) -> None:
+    from tests.conftest import Terminal
+
+    a, b = cluster
+    a.enqueue(command="echo hello-from-a", id="bravo")
+    a.wait_state("bravo", "completed")
+    term = Terminal(os.path.join(str(tmp_path), "tmux.sock"), b.env, "queuectl shell")
+    try:
+        term.wait("queuectl>")
+        term.type("logs bra")
+        term.key("Tab")
+        wait_for(lambda: term.prompt_line().rstrip() == "queuectl> logs bravo", what="the job id completed")
+        term.key("Enter")
+        term.wait("hello-from-a")
+        assert not term.dead()
+    finally:
+        term.close()
