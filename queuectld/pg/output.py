@@ -24,9 +24,9 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable
-from typing import Any
 
 from ..model import Job
+from .core import PgCore
 
 log = logging.getLogger("queuectld.store")
 
@@ -79,10 +79,9 @@ def _chunks(run: _Run, budget: int) -> list[tuple[bytes, int, bytes]]:
     return out
 
 
-class OutputMixin:
-    """The output part of PgStore (needs `self.db`, an asyncpg pool)."""
+class OutputMixin(PgCore):
+    """The output part of PgStore."""
 
-    db: Any
     _out_runs: dict[str, _Run]
     _out_forget: list[str]
     _out_task: asyncio.Task[None] | None
@@ -101,6 +100,13 @@ class OutputMixin:
             self._out_task = asyncio.get_running_loop().create_task(self._out_ship())
         if now:
             self._out_wake.set()
+
+    async def close(self) -> None:
+        task = getattr(self, "_out_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        await super().close()
 
     # -- the node that runs the job ---------------------------------------------------
 

@@ -13,15 +13,10 @@ from typing import Any
 import pytest
 
 from queuectld.model import Job
-from queuectld.pg import schema
-from queuectld.pg.output import OutputMixin
 
 asyncpg = pytest.importorskip("asyncpg")
 
-
-class Node(OutputMixin):
-    def __init__(self, db: Any) -> None:
-        self.db = db
+from queuectld.pg.store import PgStore  # noqa: E402 -- once asyncpg is known to be there
 
 
 async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -38,12 +33,14 @@ async def until(predicate: Callable[[], Awaitable[Any]], timeout: float = 10.0, 
 
 
 @pytest.fixture
-async def db(pg_database: str) -> AsyncIterator[Any]:
-    pool = await asyncpg.create_pool(pg_database, min_size=1, max_size=4)
-    async with pool.acquire() as conn:
-        await schema.migrate(conn)
-    yield pool
-    await pool.close()
+async def nodes(pg_database: str) -> AsyncIterator[tuple[PgStore, PgStore]]:
+    """Two nodes on one database: the one that runs the jobs, and a reader."""
+    runner, reader = PgStore(pg_database, node="runner"), PgStore(pg_database, node="reader")
+    await runner.open()
+    await reader.open()
+    yield runner, reader
+    await runner.close()
+    await reader.close()
 
 
 def job(job_id: str, attempts: int) -> Job:
@@ -73,9 +70,9 @@ def read(path: str) -> bytes:
         return b""
 
 
-async def test_output_reaches_the_database_while_the_job_runs_and_reads_back_byte_for_byte(db: Any,
-                                                                                            tmp_path: Any) -> None:
-    runner, reader = Node(db), Node(db)
+async def test_output_reaches_the_database_while_the_job_runs_and_reads_back_byte_for_byte(
+        nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner, reader = nodes
     paths = homes(tmp_path, "j1")
     flag = tmp_path / "flag"
     script = f'echo first; echo oops >&2; while [ ! -e "{flag}" ]; do sleep 0.02; done; echo second'
@@ -98,8 +95,10 @@ async def test_output_reaches_the_database_while_the_job_runs_and_reads_back_byt
     assert read(files[1]) == b"oops\n"
 
 
-async def test_a_large_output_goes_in_chunks_and_a_new_run_replaces_the_old_one(db: Any, tmp_path: Any) -> None:
-    runner, reader = Node(db), Node(db)
+async def test_a_large_output_goes_in_chunks_and_a_new_run_replaces_the_old_one(
+        nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner, reader = nodes
+    db = runner.db
     paths = homes(tmp_path, "big")
     subprocess.run(["sh", "-c", f'head -c 3000000 /dev/urandom > "{paths[0]}"'], check=True)
     j = job("big", 1)
@@ -123,8 +122,8 @@ async def test_a_large_output_goes_in_chunks_and_a_new_run_replaces_the_old_one(
 
 
 async def test_a_revived_job_s_run_of_the_same_number_is_not_mixed_with_the_copy_of_the_old_one(
-        db: Any, tmp_path: Any) -> None:
-    runner, reader = Node(db), Node(db)
+        nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner, reader = nodes
     local = reader_local(tmp_path, "r")
     paths = homes(tmp_path, "r")
     subprocess.run(["sh", "-c", f'echo "the old run, longer" > "{paths[0]}"'], check=True)
@@ -139,8 +138,10 @@ async def test_a_revived_job_s_run_of_the_same_number_is_not_mixed_with_the_copy
     assert read((await reader.output_files(j, local))[0]) == b"new\n"
 
 
-async def test_a_deleted_job_s_output_goes_from_the_database_and_from_the_readers(db: Any, tmp_path: Any) -> None:
-    runner, reader = Node(db), Node(db)
+async def test_a_deleted_job_s_output_goes_from_the_database_and_from_the_readers(
+        nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner, reader = nodes
+    db = runner.db
     paths = homes(tmp_path, "d")
     subprocess.run(["sh", "-c", f'echo bye > "{paths[0]}"'], check=True)
     j = job("d", 1)
@@ -158,8 +159,10 @@ async def test_a_deleted_job_s_output_goes_from_the_database_and_from_the_reader
     await until(gone, what="the deleted job's rows to go")
 
 
-async def test_a_silent_run_s_end_does_not_wait_and_still_clears_the_previous_run(db: Any, tmp_path: Any) -> None:
-    runner = Node(db)
+async def test_a_silent_run_s_end_does_not_wait_and_still_clears_the_previous_run(
+        nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner = nodes[0]
+    db = runner.db
     paths = homes(tmp_path, "s")
     subprocess.run(["sh", "-c", f'echo before > "{paths[0]}"'], check=True)
     j = job("s", 1)
