@@ -86,6 +86,7 @@ class OutputMixin(PgCore):
     _out_forget: list[str]
     _out_task: asyncio.Task[None] | None
     _out_wake: asyncio.Event
+    _out_swept: bool
 
     def _out_state(self) -> dict[str, _Run]:
         if not hasattr(self, "_out_runs"):
@@ -212,7 +213,11 @@ class OutputMixin(PgCore):
     async def output_files(self, job: Job, local: tuple[str, str]) -> tuple[str, str]:
         """Files on this machine holding the output of the job's latest run as far as it is in the
         database (a missing file: none); `local` is where this node's own runs write theirs."""
-        cache = os.path.join(os.path.dirname(os.path.dirname(local[0])), "output-db", job.id)
+        root = os.path.join(os.path.dirname(os.path.dirname(local[0])), "output-db")
+        if not getattr(self, "_out_swept", False):  # copies of a previous daemon's reads: a cache, gone
+            self._out_swept = True
+            await asyncio.to_thread(shutil.rmtree, root, True)
+        cache = os.path.join(root, job.id)
         paths = (os.path.join(cache, f"{job.attempts}.out"), os.path.join(cache, f"{job.attempts}.err"))
         if job.attempts == 0:
             return paths

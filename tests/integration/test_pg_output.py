@@ -177,3 +177,22 @@ async def test_a_silent_run_s_end_does_not_wait_and_still_clears_the_previous_ru
         return await db.fetchval("SELECT count(*) FROM queuectl_output WHERE job_id = 's'") == 0
 
     await until(cleared, what="the previous run's rows to go")
+
+
+async def test_a_restarted_reader_starts_its_copies_afresh(nodes: tuple[PgStore, PgStore], tmp_path: Any,
+                                                           pg_database: str) -> None:
+    runner, reader = nodes
+    for name in ("x", "y"):
+        paths = homes(tmp_path, name)
+        subprocess.run(["sh", "-c", f'echo {name} > "{paths[0]}"'], check=True)
+        runner.output_started(job(name, 1), paths)
+        await runner.output_ended([job(name, 1)])
+    old_copy = (await reader.output_files(job("x", 1), reader_local(tmp_path, "x")))[0]
+    assert read(old_copy) == b"x\n"
+    again = PgStore(pg_database, node="reader")
+    await again.open()
+    try:
+        copy = (await again.output_files(job("y", 1), reader_local(tmp_path, "y")))[0]
+        assert read(copy) == b"y\n" and not os.path.exists(old_copy)
+    finally:
+        await again.close()
