@@ -146,7 +146,7 @@ class PgStore(OutputMixin, ObserveMixin, Groups, Reads, PgCore, Missing):
             return Batch(out, [other is None for other in instead])
 
     async def _insert(self, conn: Any, fresh: list[Any], at: float, envs: dict[str, dict[str, str]],
-                      explicit: bool) -> list[Job]:
+                      explicit: bool = True) -> list[Job]:
         if not fresh:
             return []
         ids = [job.id for job in fresh]
