@@ -25,12 +25,15 @@ from ..model import Job
 from ..rules import DEAD, Outcome, QueueError
 from ..store import Batch, RunRecord, StoreError, Withdrawn
 from . import deps, rows
+from .control import ControlMixin
 from .core import Batcher, PgCore
 from .groups import Groups
 from .missing import Missing
 from .observe import ObserveMixin
 from .output import OutputMixin
 from .queries import Reads
+from .schedules import ScheduleMixin
+from .trail import TrailMixin
 
 log = logging.getLogger("queuectld.store")
 
@@ -93,7 +96,7 @@ RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at
 """
 
 
-class PgStore(OutputMixin, ObserveMixin, Groups, Reads, PgCore, Missing):
+class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
@@ -369,4 +372,6 @@ class PgStore(OutputMixin, ObserveMixin, Groups, Reads, PgCore, Missing):
             await conn.execute("INSERT INTO queuectl_node_pools VALUES ($1, $2) "
                                "ON CONFLICT (name) DO UPDATE SET pool = excluded.pool", self.node, count)
             await conn.execute("UPDATE queuectl_nodes SET pool = $2 WHERE id = $1", self.node_id, count)
+            if count != self._pool_size:  # as the journal store: a change of size is a person's change
+                await self._audited(conn, ev.PoolSized(count, audit.actor.get()))
         self._pool_size = count
