@@ -164,3 +164,24 @@ def test_the_shell_completes_a_job_id_of_the_cluster_and_shows_its_logs(cluster:
         assert not term.dead()
     finally:
         term.close()
+
+
+def test_the_audit_trail_and_a_cancel_from_the_dashboard_of_a_node_that_did_not_enqueue(
+        cluster: tuple[Env, Env]) -> None:
+    from tests.e2e.test_dashboard_http import Dash
+
+    a, b = cluster
+    waiting = a.enqueue(command="true", run_at="2099-01-01T00:00:00Z", id="later")
+    dash = Dash(b)
+    try:
+        assert dash.post(f"/api/jobs/{waiting}/cancel")[0] == 200
+        assert a.show(waiting)["state"] == "dead"
+        status, reply = dash.post(f"/api/jobs/{waiting}/cancel")
+        assert status == 409 and waiting in reply["error"], reply  # the daemon's words, as on one machine
+    finally:
+        code, err = dash.stop()
+    assert code == 0 and "Traceback" not in err, err
+    b.ok("config", "set", "max-retries", "5")
+    for e in (a, b):  # the same trail from either node
+        trail = [(x["via"], x["action"]) for x in e.ok("audit", "--json").json() if x["via"] != "queuectld"]
+        assert trail == [("cli", "enqueue"), ("dashboard", "cancel"), ("cli", "config set")], trail
