@@ -35,6 +35,12 @@ CHUNK = 1024**2  # bytes per row at most
 ROUND = 8 * 1024**2  # bytes read per round at most, over every run: the shipper's memory
 END_WAIT = 10.0  # seconds a run's end waits for its output to be committed before it is recorded anyway
 READ_ROWS = 8  # rows fetched per query when a reader catches up
+_HELD = """
+SELECT j.id FROM queuectl_jobs_live j JOIN unnest($1::text[], $2::int[]) AS r(id, attempts)
+    ON j.id = r.id AND j.attempts = r.attempts
+ WHERE j.state = 'processing' AND starts_with(j.locked_by, $3)
+   FOR SHARE OF j
+"""
 STREAMS = ((b"o", 0), (b"e", 1))  # the row's stream ("char": a byte), and the index of its path in (stdout, stderr)
 
 
@@ -177,14 +183,22 @@ class OutputMixin(PgCore):
             ended = run.ended  # before the read: what it reads then is the whole of the files
             chunks = await asyncio.to_thread(_chunks, run, budget) if budget > 0 else []
             budget -= sum(len(c[2]) for c in chunks)
-            picked.append((run, ended, chunks))
+            if chunks or run.fresh or ended:  # else nothing to do for it this round
+                picked.append((run, ended, chunks))
         forget, self._out_forget = self._out_forget, []
-        stale = [run.job_id for run, _, _ in picked if run.fresh]
-        rows = [(run.job_id, run.attempt, stream, offset, data)
-                for run, _, chunks in picked for stream, offset, data in chunks]
-        if stale or forget or rows:
+        lost: set[str] = set()
+        if picked or forget:
             try:
                 async with self.db.acquire() as conn, conn.transaction():
+                    if picked:
+                        # Only runs this node still holds write (the row locked until the commit, so a
+                        # rescue waits): a node that was declared lost must not touch the new run's rows.
+                        held = {r[0] for r in await conn.fetch(_HELD, [run.job_id for run, _, _ in picked],
+                                                               [run.attempt for run, _, _ in picked], self.me)}
+                        lost = {run.job_id for run, _, _ in picked} - held
+                    stale = [run.job_id for run, _, _ in picked if run.fresh and run.job_id not in lost]
+                    rows = [(run.job_id, run.attempt, stream, offset, data) for run, _, chunks in picked
+                            if run.job_id not in lost for stream, offset, data in chunks]
                     if stale or forget:
                         await conn.execute("DELETE FROM queuectl_output WHERE job_id = ANY($1::text[])",
                                            stale + forget)
@@ -197,6 +211,12 @@ class OutputMixin(PgCore):
                 self._out_forget = forget + self._out_forget
                 raise
         for run, ended, chunks in picked:
+            if run.job_id in lost:  # no longer this node's run: its output is not shipped
+                if runs.get(run.job_id) is run:
+                    del runs[run.job_id]
+                if run.done is not None and not run.done.done():
+                    run.done.set_result(None)
+                continue
             run.fresh = False
             for stream, offset, data in chunks:
                 i = 0 if stream == b"o" else 1

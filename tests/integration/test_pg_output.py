@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from queuectl_client.protocol import JobSpec
 from queuectld.model import Job
+from queuectld.rules import QueueError, plan_end
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -43,10 +45,21 @@ async def nodes(pg_database: str) -> AsyncIterator[tuple[PgStore, PgStore]]:
     await reader.close()
 
 
-def job(job_id: str, attempts: int) -> Job:
-    j = Job(id=job_id, command="true", max_retries=0, priority=0, run_at=None, timeout=None)
-    j.attempts = attempts
+async def running(store: PgStore, job_id: str, **spec: Any) -> Job:
+    """Job `job_id` (added if new) claimed and started by `store`: a run that node holds."""
+    try:
+        await store.get(job_id)
+    except QueueError:
+        await store.add([JobSpec(id=job_id, command="true", **spec)], store.clock())
+    (j,) = await store.claim(store.clock() + 1e6, 1)  # a retry's backoff is not waited for here
+    assert j.id == job_id
+    await store.start(j, store.clock(), 1, 0, 0)
     return j
+
+
+async def ended(store: PgStore, j: Job, code: int) -> None:
+    at = store.clock()
+    assert await store.finish(j, at, plan_end(j, at, code, None, store.config))
 
 
 def homes(tmp_path: Any, name: str) -> tuple[str, str]:
@@ -78,7 +91,7 @@ async def test_output_reaches_the_database_while_the_job_runs_and_reads_back_byt
     script = f'echo first; echo oops >&2; while [ ! -e "{flag}" ]; do sleep 0.02; done; echo second'
     with open(paths[0], "wb") as out, open(paths[1], "wb") as err:
         proc = subprocess.Popen(["sh", "-c", script], stdout=out, stderr=err)
-    j = job("j1", 1)
+    j = await running(runner, "j1")
     runner.output_started(j, paths)
 
     async def seen_running() -> bool:
@@ -101,19 +114,20 @@ async def test_a_large_output_goes_in_chunks_and_a_new_run_replaces_the_old_one(
     db = runner.db
     paths = homes(tmp_path, "big")
     subprocess.run(["sh", "-c", f'head -c 3000000 /dev/urandom > "{paths[0]}"'], check=True)
-    j = job("big", 1)
+    j = await running(runner, "big")
     runner.output_started(j, paths)
     await runner.output_ended([j])
     files = await reader.output_files(j, reader_local(tmp_path, "big"))
     assert read(files[0]) == read(paths[0]) and len(read(files[0])) == 3000000
     assert not os.path.exists(files[1])  # no stderr: no file, as on one machine
     assert await db.fetchval("SELECT count(*) FROM queuectl_output WHERE job_id = 'big'") >= 3
+    await ended(runner, j, 1)  # failed: retried
 
-    # The next run, on another node, with less output: only its own rows are left, and read.
-    os.unlink(paths[0])
+    # The next run, on the other node, with less output: only its own rows are left, and read.
     other = homes(tmp_path / "n2", "big")
     subprocess.run(["sh", "-c", f'echo again > "{other[1]}"'], check=True)
-    j2 = job("big", 2)
+    j2 = await running(reader, "big")
+    assert j2.attempts == 2
     reader.output_started(j2, other)
     await reader.output_ended([j2])
     files = await runner.output_files(j2, reader_local(tmp_path / "n3", "big"))
@@ -127,15 +141,32 @@ async def test_a_revived_job_s_run_of_the_same_number_is_not_mixed_with_the_copy
     local = reader_local(tmp_path, "r")
     paths = homes(tmp_path, "r")
     subprocess.run(["sh", "-c", f'echo "the old run, longer" > "{paths[0]}"'], check=True)
-    j = job("r", 1)
+    j = await running(runner, "r", max_retries=0)
     runner.output_started(j, paths)
     await runner.output_ended([j])
     assert read((await reader.output_files(j, local))[0]) == b"the old run, longer\n"
+    await ended(runner, j, 1)
+    assert await runner.revive(["r"], False, runner.clock()) == ["r"]
 
-    subprocess.run(["sh", "-c", f'echo new > "{paths[0]}"'], check=True)  # revived: attempt 1 again
+    subprocess.run(["sh", "-c", f'echo new > "{paths[0]}"'], check=True)
+    j = await running(runner, "r")
+    assert j.attempts == 1  # attempt 1 again
     runner.output_started(j, paths)
     await runner.output_ended([j])
     assert read((await reader.output_files(j, local))[0]) == b"new\n"
+
+
+async def test_a_node_whose_run_was_rescued_ships_nothing_more(nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner = nodes[0]
+    paths = homes(tmp_path, "lost")
+    subprocess.run(["sh", "-c", f'echo "the lost node\'s run" > "{paths[0]}"'], check=True)
+    j = await running(runner, "lost")
+    # Another node rescued it and runs it again, printing less (as pg/cluster.py's rescue and a claim do).
+    await runner.db.execute("UPDATE queuectl_jobs SET attempts = attempts + 1, locked_by = 'elsewhere/1' "
+                            "WHERE id = 'lost'")
+    runner.output_started(j, paths)
+    await runner.output_ended([j])  # the late node's round: refused, and the end does not wait
+    assert await runner.db.fetchval("SELECT count(*) FROM queuectl_output WHERE job_id = 'lost'") == 0
 
 
 async def test_a_deleted_job_s_output_goes_from_the_database_and_from_the_readers(
@@ -144,7 +175,7 @@ async def test_a_deleted_job_s_output_goes_from_the_database_and_from_the_reader
     db = runner.db
     paths = homes(tmp_path, "d")
     subprocess.run(["sh", "-c", f'echo bye > "{paths[0]}"'], check=True)
-    j = job("d", 1)
+    j = await running(runner, "d")
     runner.output_started(j, paths)
     await runner.output_ended([j])
     local = reader_local(tmp_path, "d")
@@ -159,40 +190,39 @@ async def test_a_deleted_job_s_output_goes_from_the_database_and_from_the_reader
     await until(gone, what="the deleted job's rows to go")
 
 
-async def test_a_silent_run_s_end_does_not_wait_and_still_clears_the_previous_run(
+async def test_a_silent_run_s_end_does_not_wait_and_shows_no_output(
         nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
-    runner = nodes[0]
-    db = runner.db
+    runner, reader = nodes
     paths = homes(tmp_path, "s")
     subprocess.run(["sh", "-c", f'echo before > "{paths[0]}"'], check=True)
-    j = job("s", 1)
+    j = await running(runner, "s")
     runner.output_started(j, paths)
     await runner.output_ended([j])
+    await ended(runner, j, 1)
     os.unlink(paths[0])
-    j2 = job("s", 2)
+    j2 = await running(runner, "s")
     runner.output_started(j2, paths)
     await runner.output_ended([j2])  # nothing to ship: returns at once
-
-    async def cleared() -> bool:
-        return await db.fetchval("SELECT count(*) FROM queuectl_output WHERE job_id = 's'") == 0
-
-    await until(cleared, what="the previous run's rows to go")
+    files = await reader.output_files(j2, reader_local(tmp_path, "s"))
+    assert not os.path.exists(files[0]) and not os.path.exists(files[1])
 
 
 async def test_a_restarted_reader_starts_its_copies_afresh(nodes: tuple[PgStore, PgStore], tmp_path: Any,
                                                            pg_database: str) -> None:
     runner, reader = nodes
+    jobs = {}
     for name in ("x", "y"):
         paths = homes(tmp_path, name)
         subprocess.run(["sh", "-c", f'echo {name} > "{paths[0]}"'], check=True)
-        runner.output_started(job(name, 1), paths)
-        await runner.output_ended([job(name, 1)])
-    old_copy = (await reader.output_files(job("x", 1), reader_local(tmp_path, "x")))[0]
+        jobs[name] = await running(runner, name)
+        runner.output_started(jobs[name], paths)
+        await runner.output_ended([jobs[name]])
+    old_copy = (await reader.output_files(jobs["x"], reader_local(tmp_path, "x")))[0]
     assert read(old_copy) == b"x\n"
     again = PgStore(pg_database, node="reader")
     await again.open()
     try:
-        copy = (await again.output_files(job("y", 1), reader_local(tmp_path, "y")))[0]
+        copy = (await again.output_files(jobs["y"], reader_local(tmp_path, "y")))[0]
         assert read(copy) == b"y\n" and not os.path.exists(old_copy)
     finally:
         await again.close()
