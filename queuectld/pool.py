@@ -106,6 +106,7 @@ class Pool:
         nothing).  A new job that takes a forgotten id before its turn has the
         old files removed when it starts, and the slice then leaves its own alone.
         """
+        self.store.output_forget(job_ids, self.paths.output)
         outputs = self._outputs
         job_ids = [job_id for job_id in job_ids if job_id in outputs]
         outputs.difference_update(job_ids)
@@ -302,7 +303,10 @@ class Pool:
                 if isinstance(e, Full):
                     self._retry_later()
                 continue
+            self.store.output_started(job, self.output_paths(job.id))
             self._announce(job, slot)
+        if ended:  # a run's output is in the store before its end is
+            await self.store.output_ended([self._jobs[run][1] for run, _ in ended if run.started])
         for run, result in ended:
             slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
