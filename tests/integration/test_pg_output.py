@@ -156,6 +156,24 @@ async def test_a_revived_job_s_run_of_the_same_number_is_not_mixed_with_the_copy
     assert read((await reader.output_files(j, local))[0]) == b"new\n"
 
 
+async def test_a_revived_job_s_silent_run_shows_no_output_of_the_old_one(
+        nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
+    runner, reader = nodes
+    paths = homes(tmp_path, "s")
+    subprocess.run(["sh", "-c", f'echo "the old run" > "{paths[0]}"'], check=True)
+    j = await running(runner, "s", max_retries=0)
+    runner.output_started(j, paths)
+    await runner.output_ended([j])
+    await ended(runner, j, 1)
+    assert await runner.revive(["s"], False, runner.clock()) == ["s"]
+    os.unlink(paths[0])  # the new run prints nothing, as on one machine its start removed the old files
+    j = await running(runner, "s")
+    runner.output_started(j, paths)
+    await runner.output_ended([j])
+    files = await reader.output_files(j, reader_local(tmp_path / "again", "s"))
+    assert not os.path.exists(files[0]) and not os.path.exists(files[1])
+
+
 async def test_a_node_whose_run_was_rescued_ships_nothing_more(nodes: tuple[PgStore, PgStore], tmp_path: Any) -> None:
     runner = nodes[0]
     paths = homes(tmp_path, "lost")
