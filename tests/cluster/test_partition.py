@@ -29,11 +29,13 @@ def test_a_cut_off_node_kills_its_jobs_before_they_are_rescued_and_rejoins(
     nodes = nodes_on(server.create_database())
     n1, n2 = nodes.add("n1"), nodes.add("n2")
     n3 = nodes.add("n3", netns=ns.name)
+    # n3 starts first, so it is likely the elected node: cut off, another node must take the election over.
+    n3.start_daemon("--workers", "0")
+    n3.ok("config", "set", "heartbeat", str(HEARTBEAT))
+    n3.ok("config", "set", "backoff-base", "1")
     n1.start_daemon("--workers", "0")
-    n1.ok("config", "set", "heartbeat", str(HEARTBEAT))
-    n1.ok("config", "set", "backoff-base", "1")
     n2.start_daemon("--workers", "0")
-    n3.start_daemon("--workers", "4")
+    n3.ok("worker", "start", "--count", "4", "--detach")
     ids = enqueue_batch(n1, [{"id": f"p{i}", "command": nodes.command(80), "max_retries": 5} for i in range(4)])
     victims = wait_for(lambda: len(v := {r.job for r in nodes.runs().all if r.node == "n3" and r.last > r.start}) == 4
                        and v, 20, "n3 to run the 4 jobs")
