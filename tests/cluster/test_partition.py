@@ -79,5 +79,5 @@ def test_a_cut_off_node_kills_its_jobs_before_they_are_rescued_and_rejoins(
 
 
 def _alive(rows: list[dict[str, Any]], name: str) -> bool:
-    """Whether `nodes --json` lists a live node called `name` (one not declared lost or stopped)."""
-    return any(r.get("name") == name and not r.get("lost_at") and not r.get("stopped_at") for r in rows)
+    """Whether `nodes --json` lists a node called `name` that is up (not fenced, lost or stopped)."""
+    return any(r["name"] == name and r["state"] == "up" for r in rows)

@@ -75,7 +75,7 @@ def test_a_postgresql_restart_under_load_loses_nothing_acknowledged_and_jobs_go_
         assert all(i.startswith(("a", "b")) for i in acked), acked
         final = all_final(n1, acked, timeout=60, what="every acknowledged job to complete")
         assert n1.daemon is not None and n1.daemon.poll() is None and n2.daemon is not None and n2.daemon.poll() is None
-        wait_for(lambda: {r.get("name") for r in node_rows(n2) if not r.get("lost_at") and not r.get("stopped_at")}
+        wait_for(lambda: {r["name"] for r in node_rows(n2) if r["state"] == "up"}
                  >= {"n1", "n2"}, 20, "both nodes to show in `nodes`")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{nodes.logs()}") from None
