@@ -16,12 +16,14 @@ check that a job ran once, or that two runs of one job never overlapped in time.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -215,8 +217,6 @@ def nodes(pg_database: str) -> Iterator[Nodes]:
 
 
 def enqueue_batch(node: Node, jobs: list[dict[str, Any]]) -> list[str]:
-    import json
-
     r = node.ok("enqueue", "-", input="".join(json.dumps(j) + "\n" for j in jobs))
     ids = r.out.split()
     assert len(ids) == len(jobs), r
@@ -330,3 +330,30 @@ def nodes_on() -> Iterator[Any]:
     yield make
     for n in made:
         n.close()
+
+
+class Enqueuer(threading.Thread):
+    """Enqueues one job after another through `node`'s CLI; keeps the ids of those acknowledged (exit 0)."""
+
+    def __init__(self, node: Node, command: str, prefix: str) -> None:
+        super().__init__(daemon=True)
+        self.node, self.command, self.prefix = node, command, prefix
+        self.acked: list[str] = []
+        self.refused = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            job_id = f"{self.prefix}{i}"
+            i += 1
+            try:
+                r = self.node.q("enqueue", json.dumps({"id": job_id, "command": self.command, "max_retries": 5}))
+            except subprocess.TimeoutExpired:  # not acknowledged
+                self.refused += 1
+                continue
+            if r.code == 0:
+                self.acked.append(r.out.strip())
+            else:
+                self.refused += 1
+                time.sleep(0.05)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.cluster.conftest import Nodes, all_final, enqueue_batch, job_pids, kill_jobs_of
+from tests.cluster.conftest import Enqueuer, Nodes, all_final, enqueue_batch, job_pids, kill_jobs_of
 from tests.conftest import pid_alive, wait_for
 
 pytestmark = pytest.mark.xfail(strict=True, reason="needs the PostgreSQL store (--store, --node) and its cluster")
@@ -33,6 +33,8 @@ def test_kill_9_of_a_node_under_load_loses_nothing_and_its_jobs_run_again_soon(
     ids = enqueue_batch(n1, [{"id": f"k{i}", "command": nodes.command(TICKS), "max_retries": 5} for i in range(JOBS)])
     for node in (n1, n2, n3):
         node.ok("worker", "start", "--count", "4", "--detach")
+    load = Enqueuer(alive, nodes.command(2), "more")  # enqueues go on across the kill
+    load.start()
     # Kill the victim once it runs 4 jobs that have been going for a while.
     victims = wait_for(lambda: len(v := [r for r in nodes.runs().all if r.node == victim and not r.ended
                                          and r.last > r.start]) >= 4 and v, 30, f"{victim} to run 4 jobs")
@@ -42,6 +44,10 @@ def test_kill_9_of_a_node_under_load_loses_nothing_and_its_jobs_run_again_soon(
     try:
         # Its jobs die with it at once: no job of the dead node is left running.
         wait_for(lambda: not any(pid_alive(p) for p in pids), 2, f"{victim}'s jobs to die with it")
+        wait_for(lambda: len(load.acked) > 10, 20, "enqueues after the kill")
+        load.stop.set()
+        load.join(30)
+        ids += load.acked
         final = all_final(alive, ids, timeout=90, what="every acknowledged job to complete")
     except AssertionError as e:
         raise AssertionError(f"{e}\n{nodes.logs()}") from None
@@ -67,7 +73,7 @@ def test_kill_9_of_a_node_under_load_loses_nothing_and_its_jobs_run_again_soon(
     assert all(alive.show(i)["state"] == "completed" for i in victim_ids)
     assert kill_jobs_of(nodes.dir) == 0
     report(f"kill -9 of {victim}: jobs acknowledged / lost / its jobs run again / overlapping runs",
-           f"{JOBS} / 0 / {len(victim_ids)} / 0")
+           f"{len(ids)} / 0 / {len(victim_ids)} / 0")
     report(f"kill -9 of {victim}: from the kill to the rescued run's start, worst / best (s)",
            f"{worst:.2f} / {min(delays):.2f} (heartbeat {HEARTBEAT} s, backoff 1 s)")
 

@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import threading
 import time
 from collections.abc import Callable
 
 import pytest
 
 from tests import pgserver
-from tests.cluster.conftest import Node, Nodes, all_final, node_rows
+from tests.cluster.conftest import Enqueuer, Nodes, all_final, node_rows
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.xfail(strict=True, reason="needs the PostgreSQL store (--store, --node) and its cluster")
-
-
-class Enqueuer(threading.Thread):
-    """Enqueues one job after another through `node`'s CLI; keeps the ids of those acknowledged (exit 0)."""
-
-    def __init__(self, node: Node, command: str, prefix: str) -> None:
-        super().__init__(daemon=True)
-        self.node, self.command, self.prefix = node, command, prefix
-        self.acked: list[str] = []
-        self.refused = 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            job_id = f"{self.prefix}{i}"
-            i += 1
-            try:
-                r = self.node.q("enqueue", json.dumps({"id": job_id, "command": self.command, "max_retries": 5}))
-            except subprocess.TimeoutExpired:  # not acknowledged
-                self.refused += 1
-                continue
-            if r.code == 0:
-                self.acked.append(r.out.strip())
-            else:
-                self.refused += 1
-                time.sleep(0.05)
 
 
 def test_a_postgresql_restart_under_load_loses_nothing_acknowledged_and_jobs_go_on(
