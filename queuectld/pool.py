@@ -268,6 +268,7 @@ class Pool:
     async def _settle(self) -> None:
         """Record the starts and ends the spawners reported, in the order they happened."""
         started, self._started = self._started, []
+        ended, self._ended = self._ended, []  # now: an end taken after the awaits below could precede its start
         now = time.time()
         for run in started:
             slot, job, handed = self._jobs[run]
@@ -286,7 +287,6 @@ class Pool:
                     self._retry_later()
                 continue
             self._announce(job, slot)
-        ended, self._ended = self._ended, []
         for run, result in ended:
             slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
