@@ -234,6 +234,21 @@ def all_final(node: Node, ids: list[str], timeout: float, what: str = "every job
                     timeout, what)  # type: ignore[no-any-return]
 
 
+def drained(node: Node, total: int, timeout: float) -> dict[str, int]:
+    """Wait until `node`'s status counts `total` final jobs and none waiting or running; the counts."""
+    last: list[dict[str, int]] = [{}]
+
+    def done() -> bool:
+        last[0] = counts = node.ok("status", "--json").json()["jobs"]
+        return counts["completed"] + counts["dead"] == total and sum(counts.values()) == total
+
+    try:
+        wait_for(done, timeout, f"{total} jobs to be final")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the counts: {last[0]}") from None
+    return last[0]
+
+
 def node_rows(node: Node) -> list[dict[str, Any]]:
     """`queuectl nodes --json` on `node`."""
     return node.ok("nodes", "--json").json()  # type: ignore[no-any-return]

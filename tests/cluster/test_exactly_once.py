@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.cluster.conftest import Nodes, all_final, enqueue_batch
+from tests.cluster.conftest import Nodes, drained, enqueue_batch, states
 
 pytestmark = pytest.mark.xfail(strict=True, reason="needs the PostgreSQL store (--store, --node) and its cluster")
 
@@ -28,10 +28,11 @@ def test_three_nodes_run_each_of_5000_jobs_exactly_once(nodes: Nodes, report: Ca
     for node in cluster:
         node.ok("worker", "start", "--count", "4", "--detach")
     try:
-        final = all_final(cluster[0], ids, timeout=120)
+        drained(cluster[0], JOBS, timeout=150)
     except AssertionError as e:
         raise AssertionError(f"{e}\n{nodes.logs()}") from None
     took = time.monotonic() - began
+    final = states(cluster[0], ids)
     assert Counter(final.values()) == {"completed": JOBS}
     runs = nodes.runs()
     started = Counter(r.job for r in runs.all)
