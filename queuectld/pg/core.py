@@ -31,16 +31,21 @@ class Batcher(Generic[T, R]):
     """Group commit: items handed in while a write is under way go together in the next one.
     `write(items)` returns one result (or exception) per item, in their order."""
 
-    def __init__(self, write: Callable[[list[T]], Awaitable[list[R | BaseException]]]) -> None:
+    def __init__(self, write: Callable[[list[T]], Awaitable[list[R | BaseException]]], width: int = 1) -> None:
         self._write = write
         self._items: list[tuple[T, asyncio.Future[R]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._running = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._width = width  # writes under way at most at once (each on a connection of its own)
 
     async def __call__(self, item: T) -> R:
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._items.append((item, fut))
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._running < self._width and len(self._items) == 1:
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await fut
 
     async def _run(self) -> None:
@@ -60,7 +65,12 @@ class Batcher(Generic[T, R]):
                     else:
                         fut.set_result(result)
         finally:
-            self._task = None
+            self._running -= 1
+
+
+def _literal(text: str) -> str:
+    """A string as an SQL literal (standard_conforming_strings is on: only quotes are doubled)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def store_error(e: BaseException) -> StoreError:
@@ -117,7 +127,9 @@ class PgCore(Store):
             await conn.close()
         self.node_id = str(uuid.uuid4())  # a new id at every open: a restart is a new node
         self.db = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1],
-                                            server_settings={"idle_in_transaction_session_timeout": "60000"},
+                                            server_settings={"idle_in_transaction_session_timeout": "60000",
+                                                             "synchronous_commit": "off",
+                                                             "standard_conforming_strings": "on"},
                                             **self._connect)
         await self.measure_clock()
         async with self.tx() as c:
@@ -157,19 +169,33 @@ class PgCore(Store):
     # -- transactions -------------------------------------------------------------
 
     @asynccontextmanager
-    async def tx(self) -> AsyncIterator[Any]:
-        """A pooled connection in a transaction; notifications queued on it are sent at its commit."""
-        async with self.db.acquire() as conn, conn.transaction():
+    async def tx(self, durable: bool = True) -> AsyncIterator[Any]:
+        """A pooled connection in a transaction; notifications queued on it are sent with its commit.
+        `durable`: the commit waits for the WAL flush (every change a caller is told of); claims and starts
+        commit without waiting (the pool's sessions default to synchronous_commit off: see DECISIONS)."""
+        async with self.db.acquire() as conn:
             key = id(conn)
+            await conn.execute("BEGIN; SET LOCAL synchronous_commit = on" if durable else "BEGIN")
             try:
                 yield conn
                 notes = self._notes.pop(key, None)
+                sql = "COMMIT"
                 if notes:
+                    sends = []
                     for channel, payloads in notes.items():
                         text = ",".join(sorted(payloads))
                         if "*" in payloads or len(text.encode()) > MAX_PAYLOAD:
                             text = "*"
-                        await conn.execute("SELECT pg_notify($1, $2)", channel, text)
+                        sends.append(f"SELECT pg_notify({_literal(channel)}, {_literal(text)});")
+                    sql = " ".join(sends) + " COMMIT"
+                await conn.execute(sql)
+            except BaseException:
+                if not conn.is_closed():
+                    try:
+                        await conn.execute("ROLLBACK")
+                    except Exception:  # the connection is broken: the pool drops it
+                        conn.terminate()
+                raise
             finally:
                 self._notes.pop(key, None)
 

@@ -14,8 +14,10 @@ from ..store import Store
 
 class Groups(Store):
     db: Any
+    _capped: tuple[list[str], bool, float] | None  # paused groups, whether one has a cap, when read
 
     async def define_group(self, name: str, parallel: int, create: bool) -> None:
+        self._capped = None
         async with self.tx() as conn:  # type: ignore[attr-defined]
             if create:
                 done = await conn.execute("INSERT INTO queuectl_groups (name, parallel) VALUES ($1, $2) "
@@ -51,6 +53,7 @@ class Groups(Store):
             await self._audited(conn, ev.GroupRemoved(name, audit.actor.get()))  # type: ignore[attr-defined]
 
     async def pause(self, names: list[str], paused: bool) -> list[str]:
+        self._capped = None
         async with self.tx() as conn:  # type: ignore[attr-defined]
             if names:
                 known = {r[0] for r in await conn.fetch(
@@ -71,15 +74,13 @@ class Groups(Store):
 
     async def groups(self) -> list[GroupInfo]:
         got = await self.db.fetch(
-            "SELECT g.name, g.parallel, g.paused, t.state, t.n, "
-            "(SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name AND b.locked_by IS NOT NULL)::int "
-            "FROM queuectl_groups g LEFT JOIN "
+            "SELECT g.name, g.parallel, g.paused, t.state, t.n FROM queuectl_groups g LEFT JOIN "
             "(SELECT grp, state, count(*)::int AS n FROM queuectl_jobs GROUP BY grp, state) t ON t.grp = g.name "
             "ORDER BY g.name <> 'default', g.name")
-        out: dict[str, tuple[int, bool, dict[str, int], int]] = {}
-        for name, parallel, paused, state, n, busy in got:
+        out: dict[str, tuple[int, bool, dict[str, int]]] = {}
+        for name, parallel, paused, state, n in got:
             if name not in out:
-                out[name] = (parallel, paused, dict.fromkeys(STATES, 0), busy)
+                out[name] = (parallel, paused, dict.fromkeys(STATES, 0))
             if state is not None:
                 out[name][2][state] = n
-        return [GroupInfo(name, p, z, jobs, busy) for name, (p, z, jobs, busy) in out.items()]
+        return [GroupInfo(name, p, z, jobs, jobs["processing"]) for name, (p, z, jobs) in out.items()]

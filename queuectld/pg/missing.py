@@ -10,7 +10,6 @@ from ..model import Job
 from ..rules import QueueError
 from ..store import Store
 
-
 USED: list[str] = []  # the operations asked for that are not there yet, in order (the contract tests read it)
 
 

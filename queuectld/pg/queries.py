@@ -24,6 +24,19 @@ _OPEN = ("grp NOT IN (SELECT g.name FROM queuectl_groups g WHERE g.paused OR (g.
          "(SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name AND b.locked_by IS NOT NULL)))")
 
 
+_W = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
+_NEXT_DUE = f"""
+WITH RECURSIVE pr(p) AS (
+    (SELECT priority FROM queuectl_jobs_live WHERE {_W} ORDER BY priority DESC LIMIT 1)
+  UNION ALL
+    SELECT (SELECT priority FROM queuectl_jobs_live WHERE {_W} AND priority < pr.p ORDER BY priority DESC LIMIT 1)
+      FROM pr WHERE pr.p IS NOT NULL
+)
+SELECT min((SELECT due FROM queuectl_jobs_live WHERE {_W} AND priority = pr.p AND {_OPEN} ORDER BY due LIMIT 1))
+  FROM pr WHERE pr.p IS NOT NULL
+"""
+
+
 class Reads(Store):
     db: Any
     _envs: dict[str, dict[str, str]]
@@ -56,15 +69,14 @@ class Reads(Store):
         return out
 
     async def next_due(self) -> float | None:
-        due = await self.db.fetchval(
-            "SELECT min(due) FROM queuectl_jobs_live WHERE state IN ('pending', 'failed') AND blocked = 0 "
-            f"AND locked_by IS NULL AND {_OPEN}")
+        # The earliest due time per priority (a walk down the claim index's priorities: a few probes), of the
+        # groups that may start a job.
+        due = await self.db.fetchval(_NEXT_DUE)
         return None if due is None else float(due)
 
     async def oldest_due(self, now: float) -> dict[str, float]:
         return dict(await self.db.fetch(
-            "SELECT grp, min(due) FROM queuectl_jobs_live WHERE state IN ('pending', 'failed') AND blocked = 0 "
-            "AND due <= $1 GROUP BY grp", now))
+            f"SELECT grp, min(due) FROM queuectl_jobs_live WHERE {_W} AND due <= $1 GROUP BY grp", now))
 
     _disk: int | None = None  # the bytes measured last; None: changed since
 

@@ -73,13 +73,10 @@ CREATE INDEX queuectl_jobs_claim ON queuectl_jobs_live (priority DESC, due, tick
     WHERE state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL;
 CREATE INDEX queuectl_jobs_grp_claim ON queuectl_jobs_live (grp, priority DESC, due, ticket)
     WHERE state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL;
-CREATE INDEX queuectl_jobs_due ON queuectl_jobs_live (due)
-    WHERE state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL;
 CREATE INDEX queuectl_jobs_locked ON queuectl_jobs (locked_by) WHERE locked_by IS NOT NULL;
 CREATE INDEX queuectl_jobs_busy ON queuectl_jobs (grp) WHERE locked_by IS NOT NULL;
 CREATE UNIQUE INDEX queuectl_jobs_unique_key ON queuectl_jobs_live (unique_key) WHERE unique_key IS NOT NULL;
 CREATE INDEX queuectl_jobs_entered ON queuectl_jobs (state, entered);
-CREATE INDEX queuectl_jobs_grp_entered ON queuectl_jobs (grp, state, entered);
 CREATE INDEX queuectl_jobs_finished ON queuectl_jobs_done (state, finished_at);
 CREATE TABLE queuectl_deps (job_id text NOT NULL, dep_id text NOT NULL, is_any bool NOT NULL,
                             PRIMARY KEY (job_id, dep_id, is_any));

@@ -11,6 +11,7 @@ Starts and ends are batched (group commit) and fenced: an end matches id, state,
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import asyncpg
@@ -31,21 +32,22 @@ from .queries import Reads
 
 log = logging.getLogger("queuectld.store")
 
+GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
 WAITING = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
 
 _CLAIM = f"""
 WITH a AS MATERIALIZED (
     SELECT id, priority, due, ticket FROM queuectl_jobs_live
-     WHERE {WAITING} AND due <= $1 AND grp <> ALL($3::text[])
+     WHERE {WAITING} AND due <= $1 AND grp <> ALL($7::text[])
      ORDER BY priority DESC, due, ticket LIMIT $2 FOR UPDATE SKIP LOCKED
 ), b AS MATERIALIZED (
-    SELECT j.id, j.priority, j.due, j.ticket FROM unnest($4::text[], $5::int[]) AS g(name, room)
+    SELECT j.id, j.priority, j.due, j.ticket FROM unnest($3::text[], $4::int[]) AS g(name, room)
      CROSS JOIN LATERAL (SELECT id, priority, due, ticket FROM queuectl_jobs_live
                           WHERE {WAITING} AND due <= $1 AND grp = g.name
                           ORDER BY priority DESC, due, ticket LIMIT g.room FOR UPDATE SKIP LOCKED) j
 ), pick AS (SELECT id FROM (SELECT * FROM a UNION ALL SELECT * FROM b) c ORDER BY priority DESC, due, ticket LIMIT $2)
-UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $6, locked_at = now(), node = $7
+UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $5, locked_at = now(), node = $6
   FROM pick WHERE t.id = pick.id
 RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}
 """
@@ -84,7 +86,8 @@ UPDATE queuectl_jobs j
        entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
        locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
   FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
-RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at
+RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at,
+          EXISTS (SELECT 1 FROM queuectl_deps d WHERE d.dep_id = j.id) AS dependents
 """
 
 
@@ -92,7 +95,8 @@ class PgStore(Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
-        self._ends: Batcher[tuple[Job, float, Outcome], bool] = Batcher(self._write_ends)
+        self._ends: Batcher[tuple[Job, float, Outcome], bool] = Batcher(self._write_ends, width=3)
+        self._capped: tuple[list[str], bool, float] | None = None
 
     async def _opened(self, conn: Any) -> None:
         # Claims a previous run of this node name held but never started go back (its runs are `interrupted`).
@@ -126,7 +130,8 @@ class PgStore(Groups, Reads, PgCore, Missing):
                                                 "WHERE unique_key = ANY($1::text[])", keys))
             fresh, instead = unique.plan_batch(holders, new)
             made = await self._insert(conn, fresh, at, envs if not instead else
-                                      {k: v for k, v in envs.items() if k in {j.env for j in fresh}})
+                                      {k: v for k, v in envs.items() if k in {j.env for j in fresh}},
+                                      any(s.id is not None for s in specs))
             if fresh:
                 self._disk = None
                 await self.notify(conn, "queuectl_wake", "")
@@ -138,7 +143,8 @@ class PgStore(Groups, Reads, PgCore, Missing):
                 f"SELECT {rows.JOB_COLUMNS} FROM queuectl_jobs WHERE id = $1", other)) for other in instead]
             return Batch(out, [other is None for other in instead])
 
-    async def _insert(self, conn: Any, fresh: list[Any], at: float, envs: dict[str, dict[str, str]]) -> list[Job]:
+    async def _insert(self, conn: Any, fresh: list[Any], at: float, envs: dict[str, dict[str, str]],
+                      explicit: bool) -> list[Job]:
         if not fresh:
             return []
         ids = [job.id for job in fresh]
@@ -149,7 +155,10 @@ class PgStore(Groups, Reads, PgCore, Missing):
             if job.group not in known:
                 raise QueueError("invalid",
                                  f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
-        if len(fresh) < COPY_FROM or await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_jobs_done)"):
+        # The live partition's unique index refuses an id taken by a live job; a final job's id is looked up.
+        # A large batch of ids drawn from a fresh random prefix is not (a million lookups, for a collision
+        # that the prefix makes as unlikely as a uuid's).
+        if len(fresh) < COPY_FROM or explicit:
             taken = await conn.fetchval("SELECT id FROM queuectl_jobs WHERE id = ANY($1::text[]) LIMIT 1", ids)
             if taken is not None:
                 raise QueueError("duplicate", f"a job with id {taken!r} already exists")
@@ -213,24 +222,12 @@ class PgStore(Groups, Reads, PgCore, Missing):
             return []
         for _ in range(10):
             try:
-                async with self.tx() as conn:
-                    closed, capped, rooms = [], [], []
-                    for name, parallel, paused, busy in await conn.fetch(_GROUPS):
-                        if paused or busy >= parallel:
-                            closed.append(name)
-                        else:
-                            capped.append(name)
-                    if capped:  # a cap holds across the cluster: one claimer per capped group at a time
-                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(n)) FROM unnest($1::text[]) n",
-                                           capped)
-                        busy_now = dict(await conn.fetch(
-                            "SELECT grp, count(*)::int FROM queuectl_jobs WHERE grp = ANY($1::text[]) "
-                            "AND locked_by IS NOT NULL GROUP BY grp", capped))
-                        caps = dict(await conn.fetch("SELECT name, parallel FROM queuectl_groups "
-                                                     "WHERE name = ANY($1::text[])", capped))
-                        rooms = [max(0, caps.get(g, 0) - busy_now.get(g, 0)) for g in capped]
-                    got = await conn.fetch(_CLAIM, now, count, closed + capped, capped, rooms, self.me + "0",
-                                           self.node)
+                closed, capped = await self._closed_groups()
+                if capped:
+                    async with self.tx(durable=False) as conn:
+                        got = await self._claim_capped(conn, now, count)
+                else:  # one statement, its own transaction
+                    got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed)
             except asyncpg.SerializationError:
                 continue
             jobs = [rows.job(r) for r in got]
@@ -239,6 +236,34 @@ class PgStore(Groups, Reads, PgCore, Missing):
             jobs.sort(key=lambda j: (-j.priority, j.due, j.ticket))
             return jobs
         return []
+
+    def groups_changed(self) -> None:
+        """A group was paused, resumed, capped or uncapped (here, or on another node: its notification)."""
+        self._capped = None
+
+    async def _closed_groups(self) -> tuple[list[str], bool]:
+        """The paused groups and whether a group has a cap (read again at most every GROUPS_TTL seconds, and
+        at once after a change of groups this node made or heard of)."""
+        now = time.monotonic()
+        if self._capped is None or now - self._capped[2] > GROUPS_TTL:
+            got = await self.db.fetch("SELECT name, paused FROM queuectl_groups WHERE paused OR parallel > 0")
+            self._capped = ([r[0] for r in got if r[1]], any(not r[1] for r in got), now)
+        return self._capped[0], self._capped[1]
+
+    async def _claim_capped(self, conn: Any, now: float, count: int) -> list[Any]:
+        got = await conn.fetch("SELECT name, paused, parallel FROM queuectl_groups WHERE paused OR parallel > 0 "
+                               "ORDER BY name")
+        closed = [r[0] for r in got]
+        capped = [r[0] for r in got if not r[1]]
+        # A cap holds across the cluster: one claimer per capped group at a time (in name order: no deadlock).
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(n)) FROM unnest($1::text[]) n", capped)
+        rooms = dict(await conn.fetch(
+            "SELECT g.name, g.parallel - (SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name "
+            "AND b.locked_by IS NOT NULL)::int FROM queuectl_groups g "
+            "WHERE g.name = ANY($1::text[]) AND g.parallel > 0 AND NOT g.paused", capped))
+        open_ = [g for g in capped if rooms.get(g, 0) > 0]
+        return list(await conn.fetch(_CLAIM, now, count, open_, [rooms[g] for g in open_], self.me + "0", self.node,
+                                     closed))
 
     async def release(self, job: Job) -> None:
         await self.db.execute(
@@ -250,10 +275,10 @@ class PgStore(Groups, Reads, PgCore, Missing):
             raise Withdrawn(f"job {job.id} was cancelled, deleted or blocked while it started")
 
     async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
-        async with self.tx() as conn:
-            got = dict(await conn.fetch(
-                _START, [j.id for j, *_ in items], [self.me + "0"] * len(items), [w for _, _, w, _, _ in items],
-                [a for _, a, *_ in items], [p for *_, p, _ in items], [s for *_, s in items], self.me, self.node))
+        # One statement, its own transaction (committed without waiting for the flush).
+        got = dict(await self.db.fetch(
+            _START, [j.id for j, *_ in items], [self.me + "0"] * len(items), [w for _, _, w, _, _ in items],
+            [a for _, a, *_ in items], [p for *_, p, _ in items], [s for *_, s in items], self.me, self.node))
         out: list[bool | BaseException] = []
         for job, at, worker, _, _ in items:
             attempts = got.get(job.id)
@@ -280,6 +305,8 @@ class PgStore(Groups, Reads, PgCore, Missing):
             done: dict[float, list[str]] = {}
             dead: dict[float, list[str]] = {}
             for r in got.values():
+                if not r[7]:
+                    continue
                 if r[1] == rules.COMPLETED:
                     done.setdefault(r[6], []).append(r[0])
                 elif r[1] == DEAD:
