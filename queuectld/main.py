@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="keep the queue in PostgreSQL (postgresql://USER@HOST/DB; default: $QUEUECTL_STORE, else "
                          "the journal in the home); every daemon on one database serves one queue")
     ap.add_argument("--node", metavar="NAME", help="this node's name in a shared store (default: the host name)")
+    ap.add_argument("--import-journal", metavar="DIR",
+                    help="copy the embedded store's journal in DIR into the empty PostgreSQL queue of --store, "
+                         "print what was copied, and exit")
     ap.add_argument("--version", action="version", version=f"queuectld {VERSION}")
     args = ap.parse_args(argv)
     try:
@@ -51,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--compact-min: {e}")
     if args.workers is not None and not 0 <= args.workers <= 1024:
         ap.error("--workers must be between 0 and 1024")
+    if args.import_journal is not None:
+        args.import_journal = os.path.abspath(args.import_journal)  # the caller's, before the daemon's chdir
     if not 0 <= args.grace <= 86400:
         ap.error("--grace must be between 0 and 86400 seconds")
     return args
@@ -88,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("the home directory %s is missing; jobs without a directory run in /", os.path.expanduser("~"))
         os.chdir("/")
     url = args.store or os.environ.get("QUEUECTL_STORE") or None
+    if args.import_journal is not None:
+        if not url:
+            log.error("cannot import: name the database with --store URL or QUEUECTL_STORE")
+            return 1
+        from .pg.importer import main as import_journal
+
+        return import_journal(url, args.import_journal, args.node)
     store: Store
     if url:
         from .pg.store import PgStore  # asyncpg only when a database keeps the queue
