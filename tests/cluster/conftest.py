@@ -230,8 +230,21 @@ def states(node: Node, ids: list[str] | None = None) -> dict[str, str]:
 
 
 def all_final(node: Node, ids: list[str], timeout: float, what: str = "every job to complete") -> dict[str, str]:
-    return wait_for(lambda: (s := states(node, ids)) and all(v in ("completed", "dead") for v in s.values()) and s,
-                    timeout, what)  # type: ignore[no-any-return]
+    last: list[dict[str, str]] = [{}]
+
+    def final() -> dict[str, str] | None:
+        last[0] = s = states(node, ids)
+        return s if all(v in ("completed", "dead") for v in s.values()) else None
+
+    try:
+        return wait_for(final, timeout, what)  # type: ignore[no-any-return]
+    except AssertionError as e:
+        waiting = {i: v for i, v in last[0].items() if v not in ("completed", "dead")}
+        shown = {i: node.show(i) for i in list(waiting)[:3] if waiting[i] != "missing"}
+        detail = "; ".join(f"{j['id']}: {j['state']} attempts {j['attempts']} worker {j['worker']} "
+                           f"locked_by {j['locked_by']} error {j['error_message']}" for j in shown.values())
+        some = dict(list(waiting.items())[:8])
+        raise AssertionError(f"{e}; not final: {len(waiting)} {some}; e.g. {detail}") from None
 
 
 def drained(node: Node, total: int, timeout: float) -> dict[str, int]:

@@ -6,11 +6,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-import pytest
-
 from tests.cluster.conftest import Nodes, drained, enqueue_batch, states
-
-pytestmark = pytest.mark.xfail(strict=True, reason="needs the PostgreSQL store (--store, --node) and its cluster")
 
 JOBS = 5000
 
