@@ -170,34 +170,59 @@ class PgCore(Store):
 
     @asynccontextmanager
     async def tx(self, durable: bool = True) -> AsyncIterator[Any]:
-        """A pooled connection in a transaction; notifications queued on it are sent with its commit.
-        `durable`: the commit waits for the WAL flush (every change a caller is told of); claims and starts
-        commit without waiting (the pool's sessions default to synchronous_commit off: see DECISIONS)."""
+        """A pooled connection in a transaction (`conn.transaction()` nests in it as a savepoint);
+        notifications queued on it are sent just before its commit.  `durable`: the commit waits for the
+        WAL flush (every change a caller is told of); the pool's sessions default to synchronous_commit
+        off, for claims and starts (see DECISIONS)."""
         async with self.db.acquire() as conn:
             key = id(conn)
-            await conn.execute("BEGIN; SET LOCAL synchronous_commit = on" if durable else "BEGIN")
+            tr = conn.transaction()
+            await tr.start()
             try:
                 yield conn
                 notes = self._notes.pop(key, None)
-                sql = "COMMIT"
-                if notes:
-                    sends = []
-                    for channel, payloads in notes.items():
-                        text = ",".join(sorted(payloads))
-                        if "*" in payloads or len(text.encode()) > MAX_PAYLOAD:
-                            text = "*"
-                        sends.append(f"SELECT pg_notify({_literal(channel)}, {_literal(text)});")
-                    sql = " ".join(sends) + " COMMIT"
-                await conn.execute(sql)
+                sql = ["SET LOCAL synchronous_commit = on;"] if durable else []
+                for channel, payloads in (notes or {}).items():
+                    text = ",".join(sorted(payloads))
+                    if "*" in payloads or len(text.encode()) > MAX_PAYLOAD:
+                        text = "*"
+                    sql.append(f"SELECT pg_notify({_literal(channel)}, {_literal(text)});")
+                if sql:
+                    await conn.execute(" ".join(sql))
             except BaseException:
+                self._notes.pop(key, None)
+                if not conn.is_closed():
+                    try:
+                        await tr.rollback()
+                    except Exception:  # the connection is broken: the pool drops it
+                        conn.terminate()
+                raise
+            await tr.commit()
+
+    @asynccontextmanager
+    async def flat_tx(self) -> AsyncIterator[Any]:
+        """A durable transaction in fewer round trips than `tx()` (its start carries the commit setting, its
+        commit the notifications), for the hot paths; no savepoint may nest in it."""
+        async with self.db.acquire() as conn:
+            key = id(conn)
+            await conn.execute("BEGIN; SET LOCAL synchronous_commit = on")
+            try:
+                yield conn
+                sql = []
+                for channel, payloads in (self._notes.pop(key, None) or {}).items():
+                    text = ",".join(sorted(payloads))
+                    if "*" in payloads or len(text.encode()) > MAX_PAYLOAD:
+                        text = "*"
+                    sql.append(f"SELECT pg_notify({_literal(channel)}, {_literal(text)});")
+                await conn.execute(" ".join([*sql, "COMMIT"]))
+            except BaseException:
+                self._notes.pop(key, None)
                 if not conn.is_closed():
                     try:
                         await conn.execute("ROLLBACK")
                     except Exception:  # the connection is broken: the pool drops it
                         conn.terminate()
                 raise
-            finally:
-                self._notes.pop(key, None)
 
     async def notify(self, conn: Any, channel: str, *payload: str) -> None:
         """Queue a NOTIFY on `channel` for the transaction of `conn`: one per channel, sent at its commit,

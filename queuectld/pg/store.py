@@ -147,7 +147,7 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Groups, Reads, PgCore, Mi
             return Batch(out, [other is None for other in instead])
 
     async def _insert(self, conn: Any, fresh: list[Any], at: float, envs: dict[str, dict[str, str]],
-                      explicit: bool) -> list[Job]:
+                      explicit: bool = True) -> list[Job]:
         if not fresh:
             return []
         ids = [job.id for job in fresh]
@@ -299,7 +299,7 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Groups, Reads, PgCore, Mi
             raise StoreError(f"cannot record the end of job {job.id}: {e}") from None
 
     async def _write_ends(self, items: list[tuple[Job, float, Outcome]]) -> list[bool | BaseException]:
-        async with self.tx() as conn:
+        async with self.flat_tx() as conn:
             got = {r[0]: r for r in await conn.fetch(
                 _END, [j.id for j, _, _ in items], [j.attempts for j, _, _ in items],
                 [f"{self.me}{j.worker or 0}" for j, _, _ in items], [o.state for _, _, o in items],
