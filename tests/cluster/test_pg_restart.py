@@ -11,7 +11,9 @@ from tests import pgserver
 from tests.cluster.conftest import Enqueuer, Nodes, all_final, node_rows
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.xfail(strict=True, reason="needs the PostgreSQL store (--store, --node) and its cluster")
+pytestmark = pytest.mark.xfail(strict=True, reason=(
+    "an end the store cannot write while PostgreSQL restarts is dropped "
+    "(\"cannot record the end of job X\"): the job stays processing"))
 
 
 def test_a_postgresql_restart_under_load_loses_nothing_acknowledged_and_jobs_go_on(
