@@ -216,6 +216,16 @@ def nodes(pg_database: str) -> Iterator[Nodes]:
     c.close()
 
 
+def configure(node: Node, **settings: str) -> None:
+    """Start `node` alone, set cluster-wide settings, and start it again: every node then starts on
+    them (a node that sees the heartbeat interval change judges others by the old one for a while)."""
+    node.start_daemon("--workers", "0")
+    for key, value in settings.items():
+        node.ok("config", "set", key.replace("_", "-"), value)
+    node.stop_daemon()
+    node.start_daemon("--workers", "0")
+
+
 def enqueue_batch(node: Node, jobs: list[dict[str, Any]]) -> list[str]:
     r = node.ok("enqueue", "-", input="".join(json.dumps(j) + "\n" for j in jobs))
     ids = r.out.split()

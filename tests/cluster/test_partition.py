@@ -10,15 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests import pgserver
-from tests.cluster.conftest import Netns, Nodes, all_final, enqueue_batch, node_rows
+from tests.cluster.conftest import Netns, Nodes, all_final, configure, enqueue_batch, node_rows
 from tests.conftest import wait_for
-
-pytestmark = pytest.mark.xfail(strict=True, reason=(
-    "no cross-node wake-up (LISTEN or safety poll), heartbeat, fencing or rescue yet: "
-    "a node never claims jobs enqueued on another"))
 
 HEARTBEAT = 0.5
 
@@ -32,9 +26,7 @@ def test_a_cut_off_node_kills_its_jobs_before_they_are_rescued_and_rejoins(
     n1, n2 = nodes.add("n1"), nodes.add("n2")
     n3 = nodes.add("n3", netns=ns.name)
     # n3 starts first, so it is likely the elected node: cut off, another node must take the election over.
-    n3.start_daemon("--workers", "0")
-    n3.ok("config", "set", "heartbeat", str(HEARTBEAT))
-    n3.ok("config", "set", "backoff-base", "1")
+    configure(n3, heartbeat=str(HEARTBEAT), backoff_base="1")
     n1.start_daemon("--workers", "0")
     n2.start_daemon("--workers", "0")
     n3.ok("worker", "start", "--count", "4", "--detach")
