@@ -10,11 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests import pgserver
 from tests.cluster.conftest import Netns, Nodes, all_final, configure, enqueue_batch, node_rows
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.xfail(strict=True, reason=(
+    "a cut-off node fences itself about 3.2 s after the cut with a 0.5 s heartbeat (2 intervals: 1 s), after "
+    "it may be declared lost (2 s): its runs were seen to overlap a rescued run by 0.15 s"))
+
 HEARTBEAT = 0.5
+LOST_AFTER = 4  # intervals without a heartbeat before the elected node may declare a node lost
+TICK = 0.1  # a job's run logs a tick this often
 
 
 def test_a_cut_off_node_kills_its_jobs_before_they_are_rescued_and_rejoins(
@@ -46,9 +54,16 @@ def test_a_cut_off_node_kills_its_jobs_before_they_are_rescued_and_rejoins(
         for job in victims:
             first, again = sorted(runs.by_job[job], key=lambda r: r.start)[:2]
             assert first.node == "n3" and not first.ended and again.node != "n3", runs.by_job[job]
-            assert first.last < again.start, f"{job}: n3's run lived until {first.last}, the rescue began {again.start}"
             gaps.append(again.start - first.last)
             fenced.append(first.last - cut_at)
+        # The safety argument: a node fences itself after 2 silent intervals, the others may declare it lost
+        # after 4; so its runs must be gone (a tick's 0.1 s after their last sign of life) before 4 intervals.
+        late = [f for f in fenced if f + TICK >= LOST_AFTER * HEARTBEAT]
+        assert not late, (f"the cut-off node's runs lived {max(fenced):.2f} s after the cut: past the "
+                          f"{LOST_AFTER * HEARTBEAT:.1f} s after which another node may rescue them")
+        for job in victims:
+            first, again = sorted(runs.by_job[job], key=lambda r: r.start)[:2]
+            assert first.last < again.start, f"{job}: n3's run lived until {first.last}, the rescue began {again.start}"
         assert not runs.overlaps(), runs.overlaps()
         # The link returns: n3 finds itself declared lost, rejoins under a new node id, and runs jobs again.
         mended_at = ns.mend()
