@@ -188,6 +188,16 @@ def report(r: dict[str, Any]) -> str:
         for name, rate, cores, note in PEERS:
             per = f"{rate / cores:,.0f}/s/core" if cores else "per core: unknown"
             out.append(f"  {name:24} {rate:>8,}/s  {per:18} ({note})")
+    if "unanalyzed_ms" in r:
+        before, after = r["unanalyzed_ms"]
+        out += ["", f"one claim of 10 right after a COPY of 100,000 jobs: {before:,.1f} ms before an ANALYZE of the "
+                    f"live partition (a sort of every due row), {after:.2f} ms after (the claim index)"]
+    if "decay" in r:
+        dec = r["decay"]
+        out.append(f"a drain of {dec['jobs']:,} (SQL path, batches of 10), jobs/s by tenths: "
+                   + ", ".join(f"{x:,.0f}" for x in dec["none"]))
+        out.append("  the same with a VACUUM of the live partition every second: "
+                   + ", ".join(f"{x:,.0f}" for x in dec["vacuum"]))
     if c.get("explain"):
         out += ["", "the claim's plan with the depth waiting:", *("  " + line for line in c["explain"])]
     dr = r.get("drivers")
@@ -226,6 +236,12 @@ def measure(depth: int = 1_000_000, quick: bool = False) -> dict[str, Any]:
             [pg_claims.raw_copy(srv, depth) for _ in range(1 if depth >= 500_000 else reps)])}
         say("PostgreSQL: claim and complete, execution stubbed out, 4 workers, batches of 10 and 1")
         r["claims"] = pg_claims.measure(srv, depth, 5000 if quick else 20_000, reps)
+        say("PostgreSQL: one claim right after a COPY of 100,000 jobs, before and after ANALYZE")
+        r["unanalyzed_ms"] = pg_claims.unanalyzed(srv, 100_000)
+        n_decay = 20_000 if quick else 100_000
+        say(f"PostgreSQL: a drain of {n_decay:,} by tenths, without and with a VACUUM of the live partition each second")
+        r["decay"] = {"jobs": n_decay, "none": pg_claims.decay(srv, n_decay, None),
+                      "vacuum": pg_claims.decay(srv, n_decay, 1.0)}
         r["enqueue"].update(pg_nodes.enqueue(srv, depth))
         r["drain"] = pg_nodes.drain(srv, 2000 if quick else 10_000, reps)
         r["dispatch"] = pg_nodes.dispatch(srv, 100 if quick else 300)

@@ -32,7 +32,7 @@ WITH c AS MATERIALIZED (
     ORDER BY priority DESC, due, ticket LIMIT $1 FOR UPDATE SKIP LOCKED)
 UPDATE queuectl_jobs_live j SET state = 'processing', attempts = j.attempts + 1, locked_by = $3,
        locked_at = now(), node = 'bench', updated_at = extract(epoch FROM now())
-FROM c WHERE j.id = c.id RETURNING j.id, j.attempts"""
+FROM c WHERE j.id = c.id RETURNING j.id, j.attempts, j.priority"""
 
 FINISH = """
 UPDATE queuectl_jobs j SET state = 'completed', exit_code = 0, finished_at = extract(epoch FROM now()),
@@ -99,7 +99,8 @@ class _db:
 # --- the SQL path ---------------------------------------------------------------------------------
 
 
-async def _sql_worker(conn: Any, count: int, me: str, done: list[int]) -> None:
+async def _sql_worker(conn: Any, count: int, me: str, done: list[int],
+                      marks: list[tuple[float, int]]) -> None:
     import asyncpg
 
     while True:
@@ -114,19 +115,46 @@ async def _sql_worker(conn: Any, count: int, me: str, done: list[int]) -> None:
             status = await conn.execute(FINISH, [g[0] for g in got], [g[1] for g in got], me)
         if int(status.split()[-1]) != len(got):
             raise RuntimeError(f"the fence matched {status}, not {len(got)}")
-        done.append(len(got))
+        done.append(sum(1 for g in got if g[2] >= 0))
+        if len(done) % 200 == 0:
+            marks.append((time.perf_counter(), sum(done)))
+        if any(g[2] < 0 for g in got):  # the measured jobs are done; the waiting ones stay
+            return
 
 
-async def _sql_drain(url: str, count: int) -> float:
+async def _sql_drain(url: str, count: int, marks: list[tuple[float, int]] | None = None,
+                     vacuum_every: float | None = None) -> float:
+    """Jobs/s of 4 workers claiming `count` at a time until the measured jobs are done.  `marks`
+    receives (time, jobs done) as it goes; `vacuum_every` s, a VACUUM of the live partition beside."""
     import asyncpg
 
     conns = [await asyncpg.connect(url) for _ in range(WORKERS)]
+    marks = [] if marks is None else marks
+    stop = asyncio.Event()
+
+    async def vacuum() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), vacuum_every)
+                except TimeoutError:
+                    await conn.execute("VACUUM queuectl_jobs_live")
+        finally:
+            await conn.close()
+
+    side = asyncio.ensure_future(vacuum()) if vacuum_every else None
     try:
         done: list[int] = []
         t = time.perf_counter()
-        await asyncio.gather(*(_sql_worker(c, count, f"bench/{i}", done) for i, c in enumerate(conns)))
+        marks.append((t, 0))
+        await asyncio.gather(*(_sql_worker(c, count, f"bench/{i}", done, marks) for i, c in enumerate(conns)))
+        marks.append((time.perf_counter(), sum(done)))
         return sum(done) / (time.perf_counter() - t)
     finally:
+        stop.set()
+        if side is not None:
+            await side
         for c in conns:
             await c.close()
 
@@ -166,7 +194,9 @@ async def _store_drain(url: str, count: int) -> float:
                 if not jobs:
                     return
                 await asyncio.gather(*(run(j, slot) for j in jobs))
-                done.append(len(jobs))
+                done.append(sum(1 for j in jobs if j.priority >= 0))
+                if any(j.priority < 0 for j in jobs):  # the measured jobs are done; the waiting ones stay
+                    return
 
         t = time.perf_counter()
         await asyncio.gather(*(worker(i + 1) for i in range(WORKERS)))
@@ -182,7 +212,7 @@ def _rate(srv: pgserver.Server, path: str, n: int, count: int, depth: int) -> tu
             for start in range(0, depth, 250_000):
                 asyncio.run(_copy(url, job_rows(min(250_000, depth - start), f"w{start}-", priority=-1)))
         asyncio.run(_copy(url, job_rows(n, "m")))
-        plan = asyncio.run(_explain(url)) if depth else []
+        plan = asyncio.run(_explain(url))  # ANALYZEs first, as the store does after a large add
         drain = _sql_drain if path == "sql" else _store_drain
         return asyncio.run(drain(url, count)), plan
 
@@ -198,7 +228,7 @@ def measure(srv: pgserver.Server, depth: int, n: int, reps: int) -> dict[str, An
             for _ in range(1 if depth >= 500_000 else reps):
                 rate, plan = _rate(srv, path, n, 10, depth)
                 figures["deep"].append(rate)
-                out["explain"] = plan
+                out["explain"] = [line for line in plan if "Filter" not in line]
             out[path] = {k: statistics.median(v) for k, v in figures.items()}
             out[path]["depth"] = depth
             out[path]["each"] = figures
@@ -207,3 +237,46 @@ def measure(srv: pgserver.Server, depth: int, n: int, reps: int) -> dict[str, An
     out = {k: v for k, v in out.items() if "skipped" not in v or k == "explain"} | {
         f"{k}_skipped": v["skipped"] for k, v in out.items() if isinstance(v, dict) and "skipped" in v}
     return out
+
+
+def decay(srv: pgserver.Server, n: int, vacuum_every: float | None) -> list[float]:
+    """A drain of n jobs (batches of 10) with nothing else waiting: the rate of each tenth of it, to
+    see the claim slow down as the claimed rows' dead entries pile up at the head of the claim index
+    until a VACUUM clears them; with `vacuum_every`, one runs beside the workers every so many s."""
+    with _db(srv) as url:
+        asyncio.run(_schema(url))
+        for start in range(0, n, 250_000):
+            asyncio.run(_copy(url, job_rows(min(250_000, n - start), f"d{start}-")))
+        asyncio.run(_explain(url))
+        marks: list[tuple[float, int]] = []
+        asyncio.run(_sql_drain(url, 10, marks, vacuum_every))
+    rates, k = [], 0
+    for i in range(1, 11):
+        goal = n * i // 10
+        j = next((m for m in range(k, len(marks)) if marks[m][1] >= goal), len(marks) - 1)
+        rates.append((marks[j][1] - marks[k][1]) / max(marks[j][0] - marks[k][0], 1e-9))
+        k = j
+    return rates
+
+
+async def _plans(url: str) -> list[float]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        ms = []
+        for _ in range(2):
+            rows = await conn.fetch("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + CLAIM, 10, [], "bench/x")
+            ms.append(float(rows[-1][0].split(":")[1].split()[0]))
+            await conn.execute("ANALYZE queuectl_jobs_live")
+        return ms
+    finally:
+        await conn.close()
+
+
+def unanalyzed(srv: pgserver.Server, n: int) -> list[float]:
+    """Milliseconds of one claim of 10 right after a COPY of n jobs, before and after an ANALYZE."""
+    with _db(srv) as url:
+        asyncio.run(_schema(url))
+        asyncio.run(_copy(url, job_rows(n, "u")))
+        return asyncio.run(_plans(url))  # type: ignore[no-any-return]
