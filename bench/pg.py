@@ -239,7 +239,7 @@ def measure(depth: int = 1_000_000, quick: bool = False) -> dict[str, Any]:
         say("PostgreSQL: one claim right after a COPY of 100,000 jobs, before and after ANALYZE")
         r["unanalyzed_ms"] = pg_claims.unanalyzed(srv, 100_000)
         n_decay = 20_000 if quick else 100_000
-        say(f"PostgreSQL: a drain of {n_decay:,} by tenths, without and with a VACUUM of the live partition each second")
+        say(f"PostgreSQL: a drain of {n_decay:,} by tenths, without and with a VACUUM of the live partition each s")
         r["decay"] = {"jobs": n_decay, "none": pg_claims.decay(srv, n_decay, None),
                       "vacuum": pg_claims.decay(srv, n_decay, 1.0)}
         r["enqueue"].update(pg_nodes.enqueue(srv, depth))
