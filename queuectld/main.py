@@ -17,7 +17,7 @@ from .config import ConfigError, parse_size
 from .daemon import EXIT_FATAL, Daemon, StartupError
 from .journal_store import JournalStore
 from .policy import Policy, PolicyError
-from .store import StoreError
+from .store import Store, StoreError
 from .systemd import Systemd
 
 log = logging.getLogger("queuectld")
@@ -39,6 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--allow-commands", metavar="FILE",
                     help="run only the commands a pattern of FILE matches (one a line: a glob, or re: and a "
                          "regular expression, matched against the whole command); read again on SIGHUP")
+    ap.add_argument("--store", metavar="URL",
+                    help="keep the queue in PostgreSQL (postgresql://USER@HOST/DB; default: $QUEUECTL_STORE, else "
+                         "the journal in the home); every daemon on one database serves one queue")
+    ap.add_argument("--node", metavar="NAME", help="this node's name in a shared store (default: the host name)")
     ap.add_argument("--version", action="version", version=f"queuectld {VERSION}")
     args = ap.parse_args(argv)
     try:
@@ -83,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         log.warning("the home directory %s is missing; jobs without a directory run in /", os.path.expanduser("~"))
         os.chdir("/")
-    store = JournalStore(paths.journal, salvage=args.salvage, compact_min=args.compact_min)
+    url = args.store or os.environ.get("QUEUECTL_STORE") or None
+    store: Store
+    if url:
+        from .pg.store import PgStore  # asyncpg only when a database keeps the queue
+
+        store = PgStore(url, node=args.node)
+    else:
+        store = JournalStore(paths.journal, salvage=args.salvage, compact_min=args.compact_min, node=args.node)
     daemon = Daemon(paths, store, args.workers, args.grace, systemd, policy)
     import uvloop
 

@@ -1,0 +1,370 @@
+"""`PgStore`: the queue kept in PostgreSQL, shared by every node on the database.
+
+A claim takes due jobs with `FOR UPDATE SKIP LOCKED` through a MATERIALIZED CTE on the live
+partition's partial index, and marks them held (`locked_by` = "<node id>/0"); it counts the attempt.
+A held job keeps its state (pending or failed) until its start, as the journal store's do; a job
+with `locked_by` set is busy: it counts against its group's cap, and only a cancel changes it.
+Starts and ends are batched (group commit) and fenced: an end matches id, state, attempts and
+`locked_by`, so a node whose job was rescued cannot overwrite the rescue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import asyncpg
+
+from queuectl_client.protocol import JobSpec
+
+from .. import audit, rules, unique
+from .. import deps as rules_deps
+from .. import events as ev
+from ..model import Job
+from ..rules import DEAD, Outcome, QueueError
+from ..store import Batch, RunRecord, StoreError, Withdrawn
+from . import deps, rows
+from .core import Batcher, PgCore
+from .groups import Groups
+from .missing import Missing
+from .queries import Reads
+
+log = logging.getLogger("queuectld.store")
+
+GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
+COPY_FROM = 64  # batches of this many jobs or more are written with COPY
+WAITING = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
+
+_CLAIM = f"""
+WITH a AS MATERIALIZED (
+    SELECT id, priority, due, ticket FROM queuectl_jobs_live
+     WHERE {WAITING} AND due <= $1 AND grp <> ALL($7::text[])
+     ORDER BY priority DESC, due, ticket LIMIT $2 FOR UPDATE SKIP LOCKED
+), b AS MATERIALIZED (
+    SELECT j.id, j.priority, j.due, j.ticket FROM unnest($3::text[], $4::int[]) AS g(name, room)
+     CROSS JOIN LATERAL (SELECT id, priority, due, ticket FROM queuectl_jobs_live
+                          WHERE {WAITING} AND due <= $1 AND grp = g.name
+                          ORDER BY priority DESC, due, ticket LIMIT g.room FOR UPDATE SKIP LOCKED) j
+), pick AS (SELECT id FROM (SELECT * FROM a UNION ALL SELECT * FROM b) c ORDER BY priority DESC, due, ticket LIMIT $2)
+UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $5, locked_at = now(), node = $6
+  FROM pick WHERE t.id = pick.id
+RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}
+"""
+
+# Groups that may not start a job now (paused, or at their cap), and those with a cap and room.
+_GROUPS = """
+SELECT g.name, g.parallel, g.paused, (SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name
+                                       AND b.locked_by IS NOT NULL)::int AS busy
+  FROM queuectl_groups g WHERE g.paused OR g.parallel > 0 ORDER BY g.name
+"""
+
+_START = """
+WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[], $6::int8[])
+                  AS s(id, holder, worker, at, pgid, pid_start))
+UPDATE queuectl_jobs_live j
+   SET state = 'processing', attempts = j.attempts + (j.locked_by IS NULL)::int, worker = s.worker,
+       locked_by = $7 || s.worker, locked_at = now(), node = $8, started_at = s.at, updated_at = s.at,
+       finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL, pgid = s.pgid,
+       pid_start = s.pid_start, entered = nextval('queuectl_entered')
+  FROM s WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
+   AND (j.locked_by = s.holder OR j.locked_by IS NULL)
+RETURNING j.id, j.attempts
+"""
+
+_END = """
+WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                                $7::float8[], $8::float8[])
+                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at))
+UPDATE queuectl_jobs j
+   SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
+       exit_code = e.exit_code,
+       error_message = CASE WHEN j.cancelled THEN 'cancelled' ELSE e.error END,
+       next_retry_at = CASE WHEN j.cancelled THEN NULL ELSE e.next_retry_at END,
+       due = CASE WHEN j.cancelled OR e.next_retry_at IS NULL THEN j.due ELSE e.next_retry_at END,
+       ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
+       entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
+       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
+  FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
+RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at,
+          EXISTS (SELECT 1 FROM queuectl_deps d WHERE d.dep_id = j.id) AS dependents
+"""
+
+
+class PgStore(Groups, Reads, PgCore, Missing):
+    def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
+        super().__init__(url, node, **kw)
+        self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
+        self._ends: Batcher[tuple[Job, float, Outcome], bool] = Batcher(self._write_ends, width=3)
+        self._capped: tuple[list[str], bool, float] | None = None
+
+    async def _opened(self, conn: Any) -> None:
+        # Claims a previous run of this node name held but never started go back (its runs are `interrupted`).
+        await conn.execute(
+            "UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1 "
+            "WHERE node = $1 AND locked_by IS NOT NULL AND state <> 'processing' AND NOT starts_with(locked_by, $2)",
+            self.node, self.me)
+
+    # -- adding ---------------------------------------------------------------------
+
+    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None,
+                  env: dict[str, str] | None = None) -> Batch:
+        for attempt in range(5):
+            try:
+                return await self._add(specs, at, id_prefix, cwd, env)
+            except asyncpg.UniqueViolationError as e:
+                if e.constraint_name == "queuectl_jobs_unique_key" and attempt < 4:
+                    continue  # another node took a key meanwhile: decide again who stands for whom
+                raise QueueError("duplicate", "a job of the batch already exists (added meanwhile)") from None
+        raise AssertionError("unreachable")
+
+    async def _add(self, specs: list[JobSpec], at: float, id_prefix: str, cwd: str | None,
+                   env: dict[str, str] | None) -> Batch:
+        envs: dict[str, dict[str, str]] = {}
+        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd, env, envs)
+        async with self.tx() as conn:
+            keys = [job.unique_key for job in new if job.extra is not None and job.unique_key is not None]
+            holders: dict[str, str] = {}
+            if keys:
+                holders = dict(await conn.fetch("SELECT unique_key, id FROM queuectl_jobs_live "
+                                                "WHERE unique_key = ANY($1::text[])", keys))
+            fresh, instead = unique.plan_batch(holders, new)
+            made = await self._insert(conn, fresh, at, envs if not instead else
+                                      {k: v for k, v in envs.items() if k in {j.env for j in fresh}},
+                                      any(s.id is not None for s in specs))
+            if fresh:
+                self._disk = None
+                await self.notify(conn, "queuectl_wake", "")
+                await self._audited(conn, ev.Added(at, fresh, audit.actor.get()))
+            if not instead:
+                return Batch(made)
+            it = iter(made)
+            out = [next(it) if other is None else rows.job(await conn.fetchrow(
+                f"SELECT {rows.JOB_COLUMNS} FROM queuectl_jobs WHERE id = $1", other)) for other in instead]
+            return Batch(out, [other is None for other in instead])
+
+    async def _insert(self, conn: Any, fresh: list[Any], at: float, envs: dict[str, dict[str, str]],
+                      explicit: bool) -> list[Job]:
+        if not fresh:
+            return []
+        ids = [job.id for job in fresh]
+        groups = list({job.group for job in fresh})
+        known = {r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE name = ANY($1::text[])",
+                                                groups)}
+        for job in fresh:
+            if job.group not in known:
+                raise QueueError("invalid",
+                                 f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
+        # The live partition's unique index refuses an id taken by a live job; a final job's id is looked up.
+        # A large batch of ids drawn from a fresh random prefix is not (a million lookups, for a collision
+        # that the prefix makes as unlikely as a uuid's).
+        if len(fresh) < COPY_FROM or explicit:
+            taken = await conn.fetchval("SELECT id FROM queuectl_jobs WHERE id = ANY($1::text[]) LIMIT 1", ids)
+            if taken is not None:
+                raise QueueError("duplicate", f"a job with id {taken!r} already exists")
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_deps)"):
+            held = await deps.reserved(conn, ids)
+            if held is not None:
+                raise QueueError("duplicate", f"the id {held[0]} is still named as a dependency by job {held[1]}, "
+                                              f"which is {held[2]}; choose another id, or delete {held[1]} first")
+        if envs:
+            await conn.executemany("INSERT INTO queuectl_environments (key, vars) VALUES ($1, $2) "
+                                   "ON CONFLICT (key) DO NOTHING",
+                                   [(k, rows.json_text(v)) for k, v in envs.items()])
+        records, edges, jobs = await self._plan_rows(conn, fresh, at)
+        if len(records) >= COPY_FROM:
+            await conn.copy_records_to_table("queuectl_jobs_live", records=[r for r in records if r[2] != DEAD],
+                                             columns=rows.NEW_COLUMNS)
+            dead = [r for r in records if r[2] == DEAD]
+            if dead:
+                await conn.copy_records_to_table("queuectl_jobs_done", records=dead, columns=rows.NEW_COLUMNS)
+        else:
+            cols = ", ".join(rows.NEW_COLUMNS)
+            marks = ", ".join(f"${i}" for i in range(1, len(rows.NEW_COLUMNS) + 1))
+            await conn.executemany(f"INSERT INTO queuectl_jobs ({cols}) VALUES ({marks})", records)
+        if edges:
+            await conn.copy_records_to_table("queuectl_deps", records=edges, columns=("job_id", "dep_id", "is_any"))
+        return jobs
+
+    async def _plan_rows(self, conn: Any, fresh: list[Any], at: float) -> tuple[list[Any], list[Any], list[Job]]:
+        """The rows of a batch, its dependency edges, and the jobs as handed back."""
+        new_row = rows.new_row
+        named = [job for job in fresh if job.extra is not None and (job.after or job.after_any)]
+        if not named:
+            jobs = [rows.fresh(n, at) for n in fresh]
+            return [new_row(n, at) for n in fresh], [], jobs
+        outside = list({d for job in named for d in rules_deps.names(job)} - {job.id for job in fresh})
+        known = await deps.states(conn, outside) if outside else {}
+        places = {job.id: i for i, job in enumerate(fresh)}
+        records, edges, jobs = [], [], []
+        for i, n in enumerate(fresh):
+            job = rows.fresh(n, at)
+            if n.extra is not None and (n.after or n.after_any):
+                for d in rules_deps.names(n):
+                    if d not in known and places.get(d, i) >= i:
+                        raise QueueError("invalid", f"job {n.id}: unknown dependency {d}")
+                dead = next((d for d in n.after or () if known.get(d) == DEAD), None)
+                if dead is not None:
+                    job.state, job.cause, job.error_message = DEAD, dead, rules_deps.death(dead)
+                    job.finished_at = at
+                else:
+                    job.blocked = rules_deps.count_unmet(job, known.get)
+                edges += [(n.id, d, False) for d in n.after or ()] + [(n.id, d, True) for d in n.after_any or ()]
+            known[n.id] = job.state
+            records.append(new_row(n, at, job.state, job.blocked, job.cause, job.error_message))
+            jobs.append(job)
+        return records, edges, jobs
+
+    # -- claims and runs --------------------------------------------------------------------
+
+    async def claim(self, now: float, count: int) -> list[Job]:
+        if self.fenced or count <= 0:
+            return []
+        for _ in range(10):
+            try:
+                closed, capped = await self._closed_groups()
+                if capped:
+                    async with self.tx(durable=False) as conn:
+                        got = await self._claim_capped(conn, now, count)
+                else:  # one statement, its own transaction
+                    got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed)
+            except asyncpg.SerializationError:
+                continue
+            jobs = [rows.job(r) for r in got]
+            for job in jobs:
+                job.attempts -= 1  # counted in the database; the run's number is attempts + 1 until it starts
+            jobs.sort(key=lambda j: (-j.priority, j.due, j.ticket))
+            return jobs
+        return []
+
+    def groups_changed(self) -> None:
+        """A group was paused, resumed, capped or uncapped (here, or on another node: its notification)."""
+        self._capped = None
+
+    async def _closed_groups(self) -> tuple[list[str], bool]:
+        """The paused groups and whether a group has a cap (read again at most every GROUPS_TTL seconds, and
+        at once after a change of groups this node made or heard of)."""
+        now = time.monotonic()
+        if self._capped is None or now - self._capped[2] > GROUPS_TTL:
+            got = await self.db.fetch("SELECT name, paused FROM queuectl_groups WHERE paused OR parallel > 0")
+            self._capped = ([r[0] for r in got if r[1]], any(not r[1] for r in got), now)
+        return self._capped[0], self._capped[1]
+
+    async def _claim_capped(self, conn: Any, now: float, count: int) -> list[Any]:
+        got = await conn.fetch("SELECT name, paused, parallel FROM queuectl_groups WHERE paused OR parallel > 0 "
+                               "ORDER BY name")
+        closed = [r[0] for r in got]
+        capped = [r[0] for r in got if not r[1]]
+        # A cap holds across the cluster: one claimer per capped group at a time (in name order: no deadlock).
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(n)) FROM unnest($1::text[]) n", capped)
+        rooms = dict(await conn.fetch(
+            "SELECT g.name, g.parallel - (SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name "
+            "AND b.locked_by IS NOT NULL)::int FROM queuectl_groups g "
+            "WHERE g.name = ANY($1::text[]) AND g.parallel > 0 AND NOT g.paused", capped))
+        open_ = [g for g in capped if rooms.get(g, 0) > 0]
+        return list(await conn.fetch(_CLAIM, now, count, open_, [rooms[g] for g in open_], self.me + "0", self.node,
+                                     closed))
+
+    async def release(self, job: Job) -> None:
+        await self.db.execute(
+            "UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1 "
+            "WHERE id = $1 AND locked_by = $2 AND state <> 'processing'", job.id, self.me + "0")
+
+    async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
+        if not await self._starts((job, at, worker, pgid, pid_start)):
+            raise Withdrawn(f"job {job.id} was cancelled, deleted or blocked while it started")
+
+    async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
+        # One statement, its own transaction (committed without waiting for the flush).
+        got = dict(await self.db.fetch(
+            _START, [j.id for j, *_ in items], [self.me + "0"] * len(items), [w for _, _, w, _, _ in items],
+            [a for _, a, *_ in items], [p for *_, p, _ in items], [s for *_, s in items], self.me, self.node))
+        out: list[bool | BaseException] = []
+        for job, at, worker, _, _ in items:
+            attempts = got.get(job.id)
+            if attempts is not None:
+                job.state, job.attempts, job.worker = rules.PROCESSING, attempts, worker
+                job.started_at = job.updated_at = at
+                job.finished_at = job.next_retry_at = job.exit_code = job.error_message = None
+            out.append(attempts is not None)
+        return out
+
+    async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
+        try:
+            return await self._ends((job, at, outcome))
+        except (asyncpg.PostgresError, OSError) as e:
+            raise StoreError(f"cannot record the end of job {job.id}: {e}") from None
+
+    async def _write_ends(self, items: list[tuple[Job, float, Outcome]]) -> list[bool | BaseException]:
+        async with self.tx() as conn:
+            got = {r[0]: r for r in await conn.fetch(
+                _END, [j.id for j, _, _ in items], [j.attempts for j, _, _ in items],
+                [f"{self.me}{j.worker or 0}" for j, _, _ in items], [o.state for _, _, o in items],
+                [o.exit_code for _, _, o in items], [o.error for _, _, o in items],
+                [o.next_retry_at for _, _, o in items], [a for _, a, _ in items])}
+            done: dict[float, list[str]] = {}
+            dead: dict[float, list[str]] = {}
+            for r in got.values():
+                if not r[7]:
+                    continue
+                if r[1] == rules.COMPLETED:
+                    done.setdefault(r[6], []).append(r[0])
+                elif r[1] == DEAD:
+                    dead.setdefault(r[6], []).append(r[0])
+            changed: list[str] = []
+            for at, ids in done.items():
+                changed += await deps.completed(conn, ids, at)
+            for at, ids in dead.items():
+                changed += await deps.died(conn, ids, at)
+            if got:
+                self._disk = None
+                await self.notify(conn, "queuectl_changed", *got, *changed)
+            if changed or any(r[1] == rules.FAILED for r in got.values()):
+                await self.notify(conn, "queuectl_wake", "")
+        for job, at, _ in items:
+            r = got.get(job.id)
+            if r is None:
+                log.warning("the end of job %s's attempt %d was not recorded: the job was rescued from this node",
+                            job.id, job.attempts)
+                continue
+            job.state, job.error_message, job.next_retry_at, job.due, job.ticket = r[1], r[2], r[3], r[4], r[5]
+            job.finished_at = job.updated_at = at
+            job.worker = None
+        if changed:
+            await self._announce(changed)
+        return [True] * len(items)
+
+    async def _announce(self, ids: list[str]) -> None:
+        if self.on_change is not None:
+            jobs = await self.jobs(ids)
+            self.on_change(jobs)
+
+    async def interrupted(self) -> list[RunRecord]:
+        # A previous run of this node name (a crash, a restart) left these running: they are this node's now.
+        async with self.tx() as conn:
+            got = await conn.fetch(
+                f"UPDATE queuectl_jobs SET locked_by = $1 || coalesce(worker, 0), node = $2 "
+                f"WHERE node = $2 AND state = 'processing' AND NOT starts_with(locked_by, $1) "
+                f"RETURNING {rows.JOB_COLUMNS}, pgid, pid_start, cancelled", self.me, self.node)
+        out = [RunRecord(rows.job(r), r["pgid"] or 0, r["pid_start"] or 0, r["cancelled"]) for r in got]
+        out.sort(key=lambda r: r.job.started_at or 0.0)
+        return out
+
+    # -- settings ----------------------------------------------------------------------------
+
+    async def configure(self, key: str, value: str) -> tuple[str, str]:
+        key, value = self.config.parse(key, value)
+        async with self.tx() as conn:
+            await conn.execute("INSERT INTO queuectl_settings VALUES ($1, $2) "
+                               "ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+            await self.notify(conn, "queuectl_config", key)
+            await self._audited(conn, ev.ConfigChanged(key, value, audit.actor.get()))
+        self.config.restore(key, value)
+        return key, value
+
+    async def resize(self, count: int) -> None:
+        async with self.tx() as conn:
+            await conn.execute("INSERT INTO queuectl_node_pools VALUES ($1, $2) "
+                               "ON CONFLICT (name) DO UPDATE SET pool = excluded.pool", self.node, count)
+            await conn.execute("UPDATE queuectl_nodes SET pool = $2 WHERE id = $1", self.node_id, count)
+        self._pool_size = count
