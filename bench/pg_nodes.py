@@ -18,6 +18,12 @@ from typing import Any
 from queuectl_client import Client
 from tests import pgserver
 
+STALL = 120.0  # seconds a drain may take before it is reported as stalled
+
+
+class Stalled(Exception):
+    pass
+
 
 def say(msg: str) -> None:
     from bench.pg import say as _say
@@ -103,6 +109,8 @@ def _drain(clients: list[Client], n: int, workers: int) -> float:
     for c in clients:
         c.worker_start(workers)
     while _completed(first) < before + n:
+        if time.perf_counter() - t > STALL:
+            raise Stalled(f"{_completed(first) - before:,} of {n:,} jobs completed after {STALL:.0f} s")
         time.sleep(0.01)
     elapsed = time.perf_counter() - t
     for c in clients:
@@ -144,7 +152,7 @@ def dispatch(srv: pgserver.Server, samples: int) -> dict[str, Any]:
             sent = time.time()
             job_id = one.enqueue(f'date +%s.%N > {marks}/"$QUEUECTL_JOB_ID"')
             acked = time.time()
-            two.wait_for(job_id, ("completed",))
+            two.wait_for(job_id, ("completed",), timeout=30)
             with open(os.path.join(marks, job_id)) as f:
                 started = float(f.read())
             from_ack.append((started - acked) * 1000)
