@@ -21,6 +21,7 @@ from .audit import cmd_audit
 from .connection import Client, DaemonUnavailable, RequestFailed
 from .environ import TooManyVariables, minimal
 from .manage import cmd_cancel, cmd_delete, cmd_edit, cmd_group, cmd_pause, cmd_prune, cmd_rerun, cmd_retry
+from .nodes import cmd_nodes
 from .output import json_array, json_out
 from .parser import UsageError, build_parser
 from .render import human_job, iso, job_dict, print_table, set_color, set_escape, shown, status_json, status_lines
@@ -209,7 +210,7 @@ COMMANDS = {
     "dashboard": cmd_dashboard,
     "group": cmd_group, "pause": cmd_pause, "resume": cmd_pause, "cancel": cmd_cancel, "retry": cmd_retry,
     "rerun": cmd_rerun, "edit": cmd_edit, "prune": cmd_prune, "schedule": cmd_schedule, "audit": cmd_audit,
-    "stats": cmd_stats, "metrics": cmd_metrics,
+    "stats": cmd_stats, "metrics": cmd_metrics, "nodes": cmd_nodes,
 }
 
 

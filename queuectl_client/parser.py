@@ -292,6 +292,8 @@ queuectl enqueue --clean-env '{"command": "make", "env": {"CC": "clang"}}'"""),
 queuectl worker start -n 2 --detach
 queuectl worker stop                   # returns once running jobs finished"""),
     "status": ("counts per state, workers, daemon", _status_args, "queuectl status\nqueuectl status --json"),
+    "nodes": ("the daemons serving this queue: pool, busy, last heartbeat, version, state", _status_args,
+              "queuectl nodes\nqueuectl nodes --json"),
     "list": ("list jobs", _list_args, """queuectl list
 queuectl list --state failed --limit 20
 queuectl list --state dead --quiet | xargs queuectl dlq retry
@@ -313,7 +315,8 @@ queuectl dlq retry --all"""),
     "config": ("get, set or list settings", _config_args, """queuectl config list
 queuectl config set max-retries 5
 queuectl config set backoff-base 3
-queuectl config get job-timeout"""),
+queuectl config get job-timeout
+queuectl config set heartbeat 1      # PostgreSQL store: the whole cluster's nodes"""),
     "group": ("groups of jobs: how many of each run at once", _group_args, """queuectl group add backups --parallel 1
 queuectl group set backups --parallel 2
 queuectl group list

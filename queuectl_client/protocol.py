@@ -22,6 +22,7 @@ import msgspec
 
 from .audit_messages import Audit, AuditEntry, AuditReply, Policy  # noqa: F401
 from .group_messages import GroupAdd, GroupList, GroupRemove, GroupSet, GroupsReply, Pause
+from .node_messages import NodeInfo, Nodes, NodesReply
 from .page_messages import Page, PageReply
 from .reasons import Reason, Why, WhyReply, sentence  # noqa: F401
 from .schedule_messages import (  # noqa: F401
@@ -261,6 +262,7 @@ Request = Union[
     Stats, Metrics,
     Audit,
     Page,
+    Nodes,
 ]
 
 
@@ -301,6 +303,7 @@ class StatusReply(Message, frozen=True):
     groups: list[GroupInfo] = []
     retention: Retention | None = None
     policy: Policy | None = None  # the command policy, if the daemon has one
+    nodes: list[NodeInfo] = []  # the nodes of a PostgreSQL store (none: the journal store)
 
 
 class JobPage(Message, frozen=True):
@@ -387,4 +390,5 @@ Reply = Union[
     SchedulesReply, StatsReply, MetricsReply,
     AuditReply,
     PageReply,
+    NodesReply,
 ]

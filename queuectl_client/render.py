@@ -247,6 +247,10 @@ def status_lines(st: dict[str, Any]) -> list[str]:
         pol = st["policy"]
         lines.append(f"policy   only commands matching the {pol['patterns']} pattern(s) of {shown(pol['file'])} "
                      f"(read {ago(pol['loaded_at'])})")
+    if st.get("nodes"):  # a PostgreSQL store's nodes
+        from .nodes import node_lines
+
+        lines += node_lines(st["nodes"])
     lines.append(f"daemon   pid {st['pid']}, version {st['version']}, started {ago(st['started_at'])}{stopping}")
     return lines
 
@@ -293,7 +297,13 @@ def status_json(st: dict[str, Any]) -> dict[str, Any]:
                     "running": g["running"]} for g in st.get("groups") or []],
         "retention": retention,
         "policy": None if st.get("policy") is None else {**st["policy"], "loaded_at": iso(st["policy"]["loaded_at"])},
-    }
+    } | ({"nodes": [_node_json(n) for n in st["nodes"]]} if st.get("nodes") else {})
+
+
+def _node_json(n: dict[str, Any]) -> dict[str, Any]:
+    from .nodes import node_json
+
+    return node_json(n)
 
 
 # Schedules are rendered from plain data (msgspec.to_builtins of a ScheduleInfo).

@@ -76,6 +76,17 @@ def _timeout(text: str) -> float | None:
     return x
 
 
+def _heartbeat(text: str) -> float:
+    """Seconds between two heartbeats of a node (PostgreSQL store), from 0.2 to 60."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(x) or not 0.2 <= x <= 60:
+        raise ConfigError(f"{text} is out of range (from 0.2 to 60 seconds)")
+    return x
+
+
 def parse_size(text: str, minimum: int = 1024, maximum: int = 1 << 62) -> int:
     """'1048576', '512K', '10M', '1GiB' -> bytes."""
     m = _SIZE.match(text)
@@ -150,6 +161,9 @@ KEYS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str], Any, str]] = {
     "keep-dead": (_duration, show_duration, 0.0, "dead jobs are removed this long after they end (0: never)"),
     "metrics-buckets": (_buckets, _show_buckets, DEFAULT_BUCKETS,
                         "the bucket edges, in seconds, of the run duration and wait histograms in `metrics`"),
+    "heartbeat": (_heartbeat, _show_number, 2.0,
+                  "seconds between a node's heartbeats (PostgreSQL store): silent 2 of them, a node kills its "
+                  "jobs and stops claiming; silent 4, it is declared lost and its jobs are retried elsewhere"),
 }
 
 
@@ -227,3 +241,8 @@ class Config:
     def metrics_buckets(self) -> tuple[float, ...]:
         edges: tuple[float, ...] = self.values["metrics-buckets"]
         return edges
+
+    @property
+    def heartbeat(self) -> float:
+        x: float = self.values["heartbeat"]
+        return x

@@ -99,6 +99,7 @@ class Daemon:
         self._lock()
         replayed = await self.store.open()
         self.store.on_fatal = self._fatal
+        os.environ["QUEUECTL_NODE"] = self.store.node  # every job's, beside QUEUECTL_JOB_ID (the spawners copy it)
         self.runner = Runner(loop, self._lock_fd)
         if not self.runner.subreaper:
             log.warning("cannot become a child subreaper: processes that leave a job's group may outlive it")

@@ -27,6 +27,7 @@ from .audit_requests import AuditRequests
 from .bus import DELETED, Bus, Deleted, Notice, Watch
 from .config import KEYS, canonical_key
 from .control import Control, send_ids
+from .nodes import NodeRequests
 from .paging import Paging
 from .policy import Policy
 from .retention import Retention
@@ -111,6 +112,7 @@ class Handlers:
         }
         self.table.update(Control(store, pool, bus, retention).table)
         self.table.update(Paging(store).table)
+        self.table.update(NodeRequests(store, pool, self.started_at).table)
         if scheduler is not None:
             self.table.update(scheduler.table)  # scheduler.Scheduler: the schedule requests
         if observer is not None:
@@ -148,6 +150,7 @@ class Handlers:
         return p.StatusReply(
             await self.store.counts(), p.Workers(self.store.pool_size, self.pool.busy),
             os.getpid(), VERSION, self.started_at, self.stopping, await self.store.groups(), self.retention.info(),
+            nodes=await self.store.nodes() or [],
         )
 
     async def list(self, req: p.List, conn: Conn) -> None:

@@ -16,12 +16,14 @@ from . import faults
 from .config import ConfigError, parse_size
 from .daemon import EXIT_FATAL, Daemon, StartupError
 from .journal_store import JournalStore
+from .pg.connect import Unreachable, resolve
 from .policy import Policy, PolicyError
 from .store import Store, StoreError
 from .systemd import Systemd
 
 log = logging.getLogger("queuectld")
 
+EXIT_USAGE = 2  # a --store that cannot be used as given (a password on argv, not a postgresql:// URL)
 EXIT_POLICY = 78  # the command policy file cannot be used (EX_CONFIG): the daemon does not start without it
 
 
@@ -42,6 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--store", metavar="URL",
                     help="keep the queue in PostgreSQL (postgresql://USER@HOST/DB; default: $QUEUECTL_STORE, else "
                          "the journal in the home); every daemon on one database serves one queue")
+    ap.add_argument("--store-password-file", metavar="FILE",
+                    help="the database password: the first line of FILE (or $QUEUECTL_STORE_PASSWORD_FILE; "
+                         "else PGPASSWORD or ~/.pgpass; never in --store, which every user can read)")
+    ap.add_argument("--poll-only", action="store_true",
+                    help="a shared store behind a pooler in transaction mode (PgBouncer): no LISTEN, poll every 0.5 s")
     ap.add_argument("--node", metavar="NAME", help="this node's name in a shared store (default: the host name)")
     ap.add_argument("--version", action="version", version=f"queuectld {VERSION}")
     args = ap.parse_args(argv)
@@ -74,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         except PolicyError as e:
             log.error("cannot start: %s", e)
             return EXIT_POLICY
+    try:  # before anything: a password on argv is refused whatever else is wrong
+        url, secret = resolve(args.store, args.store_password_file, os.environ)
+    except StoreError as e:
+        log.error("cannot start: %s", e)
+        return EXIT_USAGE
     systemd = Systemd.from_environ()  # before anything copies the environment for jobs
     explicit_home = args.home or os.environ.get("QUEUECTL_HOME")
     paths = _paths.resolve(args.home)
@@ -87,12 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         log.warning("the home directory %s is missing; jobs without a directory run in /", os.path.expanduser("~"))
         os.chdir("/")
-    url = args.store or os.environ.get("QUEUECTL_STORE") or None
     store: Store
     if url:
         from .pg.store import PgStore  # asyncpg only when a database keeps the queue
 
-        store = PgStore(url, node=args.node)
+        store = PgStore(url, node=args.node, **secret)
+        store.poll_only = args.poll_only
     else:
         store = JournalStore(paths.journal, salvage=args.salvage, compact_min=args.compact_min, node=args.node)
     daemon = Daemon(paths, store, args.workers, args.grace, systemd, policy)
@@ -103,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             return runner.run(daemon.run())
     except StartupError as e:
         log.error("%s", e)
+        return e.exit_code
+    except Unreachable as e:
+        log.error("cannot start: %s", e)
         return e.exit_code
     except StoreError as e:
         log.error("cannot start: %s", e)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from collections import deque
 
@@ -63,6 +64,11 @@ class Pool:
         self._forgetting: set[str] = set()
         self._outputs = self._scan_outputs()  # jobs whose latest run may have left output files
         store.on_change = self._landed
+        # A store shared by several nodes: it fences this node, stops runs cancelled elsewhere, wakes the pool.
+        self._why: dict[Run, str] = {}  # runs killed by a fence: why they end
+        self._cancelling: set[str] = set()  # jobs whose runs were sent a cancel's signal
+        store.on_fence, store.on_stop, store.on_wake = self._fence, self._stop_runs, self.wake
+        store.count_busy = lambda: len(self.slots)
         runner.on_started = self._on_started
         runner.on_exit = self._on_exit
 
@@ -128,9 +134,20 @@ class Pool:
     def cancel(self, job_ids: list[str], signum: int, grace: float) -> None:
         """Stop the runs of these jobs: `signum` to each process group, SIGKILL `grace` s later."""
         wanted = set(job_ids)
+        self._cancelling |= wanted
         for run, (_, job, _) in self._jobs.items():
             if job.id in wanted:
                 self.runner.cancel(run, signum, grace)
+
+    def _stop_runs(self, job_ids: list[str]) -> None:
+        """Another node cancelled these jobs: the default signal of a cancel, unless one was sent here."""
+        self.cancel([i for i in job_ids if i not in self._cancelling], signal.SIGTERM, KILL_GRACE)
+
+    def _fence(self, why: str) -> None:
+        """This node lost the database: kill every run now; each ends as a failure saying `why`."""
+        for run in list(self.slots.values()):
+            self._why[run] = why
+            self.runner.kill(run, interrupted=True)
 
     # -- the pool's task -----------------------------------------------------------
 
@@ -290,6 +307,8 @@ class Pool:
         for run, result in ended:
             slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
+            self._cancelling.discard(job.id)
+            why = self._why.pop(run, INTERRUPTED)
             if result.output:
                 self._outputs.add(job.id)
             if run.discard:
@@ -297,7 +316,7 @@ class Pool:
             elif not run.started:
                 await self._cannot_start(job, now, slot, result.error or "cannot start")
             elif run.interrupted:  # the daemon stopped it: no retry rule judges that
-                await self._finish(job, slot, time.time(), result.exit_code, INTERRUPTED)
+                await self._finish(job, slot, time.time(), result.exit_code, why)
             else:
                 await self._finish(job, slot, time.time(), result.exit_code, result.error, result.failure)
         if not self.slots:

@@ -109,8 +109,9 @@ class Spawner:
         self.poll.register(sock, select.POLLIN)
         self.env = dict(os.environ)  # the daemon's: for jobs of older journals, which have no environment
         self.envs: dict[str, dict[str, str]] = {}  # the environments the daemon sent, by key
-        # What the daemon sets for every job, whatever its environment: the same home for `queuectl` in a job.
-        self.own = {k: v for k, v in self.env.items() if k == "QUEUECTL_HOME"}
+        # What the daemon sets for every job, whatever its environment: the same home for `queuectl` in a job,
+        # and the name of the node that runs it.
+        self.own = {k: v for k, v in self.env.items() if k in ("QUEUECTL_HOME", "QUEUECTL_NODE")}
         self.home = os.getcwd()
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.sweep_at: float | None = None

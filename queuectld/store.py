@@ -22,7 +22,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable
 
-from queuectl_client.protocol import AuditEntry, Edit, GroupInfo, JobSpec, Reason, ScheduleAdd, ScheduleInfo, Selector
+from queuectl_client.protocol import (
+    AuditEntry,
+    Edit,
+    GroupInfo,
+    JobSpec,
+    NodeInfo,
+    Reason,
+    ScheduleAdd,
+    ScheduleInfo,
+    Selector,
+)
 
 from .config import Config
 from .model import Job
@@ -95,6 +105,14 @@ class Store(ABC):
     on_fatal: Callable[[StoreError], None] | None = None
     # Called with the seconds each write to disk took to become durable (an fdatasync), in the loop.
     on_sync: Callable[[float], None] | None = None
+    # A store shared by several nodes (PostgreSQL) calls these; the pool sets them.  `on_fence(why)`: this
+    # node lost the database, kill every run; `on_stop(ids)`: stop these jobs' runs (cancelled elsewhere);
+    # `on_wake()`: a job may be claimable; `count_busy()`: the runs going on this node.
+    on_fence: Callable[[str], None] | None = None
+    on_stop: Callable[[list[str]], None] | None = None
+    on_wake: Callable[[], None] | None = None
+    count_busy: Callable[[], int] | None = None
+    fenced: bool = False  # this node may not claim now (claims return [])
 
     # -- life ---------------------------------------------------------------
 
@@ -309,6 +327,10 @@ class Store(ABC):
     @abstractmethod
     def save_stats(self, data: bytes) -> None:
         """Replace the stats blob atomically and durably; blocking, so call it from a worker thread."""
+
+    async def nodes(self) -> list[NodeInfo] | None:
+        """The nodes serving this store's queue, newest start first; None: this daemon alone (the journal)."""
+        return None
 
     @abstractmethod
     async def interrupted(self) -> list[RunRecord]:

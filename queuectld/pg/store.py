@@ -25,6 +25,7 @@ from ..model import Job
 from ..rules import DEAD, Outcome, QueueError
 from ..store import Batch, RunRecord, StoreError, Withdrawn
 from . import deps, rows
+from .cluster import Cluster
 from .core import Batcher, PgCore
 from .groups import Groups
 from .missing import Missing
@@ -91,7 +92,7 @@ RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at
 """
 
 
-class PgStore(Groups, Reads, PgCore, Missing):
+class PgStore(Cluster, Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)

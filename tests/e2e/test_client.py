@@ -109,7 +109,7 @@ def test_config_get_without_a_key_prints_every_setting(d: Env) -> None:
     assert d.ok("config", "get", "--json").json() == d.ok("config", "list", "--json").json()
     assert set(d.ok("config", "get", "--json").json()) == {"max-retries", "backoff-base", "backoff-max",
                                                              "job-timeout", "output-limit", "keep-completed",
-                                                             "keep-dead", "metrics-buckets"}
+                                                             "keep-dead", "metrics-buckets", "heartbeat"}
 
 
 # --- enqueue ----------------------------------------------------------------------

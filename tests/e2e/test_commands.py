@@ -162,6 +162,21 @@ def test_status_json_shape(d: Env) -> None:
     assert st["workers"] == {"configured": 0, "busy": 0}
     assert st["daemon"]["pid"] == d.daemon.pid and st["daemon"]["version"]  # type: ignore[union-attr]
     assert "pending 1" in d.ok("status").out
+    assert "nodes" not in st and "nodes" not in d.ok("status").out  # the journal store's status has no nodes
+
+
+def test_nodes_with_the_journal_store_shows_this_daemon_alone(d: Env) -> None:
+    import socket
+
+    d.ok("worker", "start", "-n", "2", "--detach")
+    nodes = d.ok("nodes", "--json").json()
+    assert len(nodes) == 1 and nodes[0]["name"] == socket.gethostname() and nodes[0]["this"]
+    assert nodes[0]["state"] == "up" and nodes[0]["pool"] == 2 and nodes[0]["busy"] == 0 and nodes[0]["version"]
+    text = d.ok("nodes").out.splitlines()
+    assert text[0].split() == ["NAME", "STATE", "POOL", "BUSY", "HEARTBEAT", "VERSION", "STARTED", "ID"]
+    assert text[1].startswith(socket.gethostname() + " *") and " up " in text[1] and len(text) == 2
+    r = d.q("nodes", "extra")
+    assert r.code == 2 and "unrecognized arguments" in r.err
 
 
 def test_list_filters_limits_and_streams_pages(d: Env) -> None:
@@ -189,7 +204,7 @@ def test_config_get_set_list_and_persistence(env: Env) -> None:
     assert listed == {"max-retries": "0", "backoff-base": "1.5", "backoff-max": "600", "job-timeout": "none",
                       "output-limit": "64K", "keep-completed": "7d", "keep-dead": "0",
                       "metrics-buckets": "0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300,600,1800,3600,"
-                                         "7200,21600,86400"}
+                                         "7200,21600,86400", "heartbeat": "2"}
     assert "backoff-base" in env.ok("config", "list").out
     env.stop_daemon()
     env.start_daemon()

@@ -19,7 +19,8 @@ from queuectld.journal import Journal
 from tests.conftest import QUEUECTL, Env, wait_for
 
 MINIMAL = {"PATH", "HOME", "USER", "LANG", "SHELL"}
-SET_BY_JOB = {"PWD", "QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT", "QUEUECTL_HOME"}  # sh and the daemon set these
+# sh and the daemon set these
+SET_BY_JOB = {"PWD", "QUEUECTL_JOB_ID", "QUEUECTL_ATTEMPT", "QUEUECTL_HOME", "QUEUECTL_NODE"}
 
 
 @pytest.fixture
@@ -254,3 +255,13 @@ def test_an_environment_too_big_for_one_exec_is_refused_at_enqueue(d: Env) -> No
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r
     assert "environment" in r.stderr and "bytes" in r.stderr, r.stderr
     assert d.jobs() == []
+
+
+def test_a_job_learns_the_name_of_the_node_that_runs_it_whatever_its_enqueuers_environment(d: Env) -> None:
+    import socket
+
+    caller = _caller(d, QUEUECTL_NODE="not-this-one")
+    r = _enqueue(d, '{"command": "echo node=$QUEUECTL_NODE", "id": "named"}', caller=caller)
+    assert r.returncode == 0, r
+    d.wait_state("named", "completed")
+    assert d.ok("logs", "named", "--stdout").out == f"node={socket.gethostname()}\n"

@@ -18,7 +18,7 @@ from queuectl_client import protocol as p
 from tests.conftest import BIN, QUEUECTLD, Env, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-UNITS = ("queuectld.service", "queuectld.socket", "queuectld@.service")
+UNITS = ("queuectld.service", "queuectld.socket", "queuectld@.service", "queuectld-node@.service")
 
 
 class Notifications:
@@ -159,7 +159,7 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path: os.PathLike[str]) -> No
         text = text.replace("%h/.local/bin/queuectld", exe).replace("/usr/local/bin/queuectld", exe)
         with open(os.path.join(str(tmp_path), unit), "w") as f:
             f.write(text)
-    for unit in ("queuectld.service", "queuectld.socket", "queuectld@alice.service"):
+    for unit in ("queuectld.service", "queuectld.socket", "queuectld@alice.service", "queuectld-node@alice.service"):
         target = os.path.join(str(tmp_path), unit.replace("@alice", "@"))
         if "@" in unit:
             alias = os.path.join(str(tmp_path), unit)
