@@ -148,7 +148,7 @@ def report(r: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, float | None]] = []
     e = r.get("enqueue", {})
     if "pg" in e:
-        rows.append((f"P1 enqueue of {e['jobs']:,}, PG", f"{e['pg']:,.0f} jobs/s",
+        rows.append((f"P1 enqueue of {e.get('jobs', r.get('depth', 0)):,}, PG", f"{e['pg']:,.0f} jobs/s",
                      f">= 100,000/s; embedded {e['embedded']:,.0f}/s, raw COPY {e.get('copy', 0):,.0f}/s",
                      e["pg"] / 100_000))
     elif "copy" in e:
@@ -229,6 +229,7 @@ def measure(depth: int = 1_000_000, quick: bool = False) -> dict[str, Any]:
     try:
         r["server"] = srv.origin
         r["load"] = [os.getloadavg()[0]]
+        r["depth"] = depth
         steps: list[tuple[str, Callable[[], Any]]] = [
             ("drivers", lambda: drivers(srv, 20_000 if quick else 100_000, 1000, reps)),
             ("enqueue", lambda: {"jobs": depth, "copy": statistics.median(
