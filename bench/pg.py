@@ -191,7 +191,7 @@ def report(r: dict[str, Any]) -> str:
     if isinstance(r.get("unanalyzed_ms"), list):
         before, after = r["unanalyzed_ms"]
         out += ["", f"one claim of 10 right after a COPY of 100,000 jobs: {before:,.1f} ms before an ANALYZE of the "
-                    f"live partition (a sort of every due row), {after:.2f} ms after (the claim index)"]
+                    f"live partition, {after:.2f} ms after"]
     if "none" in r.get("decay", {}):
         dec = r["decay"]
         out.append(f"a drain of {dec['jobs']:,} (SQL path, batches of 10), jobs/s by tenths: "
