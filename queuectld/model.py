@@ -34,6 +34,7 @@ class Extras(msgspec.Struct, array_like=True, gc=False):
     late: bool = False  # fired after downtime, for a slot that had passed
     blocked: int = 0  # dependencies not satisfied yet: while above 0, a pending job is in no lane
     cause: str | None = None  # the dependency whose death made this job dead
+    node: str | None = None  # a shared store's: the name of the node whose worker holds it
 
 
 class _Extra(Generic[T]):
@@ -90,6 +91,7 @@ class JobFields(msgspec.Struct, array_like=True, gc=False):
     late = _Extra[bool]("late", False)
     blocked = _Extra[int]("blocked", 0)
     cause = _Extra[str | None]("cause", None)
+    holder = _Extra[str | None]("node", None)
 
 
 class NewJob(JobFields, array_like=True, gc=False):
@@ -118,14 +120,15 @@ class Job(JobFields, array_like=True, gc=False):
     ticket: int = 0  # drawn at each scheduling; a heap entry with an older one is stale
 
     def view(self, node: str, blocked_by: list[str] | None = None, env: dict[str, str] | None = None) -> JobView:
-        """The wire view; `node` names the machine whose worker holds a running job.  What the job
+        """The wire view; `node` names the machine whose worker holds a running job (unless the job
+        names it: a shared store's job held by another node).  What the job
         alone cannot tell comes from the store: its unsatisfied dependencies, its environment."""
         running = self.state == "processing"
         return JobView(
             self.id, self.command, self.state, self.attempts, self.max_retries, self.priority,  # type: ignore[arg-type]
             self.timeout, self.run_at, self.created_at, self.updated_at, self.started_at,
             self.finished_at, self.next_retry_at, self.exit_code, self.error_message, self.worker,
-            self.cwd, f"{node}/{self.worker}" if running else None, self.started_at if running else None,
+            self.cwd, f"{self.holder or node}/{self.worker}" if running else None, self.started_at if running else None,
             self.group, self.after, self.after_any, blocked_by or [], self.unique_key, self.retry_on,
             self.no_retry_on, self.idle_timeout, env, self.schedule, self.slot, self.late,
         )

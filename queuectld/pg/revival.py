@@ -197,7 +197,7 @@ async def revive(conn: asyncpg.Connection, ids: list[str], at: float) -> list[st
 
 async def why(conn: asyncpg.Connection, job_id: str, now: float, pool_size: int, busy: int) -> Reason:
     """The first reason the job is not running at `now`: diagnose.py's rules, one query each."""
-    r = await conn.fetchrow(f"SELECT {rows.JOB_COLUMNS}, locked_by, node FROM queuectl_jobs WHERE id = $1", job_id)
+    r = await conn.fetchrow(f"SELECT {rows.JOB_COLUMNS}, locked_by FROM queuectl_jobs WHERE id = $1", job_id)
     if r is None:
         raise QueueError("not_found", f"no job with id {job_id!r}")
     job = job_of(r)

@@ -12,7 +12,7 @@ from ..model import Extras, Job, NewJob
 JOB_COLUMNS = ("id, command, max_retries, priority, run_at, timeout, cwd, grp, env, after, after_any, unique_key, "
                "retry_on, no_retry_on, idle_timeout, schedule, slot, late, blocked, cause, state, attempts, "
                "created_at, updated_at, started_at, finished_at, next_retry_at, exit_code, error_message, worker, "
-               "due, ticket")
+               "due, ticket, node")
 
 # The columns a new job is written with (ticket and entered come from their sequences), in COPY order.
 NEW_COLUMNS = ("id", "command", "state", "priority", "max_retries", "run_at", "timeout", "cwd", "grp", "env",
@@ -38,13 +38,15 @@ def job(r: Any) -> Job:
     """A job from a record with JOB_COLUMNS (by position)."""
     (id_, command, max_retries, priority, run_at, timeout, cwd, grp, env, after, after_any, unique_key, retry_on,
      no_retry_on, idle_timeout, schedule, slot, late, blocked, cause, state, attempts, created_at, updated_at,
-     started_at, finished_at, next_retry_at, exit_code, error_message, worker, due, ticket) = tuple(r)[:32]
+     started_at, finished_at, next_retry_at, exit_code, error_message, worker, due, ticket, node) = tuple(r)[:33]
+    if state != "processing":
+        node = None  # the node that holds it: named while it runs only
     extra = None
     if (after is not None or after_any is not None or unique_key is not None or retry_on is not None
             or no_retry_on is not None or idle_timeout is not None or schedule is not None or slot is not None
-            or late or blocked or cause is not None):
+            or late or blocked or cause is not None or node is not None):
         extra = Extras(after, after_any, unique_key, rule(retry_on), rule(no_retry_on), idle_timeout, schedule, slot,
-                       late, blocked, cause)
+                       late, blocked, cause, node)
     return Job(id_, command, max_retries, priority, run_at, timeout, cwd, grp, env, extra, state, attempts,
                created_at, updated_at, started_at, finished_at, next_retry_at, exit_code, error_message, worker,
                due, ticket)
