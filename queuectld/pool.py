@@ -174,6 +174,10 @@ class Pool:
                     await self._arm_timer()
             except StoreError as e:
                 log.error("the pool cannot reach the store: %s", e)
+                self._retry_later()
+            except self.store.unavailable as e:  # the database is away for now: try again shortly
+                log.error("the pool cannot reach the store: %s", (str(e) or type(e).__name__).splitlines()[0])
+                self._retry_later()
             except Exception:
                 log.exception("the pool's pass failed; it goes on")
             self._tell_stopped()

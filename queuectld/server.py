@@ -192,6 +192,10 @@ class Server:
             return p.Error("disk_full", str(e))
         except StoreError as e:
             return p.Error("internal", str(e))
+        except self.handlers.store.unavailable as e:  # the database is away for now: one line, no traceback
+            what = (str(e) or type(e).__name__).splitlines()[0]
+            log.warning("request %s failed: the database: %s", type(req).__name__, what)
+            return p.Error("internal", f"the database cannot be reached now: {what}")
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception as e:

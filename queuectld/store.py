@@ -108,6 +108,9 @@ class Store(ABC):
     on_fatal: Callable[[StoreError], None] | None = None
     # Called with the seconds each write to disk took to become durable (an fdatasync), in the loop.
     on_sync: Callable[[float], None] | None = None
+    # What the store raises when it cannot be reached for now (a database restarting, a cut link): a
+    # request that meets one fails with one line, and the store goes on once it can again.
+    unavailable: tuple[type[BaseException], ...] = ()
     # A store shared by several nodes (PostgreSQL) calls these; the pool sets them.  `on_fence(why)`: this
     # node lost the database, kill every run; `on_stop(ids)`: stop these jobs' runs (cancelled elsewhere);
     # `on_wake()`: a job may be claimable; `count_busy()`: the runs going on this node.

@@ -85,6 +85,9 @@ class PgCore(Store):
 
     db: asyncpg.Pool
     fenced: bool = False  # set while this node may not claim (see pg/cluster.py)
+    # A connection lost, refused or timed out, the server starting or stopping: for now, not for good.
+    unavailable = (ConnectionRefusedError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                   asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
     def __init__(self, url: str, node: str | None = None, min_size: int = 2, max_size: int = 10,
                  **connect: Any) -> None:

@@ -10,6 +10,7 @@ Starts and ends are batched (group commit) and fenced: an end matches id, state,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -40,6 +41,7 @@ from .trail import TrailMixin
 log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
+RETRY_HELD = 1.0  # seconds between tries of the ends the database could not take
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
 class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, PgCore,
               Missing):
@@ -48,6 +50,15 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
         self._ends: Batcher[tuple[Job, float, Outcome], bool] = Batcher(self._write_ends, width=3)
         self._capped: tuple[list[str], bool, float] | None = None
+        self._held: list[tuple[Job, float, Outcome]] = []  # ends the database could not take, written again
+        self._unreleased: list[Job] = []  # claims it could not take back, given back again
+        self._holding: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self._holding is not None:
+            self._holding.cancel()  # ends still held are lost: their runs come back as interrupted
+            await asyncio.wait([self._holding])
+        await super().close()
 
     async def _opened(self, conn: Any) -> None:
         # Claims a previous run of this node name held but never started go back (its runs are `interrupted`).
@@ -170,7 +181,7 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
     # -- claims and runs --------------------------------------------------------------------
 
     async def claim(self, now: float, count: int) -> list[Job]:
-        if self.fenced or count <= 0:
+        if self.fenced or self._held or self._unreleased or count <= 0:  # nothing starts past an end not on record
             return []
         for _ in range(10):
             try:
@@ -218,12 +229,27 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
                                      closed))
 
     async def release(self, job: Job) -> None:
+        try:
+            await self._release([job])
+        except Exception as e:  # the database is away: given back once it is here again
+            log.warning("cannot give job %s back now (%s); it is given back once the database answers", job.id,
+                        (str(e) or type(e).__name__).splitlines()[0])
+            self._unreleased.append(job)
+            self._hold(None)
+
+    async def _release(self, jobs: list[Job]) -> None:
         await self.db.execute(
             "UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1 "
-            "WHERE id = $1 AND locked_by = $2 AND state <> 'processing'", job.id, self.me + "0")
+            "WHERE id = ANY($1::text[]) AND locked_by = $2 AND state <> 'processing'", [j.id for j in jobs],
+            self.me + "0")
 
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
-        if not await self._starts((job, at, worker, pgid, pid_start)):
+        try:
+            started = await self._starts((job, at, worker, pgid, pid_start))
+        except Exception as e:  # not on record: the pool stops the run and gives the job back
+            raise StoreError(f"cannot record the start of job {job.id}: "
+                             f"{(str(e) or type(e).__name__).splitlines()[0]}") from None
+        if not started:
             raise Withdrawn(f"job {job.id} was cancelled, deleted or blocked while it started")
 
     async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
@@ -242,10 +268,44 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
         return out
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
+        if self._held:  # in order, behind the ends held already
+            self._hold((job, at, outcome))
+            return False
         try:
             return await self._ends((job, at, outcome))
-        except (asyncpg.PostgresError, OSError) as e:
-            raise StoreError(f"cannot record the end of job {job.id}: {e}") from None
+        except Exception as e:  # the database is away (a restart, a cut link): hold it, as a full disk's
+            log.error("cannot record the end of job %s now (%s); it is written again every %g s, and this node "
+                      "starts nothing until it is", job.id, (str(e) or type(e).__name__).splitlines()[0],
+                      RETRY_HELD)
+            self._hold((job, at, outcome))
+            return False
+
+    def _hold(self, item: tuple[Job, float, Outcome] | None) -> None:
+        if item is not None:
+            self._held.append(item)
+        if self._holding is None or self._holding.done():
+            self._holding = asyncio.get_running_loop().create_task(self._write_held(), name="held-ends")
+
+    async def _write_held(self) -> None:
+        """Write the held ends again every RETRY_HELD s until they land (fenced as any end: one whose job
+        was rescued meanwhile is not recorded); then tell the pool, as the journal store does."""
+        while self._held or self._unreleased:
+            await asyncio.sleep(RETRY_HELD)
+            items, back = list(self._held), list(self._unreleased)
+            try:
+                if back:
+                    await self._release(back)
+                    del self._unreleased[: len(back)]
+                if items:
+                    await self._write_ends(items)
+            except Exception as e:
+                log.debug("the held ends are not written yet: %r", e)
+                continue
+            del self._held[: len(items)]
+            if items:
+                log.info("%d held end(s) recorded", len(items))
+            if self.on_change is not None:  # announces them, and wakes the pool
+                self.on_change([job for job, _, _ in items])
 
     async def _write_ends(self, items: list[tuple[Job, float, Outcome]]) -> list[bool | BaseException]:
         args = self._end_args(items)

@@ -5,16 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
-
 from tests import pgserver
 from tests.cluster.conftest import Enqueuer, Nodes, all_final, node_rows
 from tests.conftest import wait_for
-
-pytestmark = pytest.mark.xfail(strict=True, reason=(
-    "an end the store cannot write while PostgreSQL restarts is dropped (\"cannot record the end of job X\"): "
-    "the job stays processing on a live node; a job claimed as the server went away stays pending with its "
-    "claim's locked_by (NODE/0) and attempts 1, and is never claimed again"))
 
 
 def test_a_postgresql_restart_under_load_loses_nothing_acknowledged_and_jobs_go_on(
