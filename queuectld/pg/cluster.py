@@ -112,8 +112,11 @@ class Cluster(Rescue):
     async def stop_cluster(self) -> None:
         for task in getattr(self, "_tasks", []) + list(getattr(self, "_reads", ())):
             task.cancel()
-        if getattr(self, "_tasks", None):
-            await asyncio.wait(self._tasks + list(self._reads))
+        pending = set(getattr(self, "_tasks", [])) | set(getattr(self, "_reads", ()))
+        while pending:  # a task may miss a cancel (one that met a timeout): cancel it again until it ends
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+            for task in pending:
+                task.cancel()
         if getattr(self, "_leader", False):
             try:  # the next node takes the election at once rather than when the lease lapses
                 await asyncio.wait_for(self.db.execute(
@@ -164,7 +167,8 @@ class Cluster(Rescue):
                 self._wake()
             self._rebeat.clear()
             try:
-                await asyncio.wait_for(self._rebeat.wait(), max(0.0, sent + interval - time.monotonic()))
+                async with asyncio.timeout(max(0.0, sent + interval - time.monotonic())):  # not wait_for: it
+                    await self._rebeat.wait()  # can swallow a cancel that meets its timeout (3.11)
             except TimeoutError:
                 pass
 
@@ -226,7 +230,8 @@ class Cluster(Rescue):
         safety = settings = time.monotonic()
         while True:
             try:
-                await asyncio.wait_for(self._looked.wait(), CANCEL_POLL)
+                async with asyncio.timeout(CANCEL_POLL):  # not wait_for: see _beats
+                    await self._looked.wait()
             except TimeoutError:
                 pass
             self._looked.clear()

@@ -110,9 +110,9 @@ class OutputMixin(PgCore):
 
     async def close(self) -> None:
         task = getattr(self, "_out_task", None)
-        if task is not None and not task.done():
+        while task is not None and not task.done():  # cancelled again if a timeout swallowed the cancel
             task.cancel()
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=0.5)
         await super().close()
 
     # -- the node that runs the job ---------------------------------------------------
@@ -160,7 +160,8 @@ class OutputMixin(PgCore):
         failing = False
         while runs or self._out_forget:
             try:
-                await asyncio.wait_for(self._out_wake.wait(), SHIP_EVERY)
+                async with asyncio.timeout(SHIP_EVERY):  # not wait_for, which can swallow a cancel (3.11)
+                    await self._out_wake.wait()
             except TimeoutError:
                 pass
             self._out_wake.clear()
