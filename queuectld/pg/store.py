@@ -173,9 +173,9 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, P
             try:
                 closed, capped = await self._closed_groups()
                 if capped:
-                    async with self.tx(durable=False) as conn:
+                    async with self.tx() as conn:  # durable, as every claim: see DECISIONS
                         got = await self._claim_capped(conn, now, count)
-                else:  # one statement, its own transaction
+                else:  # one statement, its own transaction, durable (the sessions' default)
                     got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed)
             except asyncpg.SerializationError:
                 continue
@@ -224,7 +224,7 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, P
             raise Withdrawn(f"job {job.id} was cancelled, deleted or blocked while it started")
 
     async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
-        # One statement, its own transaction (committed without waiting for the flush).
+        # One statement, its own transaction (committed without waiting for the flush: statements.LAZY).
         got = dict(await self.db.fetch(
             _START, [j.id for j, *_ in items], [self.me + "0"] * len(items), [w for _, _, w, _, _ in items],
             [a for _, a, *_ in items], [p for *_, p, _ in items], [s for *_, s in items], self.me, self.node))

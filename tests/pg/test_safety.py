@@ -1,0 +1,70 @@
+"""The PostgreSQL store's safety: a claim is durable before its run starts, a start needs the claim it
+names, a node mends what a lost connection may have lost, and a node name reused elsewhere adopts
+nothing.  Real PostgreSQL (tests/pgserver.py); a crash is a throwaway cluster stopped `-m immediate`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from queuectl_client import protocol as p
+from queuectld.pg.store import PgStore
+from tests import pgserver
+from tests.pg.test_cluster import Cluster2
+
+
+@pytest.fixture
+async def cluster(pg_database: str) -> AsyncIterator[Cluster2]:
+    c = Cluster2(pg_database)
+    yield c
+    await c.close()
+
+
+@pytest.fixture
+def crashable(pg_server: Any) -> Iterator[pgserver.Cluster]:
+    """A cluster of this test's own, whose WAL writer flushes lazy commits only every 10 s: a commit that
+    does not wait for its flush is lost by a crash right after it."""
+    bindir = pgserver.binaries()
+    if bindir is None:
+        pytest.skip("no PostgreSQL binaries to make a cluster that may crash")
+    c = pgserver.Cluster(bindir)
+    c._run("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+    with open(os.path.join(c.data, "postgresql.auto.conf"), "a") as f:
+        f.write(f"listen_addresses = '{c.host}'\nport = {c.port}\nunix_socket_directories = '{c.dir}'\n"
+                "wal_writer_delay = 10000\nfsync = on\n")
+    c.start()
+    try:
+        yield c
+    finally:
+        c.remove()
+
+
+def _row(url: str, job_id: str) -> Any:
+    got = pgserver.execute(url, f"SELECT state, attempts, locked_by FROM queuectl_jobs WHERE id = '{job_id}'")
+    rows = got[0]
+    return rows[0] if rows else None  # type: ignore[index]
+
+
+async def test_the_pools_sessions_commit_durably_by_default(cluster: Cluster2) -> None:
+    a = await cluster.node("a")
+    assert await a.db.fetchval("SHOW synchronous_commit") == "on"
+
+
+async def test_a_claim_outlives_a_crash_of_the_database(crashable: pgserver.Cluster) -> None:
+    store = PgStore(crashable.url, node="a")
+    await store.open()
+    try:
+        for task in store._tasks:  # no heartbeat flushes the WAL behind the claim's back
+            task.cancel()
+        await store.add([p.JobSpec(command="sleep 100", id="held")], time.time())
+        assert len(await store.claim(time.time(), 1)) == 1
+        crashable.stop("immediate")  # the claim was acknowledged: its run could start now
+        crashable.start()
+        row = _row(crashable.url, "held")
+        assert row is not None and row[2] == store.me + "0", "the claim was lost: another node could run it too"
+    finally:
+        store.db.terminate()
