@@ -31,12 +31,12 @@ _START = """
 WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[], $6::int8[])
                   AS s(id, holder, worker, at, pgid, pid_start)), """ + LAZY + """
 UPDATE queuectl_jobs_live j
-   SET state = 'processing', attempts = j.attempts + (j.locked_by IS NULL)::int, worker = s.worker,
+   SET state = 'processing', worker = s.worker,
        locked_by = $7 || s.worker, locked_at = now(), node = $8, started_at = s.at, updated_at = s.at,
        finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL, pgid = s.pgid,
        pid_start = s.pid_start, entered = nextval('queuectl_entered')
   FROM s, lazy WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
-   AND (j.locked_by = s.holder OR j.locked_by IS NULL)
+   AND j.locked_by = s.holder  -- the claim it names: a claim a rescue gave back is not this node's to start
 RETURNING j.id, j.attempts
 """
 

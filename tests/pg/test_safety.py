@@ -13,8 +13,10 @@ import pytest
 
 from queuectl_client import protocol as p
 from queuectld.pg.store import PgStore
+from queuectld.rules import Outcome
+from queuectld.store import Withdrawn
 from tests import pgserver
-from tests.pg.test_cluster import Cluster2
+from tests.pg.test_cluster import Cluster2, _running
 
 
 @pytest.fixture
@@ -68,3 +70,23 @@ async def test_a_claim_outlives_a_crash_of_the_database(crashable: pgserver.Clus
         assert row is not None and row[2] == store.me + "0", "the claim was lost: another node could run it too"
     finally:
         store.db.terminate()
+
+
+async def test_a_start_needs_the_claim_it_names(cluster: Cluster2) -> None:
+    a = await cluster.node("a")
+    await a.add([p.JobSpec(command="true", id="given-back")], time.time())
+    (job,) = await a.claim(time.time(), 1)
+    # A rescue gave the claim back meanwhile (as `_UNHOLD` does): the start must not take the job.
+    await a.db.execute("UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, "
+                       "attempts = attempts - 1 WHERE id = 'given-back'")
+    with pytest.raises(Withdrawn):
+        await a.start(job, time.time(), 1, 0, 0)
+    assert (await a.get("given-back")).state == "pending"
+
+
+async def test_a_start_and_an_end_are_recorded(cluster: Cluster2) -> None:
+    a = await cluster.node("a")
+    job = await _running(a, "ok", command="true")
+    assert (await a.get("ok")).state == "processing"
+    await a.finish(job, time.time(), Outcome("completed", 0, None, None))
+    assert (await a.get("ok")).state == "completed"
