@@ -180,6 +180,7 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, P
             except asyncpg.SerializationError:
                 continue
             jobs = [rows.job(r) for r in got]
+            self._holding(jobs)
             for job in jobs:
                 job.attempts -= 1  # counted in the database; the run's number is attempts + 1 until it starts
             jobs.sort(key=lambda j: (-j.priority, j.due, j.ticket))
@@ -218,10 +219,12 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, P
         await self.db.execute(
             "UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1 "
             "WHERE id = $1 AND locked_by = $2 AND state <> 'processing'", job.id, self.me + "0")
+        self._let_go(job)
 
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
         if not await self._starts((job, at, worker, pgid, pid_start)):
             raise Withdrawn(f"job {job.id} was cancelled, deleted or blocked while it started")
+        self._started(job, at, worker, pgid, pid_start)
 
     async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
         # One statement, its own transaction (committed without waiting for the flush: statements.LAZY).
@@ -240,9 +243,12 @@ class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, P
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
         try:
-            return await self._ends((job, at, outcome))
+            done = await self._ends((job, at, outcome))
         except (asyncpg.PostgresError, OSError) as e:
+            self._let_go(job, outcome, at)  # written or not: `mend` writes it again if the row still says running
             raise StoreError(f"cannot record the end of job {job.id}: {e}") from None
+        self._let_go(job, outcome if job.state != rules.PROCESSING else None, at)
+        return done
 
     async def _write_ends(self, items: list[tuple[Job, float, Outcome]]) -> list[bool | BaseException]:
         args = self._end_args(items)

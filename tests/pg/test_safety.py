@@ -16,7 +16,7 @@ from queuectld.pg.store import PgStore
 from queuectld.rules import Outcome
 from queuectld.store import Withdrawn
 from tests import pgserver
-from tests.pg.test_cluster import Cluster2, _running
+from tests.pg.test_cluster import Cluster2, _running, until
 
 
 @pytest.fixture
@@ -90,3 +90,69 @@ async def test_a_start_and_an_end_are_recorded(cluster: Cluster2) -> None:
     assert (await a.get("ok")).state == "processing"
     await a.finish(job, time.time(), Outcome("completed", 0, None, None))
     assert (await a.get("ok")).state == "completed"
+
+
+
+async def _quiet(name: str, cluster: Cluster2) -> Any:
+    """A node whose heartbeats are stopped: its lazy writes stay unflushed, and `mend` is called by hand."""
+    n = await cluster.node(name)
+    for task in n._tasks:
+        task.cancel()
+    return n
+
+
+async def test_an_end_lost_in_a_crash_is_written_again(cluster: Cluster2) -> None:
+    a = await _quiet("a", cluster)
+    job = await _running(a, "ended", command="true")
+    await a.finish(job, time.time(), Outcome("completed", 0, None, None))
+    # The crash loses the lazy end: the row says running again, under this node's run.
+    await a.db.execute("UPDATE queuectl_jobs SET state = 'processing', locked_by = $1, worker = 1 WHERE id = 'ended'",
+                       a.me + "1")
+    await a.mend()
+    again = await a.get("ended")
+    assert (again.state, again.attempts) == ("completed", 1)
+
+
+async def test_a_start_lost_in_a_crash_is_written_again(cluster: Cluster2) -> None:
+    a = await _quiet("a", cluster)
+    await _running(a, "started")
+    await a.db.execute("UPDATE queuectl_jobs SET state = 'pending', locked_by = $1, worker = NULL, started_at = NULL "
+                       "WHERE id = 'started'", a.me + "0")
+    await a.mend()
+    again = await a.get("started")
+    assert (again.state, again.attempts, again.worker) == ("processing", 1, 1)
+
+
+async def test_a_row_no_run_of_the_node_holds_ends_or_goes_back(cluster: Cluster2) -> None:
+    a = await _quiet("a", cluster)
+    await _running(a, "orphan", max_retries=3)
+    await a.add([p.JobSpec(command="true", id="unstarted")], time.time())
+    assert [j.id for j in await a.claim(time.time(), 1)] == ["unstarted"]
+    a._held.clear()  # the node ran them no more: their ends were lost with the node's memory of them
+    await a.mend()
+    orphan, unstarted = await a.get("orphan"), await a.get("unstarted")
+    assert (orphan.state, orphan.error_message) == ("failed", "interrupted: node a lost its run")
+    assert (unstarted.state, unstarted.attempts) == ("pending", 0)
+    assert await a.db.fetchval("SELECT count(*) FROM queuectl_jobs WHERE locked_by IS NOT NULL") == 0
+    assert len(await a.claim(time.time() + 3600, 5)) == 2  # neither is stuck
+
+
+async def test_a_run_whose_row_is_no_longer_the_nodes_is_stopped(cluster: Cluster2) -> None:
+    a = await _quiet("a", cluster)
+    await _running(a, "taken", max_retries=3)
+    await a.db.execute("UPDATE queuectl_jobs SET state = 'failed', locked_by = NULL, worker = NULL WHERE id = 'taken'")
+    await a.mend()
+    assert a.stops == [["taken"]]
+
+
+async def test_a_node_whose_link_comes_back_mends_before_it_claims(cluster: Cluster2) -> None:
+    await cluster.node("a")
+    b = await cluster.node("b", via_proxy=True)
+    await _running(b, "cut", max_retries=3)
+    b._held.clear()
+    b.proxy.pause()
+    await until(lambda: b.fenced, what="the fence")
+    b.proxy.resume()
+    await until(lambda: not b.fenced, timeout=20, what="heartbeats again")
+    row = _row(cluster.url, "cut")
+    assert row is not None and row[0] == "failed" and row[2] is None  # not left running for ever
