@@ -157,8 +157,9 @@ class Cluster(Mend):
                 continue
             self._last_ok, self._sent_every = sent, interval
             self._flushed(sent)
-            if down_since is not None:
-                log.info("node %s heartbeats again after %.1f s", self.node, time.monotonic() - down_since)
+            if down_since is not None or self.fenced:  # a lost link, or the end of a fence
+                if down_since is not None:
+                    log.info("node %s heartbeats again after %.1f s", self.node, time.monotonic() - down_since)
                 try:  # any lost connection is a possible lost write: mend before claiming again
                     await asyncio.wait_for(self.mend(), interval * FENCE_AFTER)
                 except asyncio.CancelledError:
