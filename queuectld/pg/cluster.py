@@ -24,7 +24,8 @@ from typing import Any
 from queuectl_client.wire import VERSION
 
 from . import connect
-from .rescue import FENCE_AFTER, LOST_AFTER, Rescue, held_range
+from .mend import Mend
+from .rescue import FENCE_AFTER, LOST_AFTER, held_range
 from .rows import JOB_COLUMNS, job
 
 log = logging.getLogger("queuectld.cluster")
@@ -57,7 +58,7 @@ _CANCELLED = ("SELECT id FROM queuectl_jobs_live WHERE state = 'processing' AND 
               "AND locked_by >= $1 AND locked_by < $2")
 
 
-class Cluster(Rescue):
+class Cluster(Mend):
     """The cluster's side of the PostgreSQL store (a part of PgStore)."""
 
     poll_only: bool = False  # no LISTEN (a pooler in transaction mode): poll every POLL_ONLY s
@@ -158,8 +159,19 @@ class Cluster(Rescue):
                 await self._rejoin()
                 continue
             self._last_ok, self._sent_every = sent, interval
-            if down_since is not None:
-                log.info("node %s heartbeats again after %.1f s", self.node, time.monotonic() - down_since)
+            self._flushed(sent)
+            if down_since is not None or self.fenced:  # a lost link, or the end of a fence
+                if down_since is not None:
+                    log.info("node %s heartbeats again after %.1f s", self.node, time.monotonic() - down_since)
+                try:  # any lost connection is a possible lost write: mend before claiming again
+                    await asyncio.wait_for(self.mend(), interval * FENCE_AFTER)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    log.warning("node %s cannot compare its runs with the database yet: %s", self.node,
+                                str(e).splitlines()[0] if str(e) else type(e).__name__)
+                    await asyncio.sleep(delay)
+                    continue
                 down_since = None
             if self.fenced:
                 self.fenced = False

@@ -131,7 +131,7 @@ class PgCore(Store):
         self.node_id = str(uuid.uuid4())  # a new id at every open: a restart is a new node
         self.db = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1],
                                             server_settings={"idle_in_transaction_session_timeout": "60000",
-                                                             "synchronous_commit": "off",
+                                                             "synchronous_commit": "on",
                                                              "standard_conforming_strings": "on"},
                                             **self._connect)
         await self.measure_clock()
@@ -178,8 +178,8 @@ class PgCore(Store):
     async def tx(self, durable: bool = True) -> AsyncIterator[Any]:
         """A pooled connection in a transaction (`conn.transaction()` nests in it as a savepoint);
         notifications queued on it are sent just before its commit.  `durable`: the commit waits for the
-        WAL flush (every change a caller is told of); the pool's sessions default to synchronous_commit
-        off, for claims and starts (see DECISIONS)."""
+        WAL flush (every change a caller is told of, and every claim); otherwise it does not (`SET LOCAL
+        synchronous_commit = off`: starts and ends, durable within moments; see DECISIONS)."""
         async with self.db.acquire() as conn:
             key = id(conn)
             tr = conn.transaction()
@@ -187,7 +187,7 @@ class PgCore(Store):
             try:
                 yield conn
                 notes = self._notes.pop(key, None)
-                sql = ["SET LOCAL synchronous_commit = on;"] if durable else []
+                sql = ["SET LOCAL synchronous_commit = " + ("on;" if durable else "off;")]
                 for channel, payloads in (notes or {}).items():
                     text = ",".join(sorted(payloads))
                     if "*" in payloads or len(text.encode()) > MAX_PAYLOAD:
@@ -211,7 +211,7 @@ class PgCore(Store):
         the notifications), for the hot paths; no savepoint may nest in it."""
         async with self.db.acquire() as conn:
             key = id(conn)
-            await conn.execute("BEGIN; SET LOCAL synchronous_commit = on" if durable else "BEGIN")
+            await conn.execute("BEGIN; SET LOCAL synchronous_commit = " + ("on" if durable else "off"))
             try:
                 yield conn
                 sql = []

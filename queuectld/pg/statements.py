@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from . import rows
 
+# A CTE that makes its statement's own transaction commit without waiting for the WAL flush (the sessions
+# default to synchronous_commit on: claims are durable before a run starts); for starts and ends, which may
+# be lost in a crash of the database and are made good by the node's reconciliation (see DECISIONS).
+LAZY = "lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)"
+
 WAITING = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
 
 _CLAIM = f"""
@@ -24,14 +29,14 @@ RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}
 
 _START = """
 WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[], $6::int8[])
-                  AS s(id, holder, worker, at, pgid, pid_start))
+                  AS s(id, holder, worker, at, pgid, pid_start)), """ + LAZY + """
 UPDATE queuectl_jobs_live j
-   SET state = 'processing', attempts = j.attempts + (j.locked_by IS NULL)::int, worker = s.worker,
+   SET state = 'processing', worker = s.worker,
        locked_by = $7 || s.worker, locked_at = now(), node = $8, started_at = s.at, updated_at = s.at,
        finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL, pgid = s.pgid,
        pid_start = s.pid_start, entered = nextval('queuectl_entered')
-  FROM s WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
-   AND (j.locked_by = s.holder OR j.locked_by IS NULL)
+  FROM s, lazy WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
+   AND j.locked_by = s.holder  -- the claim it names: a claim a rescue gave back is not this node's to start
 RETURNING j.id, j.attempts
 """
 
@@ -57,10 +62,10 @@ RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at
 # The same for jobs no job names as a dependency (most; an add sets `named` under the row's lock, so an end
 # under way is waited for), in one statement with its notifications: one round trip.  The others, and ends
 # the fence refused, go through _END in a transaction.
-_END_QUICK = """
+_END_QUICK = f"""
 WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
                                 $7::float8[], $8::float8[])
-                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at)),
+                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at)), {LAZY},
 u AS (
 UPDATE queuectl_jobs j
    SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
@@ -71,7 +76,7 @@ UPDATE queuectl_jobs j
        ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
        entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
        locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
-  FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
+  FROM e, lazy WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
    AND NOT j.named
 RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at)
 SELECT u.*, (SELECT count(pg_notify('queuectl_changed', $9)) FROM (SELECT 1) x) AS changed,

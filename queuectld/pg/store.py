@@ -50,14 +50,14 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
         self._ends: Batcher[tuple[Job, float, Outcome], bool] = Batcher(self._write_ends, width=3)
         self._capped: tuple[list[str], bool, float] | None = None
-        self._held: list[tuple[Job, float, Outcome]] = []  # ends the database could not take, written again
+        self._unwritten: list[tuple[Job, float, Outcome]] = []  # ends the database could not take, written again
         self._unreleased: list[Job] = []  # claims it could not take back, given back again
-        self._holding: asyncio.Task[None] | None = None
+        self._rewriting: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self._holding is not None:
-            self._holding.cancel()  # ends still held are lost: their runs come back as interrupted
-            await asyncio.wait([self._holding])
+        if self._rewriting is not None:
+            self._rewriting.cancel()  # ends still held are lost: their runs come back as interrupted
+            await asyncio.wait([self._rewriting])
         await super().close()
 
     async def _opened(self, conn: Any) -> None:
@@ -181,19 +181,20 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
     # -- claims and runs --------------------------------------------------------------------
 
     async def claim(self, now: float, count: int) -> list[Job]:
-        if self.fenced or self._held or self._unreleased or count <= 0:  # nothing starts past an end not on record
+        if self.fenced or self._unwritten or self._unreleased or count <= 0:  # nothing starts past an end not on record
             return []
         for _ in range(10):
             try:
                 closed, capped = await self._closed_groups()
                 if capped:
-                    async with self.tx(durable=False) as conn:
+                    async with self.tx() as conn:  # durable, as every claim: see DECISIONS
                         got = await self._claim_capped(conn, now, count)
-                else:  # one statement, its own transaction
+                else:  # one statement, its own transaction, durable (the sessions' default)
                     got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed)
             except asyncpg.SerializationError:
                 continue
             jobs = [rows.job(r) for r in got]
+            self._holding(jobs)
             for job in jobs:
                 job.attempts -= 1  # counted in the database; the run's number is attempts + 1 until it starts
             jobs.sort(key=lambda j: (-j.priority, j.due, j.ticket))
@@ -235,13 +236,15 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
             log.warning("cannot give job %s back now (%s); it is given back once the database answers", job.id,
                         (str(e) or type(e).__name__).splitlines()[0])
             self._unreleased.append(job)
-            self._hold(None)
+            self._keep(None)
 
     async def _release(self, jobs: list[Job]) -> None:
         await self.db.execute(
             "UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1 "
             "WHERE id = ANY($1::text[]) AND locked_by = $2 AND state <> 'processing'", [j.id for j in jobs],
             self.me + "0")
+        for job in jobs:
+            self._let_go(job)
 
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
         try:
@@ -251,9 +254,10 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
                              f"{(str(e) or type(e).__name__).splitlines()[0]}") from None
         if not started:
             raise Withdrawn(f"job {job.id} was cancelled, deleted or blocked while it started")
+        self._started(job, at, worker, pgid, pid_start)
 
     async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
-        # One statement, its own transaction (committed without waiting for the flush).
+        # One statement, its own transaction (committed without waiting for the flush: statements.LAZY).
         got = dict(await self.db.fetch(
             _START, [j.id for j, *_ in items], [self.me + "0"] * len(items), [w for _, _, w, _, _ in items],
             [a for _, a, *_ in items], [p for *_, p, _ in items], [s for *_, s in items], self.me, self.node))
@@ -268,30 +272,32 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
         return out
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
-        if self._held:  # in order, behind the ends held already
-            self._hold((job, at, outcome))
+        if self._unwritten:  # in order, behind the ends kept already
+            self._keep((job, at, outcome))
             return False
         try:
-            return await self._ends((job, at, outcome))
+            done = await self._ends((job, at, outcome))
         except Exception as e:  # the database is away (a restart, a cut link): hold it, as a full disk's
             log.error("cannot record the end of job %s now (%s); it is written again every %g s, and this node "
                       "starts nothing until it is", job.id, (str(e) or type(e).__name__).splitlines()[0],
                       RETRY_HELD)
-            self._hold((job, at, outcome))
+            self._keep((job, at, outcome))
             return False
+        self._let_go(job, outcome if job.state != rules.PROCESSING else None, at)
+        return done
 
-    def _hold(self, item: tuple[Job, float, Outcome] | None) -> None:
+    def _keep(self, item: tuple[Job, float, Outcome] | None) -> None:
         if item is not None:
-            self._held.append(item)
-        if self._holding is None or self._holding.done():
-            self._holding = asyncio.get_running_loop().create_task(self._write_held(), name="held-ends")
+            self._unwritten.append(item)
+        if self._rewriting is None or self._rewriting.done():
+            self._rewriting = asyncio.get_running_loop().create_task(self._write_kept(), name="kept-ends")
 
-    async def _write_held(self) -> None:
+    async def _write_kept(self) -> None:
         """Write the held ends again every RETRY_HELD s until they land (fenced as any end: one whose job
         was rescued meanwhile is not recorded); then tell the pool, as the journal store does."""
-        while self._held or self._unreleased:
+        while self._unwritten or self._unreleased:
             await asyncio.sleep(RETRY_HELD)
-            items, back = list(self._held), list(self._unreleased)
+            items, back = list(self._unwritten), list(self._unreleased)
             try:
                 if back:
                     await self._release(back)
@@ -301,7 +307,9 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
             except Exception as e:
                 log.debug("the held ends are not written yet: %r", e)
                 continue
-            del self._held[: len(items)]
+            del self._unwritten[: len(items)]
+            for job, at, outcome in items:
+                self._let_go(job, outcome if job.state != rules.PROCESSING else None, at)
             if items:
                 log.info("%d held end(s) recorded", len(items))
             if self.on_change is not None:  # announces them, and wakes the pool

@@ -114,7 +114,8 @@ async def test_a_retry_rule_and_the_backoff_cap_hold_through_the_store_and_a_reo
                      spec("kept", retry_on=[75, "timeout"], idle_timeout=1.5)], 0.0)
     for job_id, code, error, failure in (("ruled", 2, "exited with status 2", 2),
                                          ("capped", 1, "exited with status 1", 1)):
-        job = await store.get(job_id)
+        (job,) = await store.claim(0.0, 1)  # a start records the run of a claimed job
+        assert job.id == job_id
         await store.start(job, 0.0, 1, 0, 0)
         outcome = plan_end(job, 1.0, code, error, store.config, failure=failure)
         assert await store.finish(job, 1.0, outcome)
