@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench venv pyc lint clean
+.PHONY: demo demo-cluster test bench venv pyc lint clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ pyc: $(STAMP)
 
 demo: pyc
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+
+# Two nodes on one PostgreSQL (the local server, or a throwaway cluster from the installed binaries).
+demo-cluster: pyc
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo-cluster.sh
 
 # The layers (pyproject's [tool.importlinter] contracts) are checked like a test.
 test: pyc

@@ -9,7 +9,7 @@ of the drain rates side by side, bench/results/throughput.png.
 
     .venv/bin/python bench/run.py [--quick] [--no-peers] [--depth 1000000]
                                   [--stall-only | --groups-only | --retention-only | --deps-only
-                                   | --dashboard-only]
+                                   | --dashboard-only | --pg-only]
 
 Nothing here is a pass/fail test: it reports.
 """
@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import dashboard as dashboard_bench
 from bench import peers
+from bench import pg as pg_bench
 from queuectl_client import Client
 from queuectl_client import protocol as p
 from queuectl_client.protocol import JobSpec
@@ -537,6 +538,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     r["retention"] = measure_retention(args)
     r["deps"] = measure_deps(args)
     r["dashboard"] = measure_dashboard(args)
+    r["pg"] = pg_bench.measure(args.depth, args.quick)
 
     if not args.no_peers:
         r["peers"] = peers.measure(n=1000 if args.quick else 3000, reps=reps, say=say)
@@ -684,7 +686,8 @@ def report(r: dict[str, Any], depth: int) -> str:
         verdict = "" if need is None else "meets" if score >= need else "MISSES"
         out.append(f"{name:34} {value:>22}  {bar:30} {verdict}")
     out += ["", groups_report(groups), retention_report(ret), deps_report(deps),
-            dashboard_bench.report(r.get("dashboard") or {"skipped": "not measured"})]
+            dashboard_bench.report(r.get("dashboard") or {"skipped": "not measured"}),
+            "", pg_bench.report(r.get("pg") or {"skipped": "not measured"})]
     peer = r.get("peers")
     if peer:
         out += ["", "side by side, trivial jobs, 4 workers/slots:"]
@@ -827,6 +830,8 @@ def main() -> None:
                       help="only the fan-in and the chain of --deps-jobs jobs, beside plain drains")
     only.add_argument("--dashboard-only", action="store_true",
                       help="only the throughput and dispatch latency with a dashboard and two chromium tabs open")
+    only.add_argument("--pg-only", action="store_true",
+                      help="only the PostgreSQL store's figures (bench/pg.py), beside their baselines")
     ap.add_argument("--deps-jobs", type=int, default=100_000, help="jobs in the fan-in and in the chain")
     args = ap.parse_args()
     if args.stall_only:
@@ -843,6 +848,13 @@ def main() -> None:
         return
     if args.dashboard_only:
         print(dashboard_bench.report(measure_dashboard(args)))
+        return
+    if args.pg_only:
+        r = pg_bench.measure(args.depth, args.quick)
+        os.makedirs(RESULTS, exist_ok=True)
+        with open(os.path.join(RESULTS, "pg.json"), "w") as f:
+            json.dump(r, f, indent=2, default=str)
+        print(pg_bench.report(r))
         return
     r = measure(args)
     os.makedirs(RESULTS, exist_ok=True)

@@ -132,6 +132,10 @@ def follow_logs(client: Client, job_id: str, streams: list[str], tail: int | Non
     while job.state in WAITING:
         backoff()
         job = client.show(job_id)
+    if job.attempts != reply.job.attempts:  # where its run's output is (a store several nodes share: per run)
+        reply = client.request(p.Logs(job_id))
+        assert isinstance(reply, p.LogsReply)
+        job = reply.job
     run = job.attempts
     paths = {"stdout": reply.stdout, "stderr": reply.stderr}
     outs = {"stdout": sys.stdout.buffer, "stderr": sys.stdout.buffer if as_json else sys.stderr.buffer}
@@ -148,7 +152,10 @@ def follow_logs(client: Client, job_id: str, streams: list[str], tail: int | Non
         if job.state != "processing" or job.attempts != run:
             break
         backoff()
-        job = client.show(job_id)
+        # Logs rather than Show: a daemon whose store several nodes share brings the files up to date.
+        reply = client.request(p.Logs(job_id))
+        assert isinstance(reply, p.LogsReply)
+        job = reply.job
     for t in tails:  # the run has ended: its files are complete
         t.pump()
     return 0

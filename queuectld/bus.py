@@ -69,6 +69,10 @@ class Watch:
         elif isinstance(msg, Deleted):
             self._set(msg.id, DELETED)
 
+    def seen(self, job_id: str, state: str) -> None:
+        """A job of the set, as the store shows it now (a re-read: see rereads.py)."""
+        self._set(job_id, state)
+
     def _set(self, job_id: str, state: str) -> None:
         old = self.states.get(job_id)
         if old is None or old == state or old in FINAL:

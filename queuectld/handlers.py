@@ -30,6 +30,7 @@ from .control import Control, send_ids
 from .nodes import NodeRequests
 from .paging import Paging
 from .policy import Policy
+from .rereads import Reread
 from .retention import Retention
 from .rules import DEAD, FAILED, PENDING, PROCESSING, QueueError
 from .store import Store
@@ -189,7 +190,7 @@ class Handlers:
 
     async def logs(self, req: p.Logs, conn: Conn) -> p.Message:
         job = await self.store.get(req.id)
-        stdout, stderr = self.pool.output_paths(job.id)
+        stdout, stderr = await self.store.output_files(job, self.pool.output_paths(job.id))
         return p.LogsReply(job.view(self.node), stdout, stderr)
 
     async def delete(self, req: p.Delete, conn: Conn) -> p.Message | None:
@@ -332,15 +333,18 @@ class Handlers:
             on_final()
         watch.take_changes()  # the set sent holds them
         await self._send_set(conn, watch)
+        reread = Reread(self.store, watch, loop.time())
         while not final.done():
             pause = None if deadline is None else deadline - loop.time()
             if pause is not None and pause <= 0:
                 return True
             if req.progress:
                 pause = PROGRESS_PERIOD if pause is None else min(pause, PROGRESS_PERIOD)
-            await asyncio.wait([final, hangup], timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([final, hangup], timeout=reread.pause(pause, loop.time()),
+                               return_when=asyncio.FIRST_COMPLETED)
             if hangup.done():
                 return None
+            await reread(loop.time())
             if req.progress and not final.done():
                 await self._send_changes(conn, watch.take_changes())
         return False

@@ -7,6 +7,7 @@ the groups and the minutes asked for, never with the jobs.
 
 from __future__ import annotations
 
+import logging
 import platform
 import time
 from typing import Any
@@ -17,6 +18,8 @@ from queuectl_client.wire import VERSION
 from . import stats as st
 from .rules import QueueError
 from .store import Store
+
+log = logging.getLogger("queuectld.stats")
 
 # The fdatasync histogram's edges, in seconds: from a fast SSD's 100 µs to a stalled disk's 10 s.
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -34,6 +37,7 @@ class Observer:
 
     async def window(self, req: p.Stats, conn: Any) -> p.Message:
         now = time.time()
+        stats = await self._cluster(now)
         names = [g.name for g in await self.store.groups()]
         if req.group is not None:
             if req.group not in names:
@@ -41,7 +45,7 @@ class Observer:
             names = [req.group]
         out = []
         for name in names:
-            w = self.stats.window(name, now, req.since)
+            w = stats.window(name, now, req.since)
             completed, failed, dead = w.ends
             total = completed + failed + dead
             minutes: list[p.Minute] = []
@@ -55,7 +59,18 @@ class Observer:
                 name, completed, failed, dead, completed / total if total else None,
                 w.duration(0.5), w.duration(0.95), w.duration(0.99), w.wait(0.5), w.wait(0.95), minutes,
             ))
-        return p.StatsReply(req.since, now, out, self.stats.began)
+        return p.StatsReply(req.since, now, out, stats.began)
+
+    async def _cluster(self, now: float) -> st.Stats:
+        """This node's stats, with those the other nodes sharing the store saved last (a store of
+        one node: this node's alone)."""
+        parts = [self.stats]
+        for blob in await self.store.other_stats():
+            try:
+                parts.append(st.decode(blob, now))
+            except st.StatsFileError as e:
+                log.debug("another node's saved stats are unreadable: %s", e)
+        return parts[0] if len(parts) == 1 else st.combined(parts)
 
     async def metrics(self, req: p.Metrics, conn: Any) -> p.Message:
         now = time.time()

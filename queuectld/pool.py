@@ -108,6 +108,7 @@ class Pool:
         nothing).  A new job that takes a forgotten id before its turn has the
         old files removed when it starts, and the slice then leaves its own alone.
         """
+        self.store.output_forget(job_ids, self.paths.output)
         outputs = self._outputs
         job_ids = [job_id for job_id in job_ids if job_id in outputs]
         outputs.difference_update(job_ids)
@@ -291,6 +292,8 @@ class Pool:
         ended, self._ended = self._ended, []  # now: an end taken after the awaits below could precede its start
         now = time.time()
         await _together([self._record_start(run) for run in started])
+        if ended:  # a run's output is in the store before its end is
+            await self.store.output_ended([self._jobs[run][1] for run, _ in ended if run.started])
         ends: list[Coroutine[Any, Any, object]] = []
         for run, result in ended:
             slot, job, _ = self._jobs.pop(run)
@@ -327,6 +330,7 @@ class Pool:
             if isinstance(e, Full):
                 self._retry_later()
             return
+        self.store.output_started(job, self.output_paths(job.id))
         self._announce(job, slot)
 
     async def _finish(self, job: Job, slot: int, now: float | None, exit_code: int | None, error: str | None,

@@ -211,6 +211,35 @@ class Stats:
             self.changed = True
 
 
+def combined(parts: list[Stats]) -> Stats:
+    """Several nodes' stats as one (a cluster's): endings, minutes and histograms summed."""
+    out = Stats(began=min(s.began for s in parts))
+    for s in parts:
+        _add(out.fsync, s.fsync)
+        for name, g in s.groups.items():
+            o = out.group(name)
+            o.ends = [a + b for a, b in zip(o.ends, g.ends, strict=True)]
+            _add(o.duration, g.duration)
+            _add(o.wait, g.wait)
+            for m in g.ring:
+                if m is None:
+                    continue
+                slot = o.ring[m.minute % MINUTES]
+                if slot is None or slot.minute < m.minute:
+                    slot = o.ring[m.minute % MINUTES] = Minute(m.minute)
+                elif slot.minute > m.minute:
+                    continue
+                slot.ends = [a + b for a, b in zip(slot.ends, m.ends, strict=True)]
+                for i, n in m.times.items():
+                    slot.times[i] = slot.times.get(i, 0) + n
+    return out
+
+
+def _add(into: Totals, more: Totals) -> None:
+    into.counts = [a + b for a, b in zip(into.counts, more.counts, strict=True)]
+    into.sum += more.sum
+
+
 # -- the stats file -----------------------------------------------------------------
 
 MAGIC = b"QCTLSTAT"

@@ -98,6 +98,9 @@ class Store(ABC):
     node: str  # the machine this daemon runs on, for `locked_by`
     config: Config  # the current settings (read-only; change them with `configure`)
     pool_size: int  # the configured number of workers
+    # A store that several nodes share hears of the others' changes by hints that a lost connection
+    # can lose: then a wait re-reads the jobs it follows this often (seconds; None: every change is heard).
+    reread_every: float | None = None
     # Called when the store itself changes what the pool may do: a held ending was written, or a change
     # reached a job's dependents (they died or came back: announce them; or they may start now).
     on_change: Callable[[list[Job]], None] | None = None
@@ -327,6 +330,30 @@ class Store(ABC):
     @abstractmethod
     def save_stats(self, data: bytes) -> None:
         """Replace the stats blob atomically and durably; blocking, so call it from a worker thread."""
+
+    # -- output kept in a store that several nodes share (the others keep it in this node's files) ----
+
+    def output_started(self, job: Job, paths: tuple[str, str]) -> None:
+        """A run of `job` started on this node, writing its stdout and stderr to `paths`."""
+        return None  # this node's files are the output
+
+    async def output_ended(self, jobs: Iterable[Job]) -> None:
+        """These runs ended and their files are complete: returns once the store holds their output."""
+        return None  # this node's files are the output
+
+    def output_forget(self, job_ids: list[str], local_dir: str) -> None:
+        """These jobs were deleted: their output goes (`local_dir`: where this node's runs write theirs)."""
+        return None  # this node's files are the output
+
+    async def output_files(self, job: Job, local: tuple[str, str]) -> tuple[str, str]:
+        """Files on this machine that hold the output of the job's latest run (a missing file: none);
+        `local`: where this node's own run would have written them."""
+        return local
+
+    async def other_stats(self) -> list[bytes]:
+        """The stats blobs the other nodes sharing this store saved last (`save_stats`); none for a
+        store of one node."""
+        return []
 
     async def nodes(self) -> list[NodeInfo] | None:
         """The nodes serving this store's queue, newest start first; None: this daemon alone (the journal)."""

@@ -69,8 +69,10 @@ class Result:
 class Env:
     """The CLI and the daemon of one temp home, as subprocesses."""
 
-    def __init__(self, home: str) -> None:
+    def __init__(self, home: str, store: str | None = None, node: str | None = None) -> None:
         self.home = home
+        self.store = store  # a PostgreSQL URL: the daemon runs on that store (`--store`, `--node`)
+        self.node = node
         self.env = dict(os.environ, QUEUECTL_HOME=home, QUEUECTL_NO_AUTOSTART="1", PYTHONUNBUFFERED="1")
         self.env.pop("NO_COLOR", None)
         self.daemon: subprocess.Popen[bytes] | None = None
@@ -103,9 +105,14 @@ class Env:
         return wait_for(lambda: (j := self.show(job_id))["state"] in states and j, timeout,  # type: ignore[no-any-return]
                         f"job {job_id} to be {'/'.join(states)}")
 
+    def daemon_argv(self, *args: str) -> list[str]:
+        store = [] if self.store is None else ["--store", self.store]
+        store += [] if self.node is None else ["--node", self.node]
+        return [QUEUECTLD, "--home", self.home, *store, *args]
+
     def start_daemon(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.log_path, "ab")
-        self.daemon = subprocess.Popen([QUEUECTLD, "--home", self.home, *args], stdout=log, stderr=log, env=self.env)
+        self.daemon = subprocess.Popen(self.daemon_argv(*args), stdout=log, stderr=log, env=self.env)
         log.close()
         sock = os.path.join(self.home, "queuectld.sock")
         daemon = self.daemon

@@ -117,6 +117,8 @@ async def _back(conn: asyncpg.Connection, ids: list[str], at: float) -> None:
         "run_at = CASE WHEN j.run_at > $2 THEN NULL ELSE j.run_at END, updated_at = $2, due = $2 "
         f"FROM (SELECT o.id, {TICKET} AS t, {ENTERED} AS e FROM (SELECT * FROM unnest($1::text[]) "
         "WITH ORDINALITY AS n(id, i) ORDER BY i) o) s WHERE j.id = s.id", ids, at)
+    # Its next run is attempt 1 again: the old runs' output goes now, or a silent run would show it.
+    await conn.execute("DELETE FROM queuectl_output WHERE job_id = ANY($1::text[])", ids)
 
 
 def _fatal(job: Job, states: dict[str, str]) -> list[str]:

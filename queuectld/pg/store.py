@@ -30,6 +30,8 @@ from .control import ControlMixin
 from .core import MAX_PAYLOAD, Batcher, PgCore
 from .groups import Groups
 from .missing import Missing
+from .observe import ObserveMixin
+from .output import OutputMixin
 from .queries import Reads
 from .schedules import ScheduleMixin
 from .statements import _CLAIM, _END, _END_QUICK, _START
@@ -39,7 +41,8 @@ log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
-class PgStore(ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, PgCore, Missing):
+class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, PgCore,
+              Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
