@@ -87,11 +87,6 @@ class Cluster(Rescue):
             self._own.add(conn.get_server_pid())
             yield conn
 
-    async def _pooled(self, conn: Any) -> None:
-        # Every connection of the pool, as it opens: a change it notifies was announced here (an end written by
-        # one statement outside `tx()` too), and is not read back from the database.
-        self._own.add(conn.get_server_pid())
-
     # -- life ---------------------------------------------------------------------
 
     async def start_cluster(self) -> None:

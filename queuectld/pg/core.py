@@ -136,7 +136,7 @@ class PgCore(Store):
                                             server_settings={"idle_in_transaction_session_timeout": "60000",
                                                              "synchronous_commit": "off",
                                                              "standard_conforming_strings": "on"},
-                                            init=self._pooled, reset=_kept, **self._connect)
+                                            reset=_kept, **self._connect)
         await self.measure_clock()
         async with self.tx() as c:
             for key, value in await c.fetch("SELECT key, value FROM queuectl_settings"):
@@ -147,9 +147,6 @@ class PgCore(Store):
                             "VALUES ($1, $2, $3, now(), now())", self.node_id, self.node, self._pool_size)
             await self._opened(c)
         return 0
-
-    async def _pooled(self, conn: Any) -> None:
-        """A new connection of the pool, before its first use."""
 
     async def _opened(self, conn: Any) -> None:
         """At open, in the transaction that registers the node: what the store resolves then."""
