@@ -20,6 +20,8 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from queuectl_client import protocol as p
 from queuectl_client.paths import Paths
@@ -287,30 +289,16 @@ class Pool:
         self.wake()
 
     async def _settle(self) -> None:
-        """Record the starts and ends the spawners reported, in the order they happened."""
+        """Record the starts and ends the spawners reported, in the order they happened: the starts of a pass
+        together, then its ends together (handed to the store in report order, so that a store that batches
+        writes them in one go)."""
         started, self._started = self._started, []
         ended, self._ended = self._ended, []  # now: an end taken after the awaits below could precede its start
         now = time.time()
-        for run in started:
-            slot, job, handed = self._jobs[run]
-            try:
-                # Started when the pool handed it to its worker, as the queue sees it.
-                await self.store.start(job, handed, slot, run.pgid, run.pid_start)
-            except StoreError as e:
-                # Not on record, so it must not run: stop it, and give the job back once it has exited.
-                if isinstance(e, Withdrawn):
-                    log.info("stopping the run of job %s: %s", job.id, e)
-                else:
-                    log.error("cannot record the start of job %s: %s", job.id, e)
-                run.discard = True
-                self.runner.kill(run)
-                if isinstance(e, Full):
-                    self._retry_later()
-                continue
-            self.store.output_started(job, self.output_paths(job.id))
-            self._announce(job, slot)
+        await _together([self._record_start(run) for run in started])
         if ended:  # a run's output is in the store before its end is
             await self.store.output_ended([self._jobs[run][1] for run, _ in ended if run.started])
+        ends: list[Coroutine[Any, Any, object]] = []
         for run, result in ended:
             slot, job, _ = self._jobs.pop(run)
             del self.slots[slot]
@@ -319,18 +307,39 @@ class Pool:
             if result.output:
                 self._outputs.add(job.id)
             if run.discard:
-                await self.store.release(job)
+                ends.append(self.store.release(job))
             elif not run.started:
-                await self._cannot_start(job, now, slot, result.error or "cannot start")
+                ends.append(self._cannot_start(job, now, slot, result.error or "cannot start"))
             elif run.interrupted:  # the daemon stopped it: no retry rule judges that
-                await self._finish(job, slot, time.time(), result.exit_code, why)
+                ends.append(self._finish(job, slot, None, result.exit_code, why))
             else:
-                await self._finish(job, slot, time.time(), result.exit_code, result.error, result.failure)
+                ends.append(self._finish(job, slot, None, result.exit_code, result.error, result.failure))
+        await _together(ends)
         if not self.slots:
             self.idle.set()
 
-    async def _finish(self, job: Job, slot: int, now: float, exit_code: int | None, error: str | None,
+    async def _record_start(self, run: Run) -> None:
+        slot, job, handed = self._jobs[run]
+        try:
+            # Started when the pool handed it to its worker, as the queue sees it.
+            await self.store.start(job, handed, slot, run.pgid, run.pid_start)
+        except StoreError as e:
+            # Not on record, so it must not run: stop it, and give the job back once it has exited.
+            if isinstance(e, Withdrawn):
+                log.info("stopping the run of job %s: %s", job.id, e)
+            else:
+                log.error("cannot record the start of job %s: %s", job.id, e)
+            run.discard = True
+            self.runner.kill(run)
+            if isinstance(e, Full):
+                self._retry_later()
+            return
+        self.store.output_started(job, self.output_paths(job.id))
+        self._announce(job, slot)
+
+    async def _finish(self, job: Job, slot: int, now: float | None, exit_code: int | None, error: str | None,
                       failure: Failure = None, timed: bool = True) -> None:
+        now = time.time() if now is None else now
         outcome = plan_end(job, now, exit_code, error, self.store.config, failure=failure)
         started, due = job.started_at, job.due  # before the end reschedules a retry
         if await self.store.finish(job, now, outcome):
@@ -401,6 +410,17 @@ class Pool:
         finally:
             for w in waits:
                 w.cancel()
+
+
+async def _together(calls: Sequence[Coroutine[Any, Any, object]]) -> None:
+    """Run the store's calls of a pass side by side, begun in their order; every one runs to its end, and the
+    first failure is raised after them all, as it would have been raised by one after another."""
+    if len(calls) == 1:
+        await calls[0]
+    elif calls:
+        failed = [r for r in await asyncio.gather(*calls, return_exceptions=True) if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
 
 def _remove(*paths: str) -> None:

@@ -80,6 +80,12 @@ def store_error(e: BaseException) -> StoreError:
     return StoreError(f"the database: {type(e).__name__}: {e}".splitlines()[0])
 
 
+async def _kept(conn: Any) -> None:
+    """A connection back in the pool keeps its session as it is: the pool's sessions hold no state (no LISTEN,
+    no session-level lock or setting, no cursor), so asyncpg's default reset query (a round trip after every
+    pooled statement) has nothing to undo; a transaction left open is still rolled back by asyncpg."""
+
+
 class PgCore(Store):
     """The shared part; `PgStore` adds the queue's operations to it."""
 
@@ -133,7 +139,7 @@ class PgCore(Store):
                                             server_settings={"idle_in_transaction_session_timeout": "60000",
                                                              "synchronous_commit": "on",
                                                              "standard_conforming_strings": "on"},
-                                            **self._connect)
+                                            reset=_kept, **self._connect)
         await self.measure_clock()
         async with self.tx() as c:
             for key, value in await c.fetch("SELECT key, value FROM queuectl_settings"):

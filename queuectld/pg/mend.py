@@ -97,7 +97,7 @@ class Mend(Rescue):
     async def _start_again(self, h: Held, holder: str) -> None:
         assert h.start is not None
         started, worker, pgid, pid_start = h.start
-        got = await self.db.fetch(_START, [h.job.id], [holder], [worker], [started], [pgid], [pid_start], self.me,
+        got = await self.db.fetch(_START, [h.job.id], holder, [worker], [started], [pgid], [pid_start], self.me,
                                   self.node)
         if got:
             log.warning("the start of job %s was lost (a crash of the database): written again", h.job.id)

@@ -27,16 +27,25 @@ UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $5, locke
 RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}
 """
 
+# One table, no join: the ids find the rows through the id's unique index (or, should the statistics make the table
+# look tiny, one scan of it), and each row takes its own values from the arrays at its id's place.  A join with
+# `unnest` let statistics that are behind (as a queue's always are: read when most jobs were processing) pick the
+# waiting jobs for the outer side, and a start of 19 compared each waiting job with each id: 13 ms with 2,000
+# waiting, seconds with a million.  The state is checked on the rows the ids find, never searched by.
 _START = """
-WITH s AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[], $6::int8[])
-                  AS s(id, holder, worker, at, pgid, pid_start)), """ + LAZY + """
+WITH """ + LAZY + """
 UPDATE queuectl_jobs_live j
-   SET state = 'processing', worker = s.worker,
-       locked_by = $7 || s.worker, locked_at = now(), node = $8, started_at = s.at, updated_at = s.at,
-       finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL, pgid = s.pgid,
-       pid_start = s.pid_start, entered = nextval('queuectl_entered')
-  FROM s, lazy WHERE j.id = s.id AND j.state IN ('pending', 'failed') AND j.blocked = 0
-   AND j.locked_by = s.holder  -- the claim it names: a claim a rescue gave back is not this node's to start
+   SET state = 'processing',
+       worker = ($3::int[])[array_position($1::text[], j.id)],
+       locked_by = $7 || ($3::int[])[array_position($1::text[], j.id)], locked_at = now(), node = $8,
+       started_at = ($4::float8[])[array_position($1::text[], j.id)],
+       updated_at = ($4::float8[])[array_position($1::text[], j.id)],
+       finished_at = NULL, next_retry_at = NULL, exit_code = NULL, error_message = NULL,
+       pgid = ($5::int[])[array_position($1::text[], j.id)],
+       pid_start = ($6::int8[])[array_position($1::text[], j.id)], entered = nextval('queuectl_entered')
+  FROM lazy
+ WHERE j.id = ANY($1::text[]) AND j.state || '' IN ('pending', 'failed') AND j.blocked = 0
+   AND j.locked_by = $2  -- the claim it names: a claim a rescue gave back is not this node's to start
 RETURNING j.id, j.attempts
 """
 

@@ -259,7 +259,7 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
     async def _write_starts(self, items: list[tuple[Job, float, int, int, int]]) -> list[bool | BaseException]:
         # One statement, its own transaction (committed without waiting for the flush: statements.LAZY).
         got = dict(await self.db.fetch(
-            _START, [j.id for j, *_ in items], [self.me + "0"] * len(items), [w for _, _, w, _, _ in items],
+            _START, [j.id for j, *_ in items], self.me + "0", [w for _, _, w, _, _ in items],
             [a for _, a, *_ in items], [p for *_, p, _ in items], [s for *_, s in items], self.me, self.node))
         out: list[bool | BaseException] = []
         for job, at, worker, _, _ in items:
