@@ -116,9 +116,7 @@ AUDIT = [
 SCENARIOS = {"tour": TOUR, "control": CONTROL, "deps-unique": DEPS_UNIQUE, "schedules": SCHEDULES, "audit": AUDIT}
 
 # Differences found so far, each a defect of the PostgreSQL store: scenario -> reason.
-KNOWN: dict[str, str] = {
-    "audit": "the PostgreSQL store writes no audit entry for a pool change (worker start/stop: `pool N workers`)",
-}
+KNOWN: dict[str, str] = {}  # scenario -> a known difference, marked as an expected failure
 
 _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)?")
 _DURATION = re.compile(r"\b\d+(\.\d+)?\s?(µs|us|ms|s|m|h|d|w|y)\b(\s+\d+(\.\d+)?\s?(µs|us|ms|s|m|h|d|w|y)\b)*")

@@ -10,15 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests import pgserver
 from tests.cluster.conftest import Netns, Nodes, all_final, configure, enqueue_batch, node_rows
 from tests.conftest import wait_for
-
-pytestmark = pytest.mark.xfail(strict=True, reason=(
-    "a cut-off node fences itself about 3.2 s after the cut with a 0.5 s heartbeat (2 intervals: 1 s), after "
-    "it may be declared lost (2 s): its runs were seen to overlap a rescued run by 0.15 s"))
 
 HEARTBEAT = 0.5
 LOST_AFTER = 4  # intervals without a heartbeat before the elected node may declare a node lost
