@@ -188,6 +188,12 @@ def plan_edit(q: Queue, req: p.Edit, at: float) -> ev.Edited:
     group = job.group if req.group is UNSET else req.group
     if group != job.group:
         q.group(group)  # it must exist
+    return edited(job, req, group, at)
+
+
+def edited(job: Job, req: p.Edit, group: str, at: float) -> ev.Edited:
+    """The edit of a job that is not running, into `group` (which exists): its record, or QueueError
+    invalid for a bad time.  Every store decides an edit here."""
     priority = job.priority if req.priority is UNSET else req.priority
     run_at, due = job.run_at, job.due
     if req.delay is not UNSET:

@@ -26,7 +26,7 @@ from queuectl_client import protocol as p
 from .. import events as ev
 from .. import trail
 from ..model import Job
-from ..planning import CANCELLABLE, RETRYABLE
+from ..planning import CANCELLABLE, RETRYABLE, edited
 from ..rules import CANCELLED, DEAD, FAILED, PENDING, PROCESSING, QueueError
 from . import deps, revival, rows
 from .revival import ENTERED, TICKET, job_of
@@ -266,29 +266,15 @@ class ControlMixin(PgBase):
             if group != job.group and not await conn.fetchval(
                     "SELECT EXISTS (SELECT 1 FROM queuectl_groups WHERE name = $1)", group):
                 raise QueueError("not_found", f"no group named {group!r}")
-            priority = job.priority if req.priority is UNSET else req.priority
-            run_at, due = job.run_at, job.due
-            if req.delay is not UNSET:
-                if req.run_at is not UNSET:
-                    raise QueueError("invalid", "give run_at or delay, not both")
-                run_at = due = at + req.delay
-            elif req.run_at is not UNSET:
-                run_at = req.run_at
-                due = at if run_at is None or run_at < at else run_at
-            if run_at is not None and run_at > p.MAX_TIME:
-                raise QueueError("invalid", "run_at must fall between 1970 and 9999")
-            timeout = job.timeout if req.timeout is UNSET else req.timeout
-            max_retries = job.max_retries if req.max_retries is UNSET else req.max_retries
+            record = edited(job, req, group, at)
             waits = job.state in (PENDING, FAILED)
-            reschedule = waits and (priority != job.priority or due != job.due)
-            record = ev.Edited(job.id, at, priority, run_at, due if waits else job.due, group, max_retries, timeout,
-                               reschedule)
             before = (job.priority, job.run_at, job.group, job.max_retries, job.timeout)
             row = await conn.fetchrow(
                 f"UPDATE queuectl_jobs SET priority = $2, run_at = $3, grp = $4, max_retries = $5, timeout = $6, "
                 f"due = $7, next_retry_at = CASE WHEN state = 'failed' THEN $7 ELSE next_retry_at END, "
                 f"ticket = CASE WHEN $8 THEN {TICKET} ELSE ticket END WHERE id = $1 RETURNING {rows.JOB_COLUMNS}",
-                job.id, priority, run_at, group, max_retries, timeout, record.due, reschedule)
+                job.id, record.priority, record.run_at, group, record.max_retries, record.timeout, record.due,
+                record.reschedule)
             await self._audited(conn, record, trail.edited(record, before))
             await self._changed(conn, [job.id], wake=waits)
         return job_of(row)
