@@ -171,7 +171,8 @@ def report(r: dict[str, Any]) -> str:
     lat = r.get("dispatch", {})
     if "p50_ms" in lat:
         rows.append(("P5 dispatch to another node, p50", f"{lat['p50_ms']:.1f} ms",
-                     f"<= 10 ms; p99 {lat['p99_ms']:.1f} ms, from send p50 {lat['send_p50_ms']:.1f}",
+                     f"<= 10 ms; p99 {lat['p99_ms']:.1f} ms, from send p50 {lat['send_p50_ms']:.1f}; "
+                     f"back to back p50 {lat.get('busy_p50_ms', float('nan')):.1f}",
                      10 / lat["p50_ms"]))
     out.append(f"{'target':40} {'measured':>16}  {'bar':56}")
     for name, value, bar, score in rows:
