@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from msgspec.structs import replace
+
 from queuectl_client.protocol import Reason
 
 from .model import Job
@@ -54,19 +56,31 @@ def why(q: Queue, job_id: str, now: float, pool_size: int, busy: int, node: str)
         if dep is not None:
             return Reason(code="dependency", job=dep.id, state=dep.state)
     group = q.groups.get(job.group)
-    if group is not None and group.paused:
-        return Reason(code="paused", group=group.name)
+    reason = waiting(job, now, None if group is None else (group.name, group.parallel, group.paused, group.active),
+                     pool_size, busy)
+    return replace(reason, ahead=ahead(q, job, now)) if reason.code in COUNTS_AHEAD else reason
+
+
+COUNTS_AHEAD = ("busy", "next")  # the reasons that say how many jobs would start first
+
+
+def waiting(job: Job, now: float, group: tuple[str, int, bool, int] | None, pool_size: int, busy: int) -> Reason:
+    """The first reason, from its group on, that a waiting job whose dependencies are met does not run;
+    `group`: its name, cap, whether it is paused, and its active jobs (None: gone).  Every store decides
+    here; a reason in COUNTS_AHEAD is returned with `ahead` 0, for the store to count."""
+    if group is not None and group[2]:
+        return Reason(code="paused", group=group[0])
     if job.due > now:
-        if state == FAILED:
+        if job.state == FAILED:
             return Reason(code="backoff", at=job.due, count=job.attempts, limit=job.max_retries)
         return Reason(code="scheduled", at=job.due)
     if pool_size <= 0:
         return Reason(code="no_workers", limit=0)
     if busy >= pool_size:
-        return Reason(code="busy", count=busy, limit=pool_size, ahead=ahead(q, job, now))
-    if group is not None and group.parallel and group.active >= group.parallel:
-        return Reason(code="group_full", group=group.name, count=group.active, limit=group.parallel)
-    return Reason(code="next", ahead=ahead(q, job, now))
+        return Reason(code="busy", count=busy, limit=pool_size, ahead=0)
+    if group is not None and group[1] and group[3] >= group[1]:
+        return Reason(code="group_full", group=group[0], count=group[3], limit=group[1])
+    return Reason(code="next", ahead=0)
 
 
 def unmet(q: Queue, job: Job) -> Job | None:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from msgspec.structs import replace
+
 from queuectl_client.protocol import Reason
 
 from ..deps import death
+from ..diagnose import COUNTS_AHEAD, waiting
 from ..model import Job
 from ..rules import COMPLETED, DEAD, FAILED, PENDING, PROCESSING, QueueError
 from . import rows
@@ -220,19 +223,9 @@ async def why(conn: asyncpg.Connection, job_id: str, now: float, pool_size: int,
     group = await conn.fetchrow(
         f"SELECT name, parallel, paused, (SELECT count(*) FROM queuectl_jobs WHERE grp = g.name AND {BUSY}) "
         "AS active FROM queuectl_groups g WHERE name = $1", job.group)
-    if group is not None and group["paused"]:
-        return Reason(code="paused", group=group["name"])
-    if job.due > now:
-        if state == FAILED:
-            return Reason(code="backoff", at=job.due, count=job.attempts, limit=job.max_retries)
-        return Reason(code="scheduled", at=job.due)
-    if pool_size <= 0:
-        return Reason(code="no_workers", limit=0)
-    if busy >= pool_size:
-        return Reason(code="busy", count=busy, limit=pool_size, ahead=await ahead(conn, job, now))
-    if group is not None and group["parallel"] and group["active"] >= group["parallel"]:
-        return Reason(code="group_full", group=group["name"], count=group["active"], limit=group["parallel"])
-    return Reason(code="next", ahead=await ahead(conn, job, now))
+    reason = waiting(job, now, None if group is None else (group["name"], group["parallel"], group["paused"],
+                                                           group["active"]), pool_size, busy)
+    return replace(reason, ahead=await ahead(conn, job, now)) if reason.code in COUNTS_AHEAD else reason
 
 
 async def ahead(conn: asyncpg.Connection, job: Job, now: float) -> int:

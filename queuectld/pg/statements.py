@@ -49,10 +49,13 @@ UPDATE queuectl_jobs_live j
 RETURNING j.id, j.attempts
 """
 
-_END = """
+# A batch of ends: the values (`e`), and what an end writes (a run whose cancel was asked ends dead).
+_ENDS = """
 WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
                                 $7::float8[], $8::float8[])
-                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at))
+                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at))"""
+
+_ENDED = """
 UPDATE queuectl_jobs j
    SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
        exit_code = e.exit_code,
@@ -61,7 +64,9 @@ UPDATE queuectl_jobs j
        due = CASE WHEN j.cancelled OR e.next_retry_at IS NULL THEN j.due ELSE e.next_retry_at END,
        ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
        entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
-       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
+       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL"""
+
+_END = _ENDS + _ENDED + """
   FROM e WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
 RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at,
           j.named AS dependents
@@ -71,20 +76,8 @@ RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at
 # The same for jobs no job names as a dependency (most; an add sets `named` under the row's lock, so an end
 # under way is waited for), in one statement with its notifications: one round trip.  The others, and ends
 # the fence refused, go through _END in a transaction.
-_END_QUICK = f"""
-WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
-                                $7::float8[], $8::float8[])
-                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at)), {LAZY},
-u AS (
-UPDATE queuectl_jobs j
-   SET state = CASE WHEN j.cancelled THEN 'dead' ELSE e.state END,
-       exit_code = e.exit_code,
-       error_message = CASE WHEN j.cancelled THEN 'cancelled' ELSE e.error END,
-       next_retry_at = CASE WHEN j.cancelled THEN NULL ELSE e.next_retry_at END,
-       due = CASE WHEN j.cancelled OR e.next_retry_at IS NULL THEN j.due ELSE e.next_retry_at END,
-       ticket = CASE WHEN e.state = 'failed' AND NOT j.cancelled THEN nextval('queuectl_ticket') ELSE j.ticket END,
-       entered = nextval('queuectl_entered'), finished_at = e.at, updated_at = e.at, worker = NULL,
-       locked_by = NULL, locked_at = NULL, pgid = NULL, pid_start = NULL, cancelled = false, node = NULL
+_END_QUICK = _ENDS + f""", {LAZY},
+u AS (""" + _ENDED + """
   FROM e, lazy WHERE j.id = e.id AND j.state = 'processing' AND j.attempts = e.attempts AND j.locked_by = e.holder
    AND NOT j.named
 RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at)
