@@ -116,20 +116,25 @@ class Nodes:
         return "\n".join(f"--- {n.name}'s log ends:\n{n.log()[-3000:]}" for n in self.nodes)
 
 
-def kill_jobs_of(marker: str) -> int:
-    """SIGKILL every process whose command line names `marker` (jobs a test left running); how many."""
-    killed = 0
+def _processes() -> Iterator[tuple[int, bytes]]:
+    """Every process there is now, with its command line (one that has gone meanwhile is left out)."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
+                yield int(pid), f.read()
         except OSError:
             continue
-        if marker.encode() in cmd and b"queuectld" not in cmd and int(pid) != os.getpid():
+
+
+def kill_jobs_of(marker: str) -> int:
+    """SIGKILL every process whose command line names `marker` (jobs a test left running); how many."""
+    killed = 0
+    for pid, cmd in _processes():
+        if marker.encode() in cmd and b"queuectld" not in cmd and pid != os.getpid():
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
                 killed += 1
             except ProcessLookupError:
                 pass
@@ -139,19 +144,26 @@ def kill_jobs_of(marker: str) -> int:
 def job_pids(marker: str, node: str) -> list[int]:
     """The processes of this test's jobs (their command line names `marker`) that `node` started."""
     found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+    for pid, cmd in _processes():
+        if marker.encode() not in cmd:
             continue
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
             with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = f.read().split(b"\0")
-        except (OSError, ValueError):
+        except OSError:
             continue
-        if marker.encode() in cmd and f"QUEUECTL_NODE={node}".encode() in environ:
-            found.append(int(pid))
+        if f"QUEUECTL_NODE={node}".encode() in environ:
+            found.append(pid)
     return found
+
+
+def completed_once(final: dict[str, str], nodes: Nodes) -> Runs:
+    """Assert every job of `final` (id -> state) completed and no two runs of one job overlapped; the runs."""
+    lost = [i for i, s in final.items() if s != "completed"]
+    assert not lost, f"{len(lost)} acknowledged jobs did not complete: {lost[:5]}"
+    runs = nodes.runs()
+    assert not runs.overlaps(), runs.overlaps()[:3]
+    return runs
 
 
 @dataclasses.dataclass
