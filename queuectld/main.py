@@ -16,7 +16,7 @@ from . import faults
 from .config import ConfigError, parse_size
 from .daemon import EXIT_FATAL, Daemon, StartupError
 from .journal_store import JournalStore
-from .pg.connect import Unreachable, resolve
+from .pg.connect import Unreachable, check_node, resolve
 from .policy import Policy, PolicyError
 from .store import Store, StoreError
 from .systemd import Systemd
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_POLICY
     try:  # before anything: a password on argv is refused whatever else is wrong
         url, secret = resolve(args.store, args.store_password_file, os.environ)
+        if url and args.node is not None:
+            check_node(args.node)
     except StoreError as e:
         log.error("cannot start: %s", e)
         return EXIT_USAGE

@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import stat
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..store import StoreError
 
@@ -97,11 +98,41 @@ def resolve(argv_url: str | None, password_file: str | None,
         return None, {}
     if not is_url(url):
         raise StoreError(f"the store {redact(url)!r} is not a postgresql:// URL")
+    check_url(url)
     extra: dict[str, Any] = {}
     path = password_file or environ.get("QUEUECTL_STORE_PASSWORD_FILE") or None
     if path is not None:
         extra["password"] = read_password_file(path)
     return url, extra
+
+
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_url(url: str) -> None:
+    """Refuse, in one line, what asyncpg would refuse with a traceback: a port that is not one, an
+    unknown sslmode."""
+    parts = urlsplit(url)
+    for host in parts.netloc.rpartition("@")[2].split(","):  # host[:port], several for a failover list
+        after = host.rpartition("]")[2]  # past an IPv6 address's brackets
+        if ":" not in after:
+            continue
+        port = after.rpartition(":")[2]
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise StoreError(f"the store {redact(url)!r} names port {port!r}: a port is a number from 1 to 65535")
+    for key, value in parse_qsl(parts.query):
+        if key == "sslmode" and value not in SSLMODES:
+            raise StoreError(f"sslmode={value!r} is not one of {', '.join(SSLMODES)}")
+
+
+def check_node(name: str) -> str:
+    """A node name as `--node` gives it: letters, digits, '.', '_' and '-', at most 64 (it is shown as
+    NAME/WORKER); StoreError if not."""
+    if not NODE_NAME.fullmatch(name):
+        raise StoreError(f"--node {name!r}: a node name is 1 to 64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
+    return name
 
 
 def unreachable(e: BaseException) -> bool:

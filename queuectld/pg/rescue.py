@@ -136,7 +136,8 @@ class Rescue(PgCore):
                 state = "fenced"  # as the others see it: silent long enough to have fenced itself
             else:
                 state = "up"
-            busy = self._busy_now() if this else r["busy"]
+            # A lost or stopped node runs nothing: its last report no longer says what runs.
+            busy = self._busy_now() if this else 0 if state in ("lost", "stopped") else r["busy"]
             pool = self.pool_size if this else r["pool"]
             out.append(p.NodeInfo(r["id"], r["name"], pool, busy, r["version"] or "", state, r["started"],
                                   r["beat"], age, this))

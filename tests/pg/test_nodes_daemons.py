@@ -115,6 +115,8 @@ def test_a_node_killed_with_9_takes_its_runs_with_it_and_another_node_runs_them_
     with open(pidfile) as f:
         pid = int(f.read())
     a.wait_state(job, "processing")  # its start is on record (a start not yet recorded is given back uncounted)
+    wait_for(lambda: {n["name"]: n["busy"] for n in a.ok("nodes", "--json").json()}["b"] == 1,
+             what="b's heartbeat reporting its run")
     assert b.daemon is not None
     b.daemon.send_signal(signal.SIGKILL)
     b.daemon.wait(10)
@@ -127,7 +129,8 @@ def test_a_node_killed_with_9_takes_its_runs_with_it_and_another_node_runs_them_
     assert done["attempts"] == 2
     with open(again) as f:
         assert f.read() == "a\n"
-    assert {n["name"]: n["state"] for n in a.ok("nodes", "--json").json()}["b"] == "lost"
+    lost = {n["name"]: n for n in a.ok("nodes", "--json").json()}["b"]
+    assert lost["state"] == "lost" and lost["busy"] == 0  # its runs were rescued: none goes on there
 
 
 def _daemon(home: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -147,6 +150,20 @@ def test_a_password_on_argv_is_refused_and_an_unreachable_database_is_one_line(h
     missing = os.path.join(home, "nope")
     r = _daemon(home, "--store", "postgresql://u@127.0.0.1/q", "--store-password-file", missing)
     assert r.returncode == 2 and "cannot read the password file" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (["--store", "postgresql://u@127.0.0.1:notaport/q"], {}, "a port is a number from 1 to 65535"),
+    (["--store", "postgresql://u@127.0.0.1:99999/q"], {}, "a port is a number from 1 to 65535"),
+    ([], {"QUEUECTL_STORE": "postgresql://u:pw@127.0.0.1:5432/q?sslmode=bogus"}, "sslmode='bogus' is not one of"),
+    (["--store", "postgresql://u@127.0.0.1/q", "--node", "bad node/name"], {}, "a node name is 1 to 64"),
+    (["--store", "postgresql://u@127.0.0.1/q", "--node", ""], {}, "a node name is 1 to 64"),
+])
+def test_a_store_url_or_node_name_that_cannot_work_is_one_line_before_anything_starts(
+        home: str, args: list[str], env: dict[str, str], says: str) -> None:
+    r = _daemon(home, *args, **env)
+    assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and says in r.stderr, r
+    assert "Traceback" not in r.stderr and ":pw@" not in r.stderr
 
 
 def test_the_heartbeat_setting_refuses_what_it_cannot_use(env: Env) -> None:
