@@ -96,7 +96,13 @@ CREATE TABLE queuectl_output (job_id text NOT NULL, attempt int NOT NULL, stream
                               seq int NOT NULL, data bytea NOT NULL, PRIMARY KEY (job_id, stream, seq));
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Version 2: where each node runs (host and state directory), so that a restart adopts only its own
+# earlier runs' rows, and a name taken by a live node elsewhere is refused.
+_V2 = """
+ALTER TABLE queuectl_nodes ADD COLUMN host text, ADD COLUMN home text;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 VERSION = len(MIGRATIONS)
 
 
