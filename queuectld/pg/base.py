@@ -15,6 +15,8 @@ from .core import PgCore
 
 
 class PgBase(PgCore):
+    _disk: int | None  # the database's size measured last (queries.Reads); None: changed since
+
     async def _insert(self, conn: Any, fresh: list[NewJob], at: float, envs: dict[str, dict[str, str]],
                       explicit: bool) -> list[Job]:
         """New jobs written with their checks (group, id, dependencies) and edges; QueueError names a problem."""

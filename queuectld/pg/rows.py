@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -65,6 +66,39 @@ def new_row(n: NewJob, at: float, state: str = "pending", blocked: int = 0, caus
     return (n.id, n.command, state, n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
             e.after, e.after_any, e.unique_key, rule_text(e.retry_on), rule_text(e.no_retry_on), e.idle_timeout,
             e.schedule, e.slot, e.late, blocked, cause, at, at, due, at if state == "dead" else None, error)
+
+
+# The columns of a COPY of pending jobs without extras (most): the others are NULL or their defaults.
+PLAIN_COLUMNS = ("id", "command", "state", "priority", "max_retries", "run_at", "timeout", "cwd", "grp", "env",
+                 "created_at", "updated_at", "due", "ticket", "entered")
+NUMBERED_COLUMNS = (*NEW_COLUMNS, "ticket", "entered")
+
+
+def new_rows(jobs: list[NewJob], at: float, places: list[tuple[int, int]], span: int, plain: bool,
+             made: list[Job]) -> Iterator[tuple[Any, ...]]:
+    """The COPY rows of pending jobs added at `at`, made as they are sent (PLAIN_COLUMNS if `plain`, which
+    none of the jobs may have extras for, else NUMBERED_COLUMNS); `made` receives each job as `fresh` makes it.
+    The i-th job's ticket and entered are the (i // span)-th pair of `places` plus i % span."""
+    for i, n in enumerate(jobs):
+        t, e = places[i // span]
+        k = i % span
+        run_at = n.run_at
+        due = run_at if run_at is not None and run_at > at else at
+        made.append(Job(n.id, n.command, n.max_retries, n.priority, run_at, n.timeout, n.cwd, n.group, n.env,
+                        n.extra, created_at=at, updated_at=at, due=due))
+        if plain:
+            yield (n.id, n.command, "pending", n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
+                   at, at, due, t + k, e + k)
+            continue
+        x = n.extra
+        if x is None:
+            yield (n.id, n.command, "pending", n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
+                   None, None, None, None, None, None, None, None, False, 0, None, at, at, due, None, None,
+                   t + k, e + k)
+        else:
+            yield (n.id, n.command, "pending", n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
+                   x.after, x.after_any, x.unique_key, rule_text(x.retry_on), rule_text(x.no_retry_on),
+                   x.idle_timeout, x.schedule, x.slot, x.late, 0, None, at, at, due, None, None, t + k, e + k)
 
 
 def fresh(n: NewJob, at: float) -> Job:

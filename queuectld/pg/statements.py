@@ -11,6 +11,8 @@ LAZY = "lazy AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', tru
 
 WAITING = "state IN ('pending', 'failed') AND blocked = 0 AND locked_by IS NULL"
 
+# Capped groups: `b` takes each named group's room ($3, $4) through the per-group index, which leaves out the
+# default group; `d` takes the default group's room ($8, 0 unless it is capped) through the claim index.
 _CLAIM = f"""
 WITH a AS MATERIALIZED (
     SELECT id, priority, due, ticket FROM queuectl_jobs_live
@@ -19,9 +21,14 @@ WITH a AS MATERIALIZED (
 ), b AS MATERIALIZED (
     SELECT j.id, j.priority, j.due, j.ticket FROM unnest($3::text[], $4::int[]) AS g(name, room)
      CROSS JOIN LATERAL (SELECT id, priority, due, ticket FROM queuectl_jobs_live
-                          WHERE {WAITING} AND due <= $1 AND grp = g.name
+                          WHERE {WAITING} AND due <= $1 AND grp = g.name AND grp <> 'default'
                           ORDER BY priority DESC, due, ticket LIMIT g.room FOR UPDATE SKIP LOCKED) j
-), pick AS (SELECT id FROM (SELECT * FROM a UNION ALL SELECT * FROM b) c ORDER BY priority DESC, due, ticket LIMIT $2)
+), d AS MATERIALIZED (
+    SELECT id, priority, due, ticket FROM queuectl_jobs_live
+     WHERE {WAITING} AND due <= $1 AND grp = 'default'
+     ORDER BY priority DESC, due, ticket LIMIT $8 FOR UPDATE SKIP LOCKED
+), pick AS (SELECT id FROM (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM d) c
+             ORDER BY priority DESC, due, ticket LIMIT $2)
 UPDATE queuectl_jobs_live t SET attempts = t.attempts + 1, locked_by = $5, locked_at = now(), node = $6
   FROM pick WHERE t.id = pick.id
 RETURNING {rows.JOB_COLUMNS.replace("id,", "t.id,", 1)}

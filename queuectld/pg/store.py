@@ -17,15 +17,15 @@ from typing import Any
 
 import asyncpg
 
-from queuectl_client.protocol import JobSpec
+from queuectl_client.protocol import DEFAULT_GROUP
 
-from .. import audit, rules, unique
-from .. import deps as rules_deps
+from .. import audit, rules
 from .. import events as ev
 from ..model import Job
-from ..rules import DEAD, Outcome, QueueError
-from ..store import Batch, RunRecord, StoreError, Withdrawn
+from ..rules import DEAD, Outcome
+from ..store import RunRecord, StoreError, Withdrawn
 from . import deps, rows
+from .adding import Adding
 from .cluster import Cluster
 from .control import ControlMixin
 from .core import MAX_PAYLOAD, Batcher, PgCore
@@ -42,9 +42,8 @@ log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 RETRY_HELD = 1.0  # seconds between tries of the ends the database could not take
-COPY_FROM = 64  # batches of this many jobs or more are written with COPY
-class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads, PgCore,
-              Missing):
+class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads,
+              PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
@@ -67,117 +66,6 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
             "WHERE node = $1 AND locked_by IS NOT NULL AND state <> 'processing' AND NOT starts_with(locked_by, $2)",
             self.node, self.me)
 
-    # -- adding ---------------------------------------------------------------------
-
-    async def add(self, specs: list[JobSpec], at: float, id_prefix: str = "", cwd: str | None = None,
-                  env: dict[str, str] | None = None) -> Batch:
-        for attempt in range(5):
-            try:
-                return await self._add(specs, at, id_prefix, cwd, env)
-            except asyncpg.UniqueViolationError as e:
-                if e.constraint_name == "queuectl_jobs_unique_key" and attempt < 4:
-                    continue  # another node took a key meanwhile: decide again who stands for whom
-                raise QueueError("duplicate", "a job of the batch already exists (added meanwhile)") from None
-        raise AssertionError("unreachable")
-
-    async def _add(self, specs: list[JobSpec], at: float, id_prefix: str, cwd: str | None,
-                   env: dict[str, str] | None) -> Batch:
-        envs: dict[str, dict[str, str]] = {}
-        new = rules.new_jobs(specs, at, self.config, id_prefix, cwd, env, envs)
-        async with self.tx() as conn:
-            keys = [job.unique_key for job in new if job.extra is not None and job.unique_key is not None]
-            holders: dict[str, str] = {}
-            if keys:
-                holders = dict(await conn.fetch("SELECT unique_key, id FROM queuectl_jobs_live "
-                                                "WHERE unique_key = ANY($1::text[])", keys))
-            fresh, instead = unique.plan_batch(holders, new)
-            made = await self._insert(conn, fresh, at, envs if not instead else
-                                      {k: v for k, v in envs.items() if k in {j.env for j in fresh}},
-                                      any(s.id is not None for s in specs))
-            if fresh:
-                self._disk = None
-                await self.notify(conn, "queuectl_wake", "")
-                await self._audited(conn, ev.Added(at, fresh, audit.actor.get()))
-            if not instead:
-                return Batch(made)
-            it = iter(made)
-            out = [next(it) if other is None else rows.job(await conn.fetchrow(
-                f"SELECT {rows.JOB_COLUMNS} FROM queuectl_jobs WHERE id = $1", other)) for other in instead]
-            return Batch(out, [other is None for other in instead])
-
-    async def _insert(self, conn: Any, fresh: list[Any], at: float, envs: dict[str, dict[str, str]],
-                      explicit: bool = True) -> list[Job]:
-        if not fresh:
-            return []
-        ids = [job.id for job in fresh]
-        groups = list({job.group for job in fresh})
-        known = {r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE name = ANY($1::text[])",
-                                                groups)}
-        for job in fresh:
-            if job.group not in known:
-                raise QueueError("invalid",
-                                 f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
-        # The live partition's unique index refuses an id taken by a live job; a final job's id is looked up.
-        # A large batch of ids drawn from a fresh random prefix is not (a million lookups, for a collision
-        # that the prefix makes as unlikely as a uuid's).
-        if len(fresh) < COPY_FROM or explicit:
-            taken = await conn.fetchval("SELECT id FROM queuectl_jobs WHERE id = ANY($1::text[]) LIMIT 1", ids)
-            if taken is not None:
-                raise QueueError("duplicate", f"a job with id {taken!r} already exists")
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_deps)"):
-            held = await deps.reserved(conn, ids)
-            if held is not None:
-                raise QueueError("duplicate", f"the id {held[0]} is still named as a dependency by job {held[1]}, "
-                                              f"which is {held[2]}; choose another id, or delete {held[1]} first")
-        if envs:
-            await conn.executemany("INSERT INTO queuectl_environments (key, vars) VALUES ($1, $2) "
-                                   "ON CONFLICT (key) DO NOTHING",
-                                   [(k, rows.json_text(v)) for k, v in envs.items()])
-        records, edges, jobs = await self._plan_rows(conn, fresh, at)
-        if len(records) >= COPY_FROM:
-            await conn.copy_records_to_table("queuectl_jobs_live", records=[r for r in records if r[2] != DEAD],
-                                             columns=rows.NEW_COLUMNS)
-            dead = [r for r in records if r[2] == DEAD]
-            if dead:
-                await conn.copy_records_to_table("queuectl_jobs_done", records=dead, columns=rows.NEW_COLUMNS)
-        else:
-            cols = ", ".join(rows.NEW_COLUMNS)
-            marks = ", ".join(f"${i}" for i in range(1, len(rows.NEW_COLUMNS) + 1))
-            await conn.executemany(f"INSERT INTO queuectl_jobs ({cols}) VALUES ({marks})", records)
-        if edges:
-            await conn.copy_records_to_table("queuectl_deps", records=edges, columns=("job_id", "dep_id", "is_any"))
-            await deps.name(conn, list({dep for _, dep, _ in edges}))  # those of the batch too
-        return jobs
-
-    async def _plan_rows(self, conn: Any, fresh: list[Any], at: float) -> tuple[list[Any], list[Any], list[Job]]:
-        """The rows of a batch, its dependency edges, and the jobs as handed back."""
-        new_row = rows.new_row
-        named = [job for job in fresh if job.extra is not None and (job.after or job.after_any)]
-        if not named:
-            jobs = [rows.fresh(n, at) for n in fresh]
-            return [new_row(n, at) for n in fresh], [], jobs
-        outside = list({d for job in named for d in rules_deps.names(job)} - {job.id for job in fresh})
-        known = await deps.name(conn, outside) if outside else {}
-        places = {job.id: i for i, job in enumerate(fresh)}
-        records, edges, jobs = [], [], []
-        for i, n in enumerate(fresh):
-            job = rows.fresh(n, at)
-            if n.extra is not None and (n.after or n.after_any):
-                for d in rules_deps.names(n):
-                    if d not in known and places.get(d, i) >= i:
-                        raise QueueError("invalid", f"job {n.id}: unknown dependency {d}")
-                dead = next((d for d in n.after or () if known.get(d) == DEAD), None)
-                if dead is not None:
-                    job.state, job.cause, job.error_message = DEAD, dead, rules_deps.death(dead)
-                    job.finished_at = at
-                else:
-                    job.blocked = rules_deps.count_unmet(job, known.get)
-                edges += [(n.id, d, False) for d in n.after or ()] + [(n.id, d, True) for d in n.after_any or ()]
-            known[n.id] = job.state
-            records.append(new_row(n, at, job.state, job.blocked, job.cause, job.error_message))
-            jobs.append(job)
-        return records, edges, jobs
-
     # -- claims and runs --------------------------------------------------------------------
 
     async def claim(self, now: float, count: int) -> list[Job]:
@@ -190,7 +78,7 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
                     async with self.tx() as conn:  # durable, as every claim: see DECISIONS
                         got = await self._claim_capped(conn, now, count)
                 else:  # one statement, its own transaction, durable (the sessions' default)
-                    got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed)
+                    got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed, 0)
             except asyncpg.SerializationError:
                 continue
             jobs = [rows.job(r) for r in got]
@@ -225,9 +113,9 @@ class PgStore(OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin
             "SELECT g.name, g.parallel - (SELECT count(*) FROM queuectl_jobs b WHERE b.grp = g.name "
             "AND b.locked_by IS NOT NULL)::int FROM queuectl_groups g "
             "WHERE g.name = ANY($1::text[]) AND g.parallel > 0 AND NOT g.paused", capped))
-        open_ = [g for g in capped if rooms.get(g, 0) > 0]
+        open_ = [g for g in capped if rooms.get(g, 0) > 0 and g != DEFAULT_GROUP]
         return list(await conn.fetch(_CLAIM, now, count, open_, [rooms[g] for g in open_], self.me + "0", self.node,
-                                     closed))
+                                     closed, max(rooms.get(DEFAULT_GROUP, 0), 0)))
 
     async def release(self, job: Job) -> None:
         try:

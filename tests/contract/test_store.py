@@ -259,6 +259,21 @@ async def test_a_claim_honours_each_groups_cap_and_never_waits_on_a_full_one(sto
     assert await claim_ids(store, 3.0) == ["t3"]
 
 
+async def test_the_default_group_can_be_capped_beside_a_capped_group(store: Store) -> None:
+    await store.define_group("default", 2, create=False)
+    await store.define_group("one", 1, create=True)
+    await store.add([spec(f"d{i}", priority=5) for i in range(4)], 0.0)
+    await store.add([spec(f"o{i}", group="one", priority=9) for i in range(2)], 0.0)
+    held = await store.claim(1.0, 100)
+    assert [j.id for j in held] == ["o0", "d0", "d1"]
+    assert await store.claim(1.0, 100) == []
+    await store.start(held[1], 1.0, 1, 0, 0)
+    await end(store, held[1], 2.0)
+    assert await claim_ids(store, 2.0) == ["d2"]
+    await store.define_group("default", 0, create=False)  # no cap
+    assert await claim_ids(store, 3.0) == ["d3"]
+
+
 async def test_a_paused_group_starts_nothing_and_its_running_jobs_finish(store: Store) -> None:
     await store.define_group("p", 0, create=True)
     await store.add([spec("p0", group="p"), spec("p1", group="p"), spec("p2", group="p", run_at=5.0)], 0.0)

@@ -127,9 +127,13 @@ async def test_the_claim_keeps_to_its_partial_index_at_depth(pg_database: str) -
     conn = await asyncpg.connect(pg_database)
     await conn.execute("ANALYZE queuectl_jobs_live")
     async with conn.transaction():
-        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + _CLAIM, 1.0, 10, [], [], "x/0", "a", []))
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + _CLAIM, 1.0, 10, [], [], "x/0", "a", [], 0))
+        capped = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + _CLAIM, 1.0, 10, ["batch"], [2], "x/0",
+                                                          "a", ["batch", "default"], 3))
     await conn.close()
     assert "Index Scan using queuectl_jobs_claim" in plan and "Seq Scan on queuectl_jobs_live" not in plan, plan
+    # a capped group through the per-group index, a capped default group through the claim index
+    assert "Index Scan using queuectl_jobs_grp_claim" in capped and "Seq Scan" not in capped, capped
     await a.close()
 
 
