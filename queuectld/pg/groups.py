@@ -14,7 +14,7 @@ from ..store import Store
 
 class Groups(Store):
     db: Any
-    _capped: tuple[list[str], bool, float] | None  # paused groups, whether one has a cap, when read
+    _capped: tuple[bool, float] | None  # whether a group has a cap, and when that was read
 
     async def define_group(self, name: str, parallel: int, create: bool) -> None:
         self._capped = None

@@ -48,7 +48,7 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
         self._ends: Batcher[tuple[Job, float, Outcome], bool] = Batcher(self._write_ends, width=3)
-        self._capped: tuple[list[str], bool, float] | None = None
+        self._capped: tuple[bool, float] | None = None
         self._unwritten: list[tuple[Job, float, Outcome]] = []  # ends the database could not take, written again
         self._unreleased: list[Job] = []  # claims it could not take back, given back again
         self._rewriting: asyncio.Task[None] | None = None
@@ -73,12 +73,11 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
             return []
         for _ in range(10):
             try:
-                closed, capped = await self._closed_groups()
-                if capped:
+                if await self._any_capped():
                     async with self.tx() as conn:  # durable, as every claim: see DECISIONS
                         got = await self._claim_capped(conn, now, count)
                 else:  # one statement, its own transaction, durable (the sessions' default)
-                    got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, closed, 0)
+                    got = await self.db.fetch(_CLAIM, now, count, [], [], self.me + "0", self.node, 0)
             except asyncpg.SerializationError:
                 continue
             jobs = [rows.job(r) for r in got]
@@ -93,20 +92,19 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
         """A group was paused, resumed, capped or uncapped (here, or on another node: its notification)."""
         self._capped = None
 
-    async def _closed_groups(self) -> tuple[list[str], bool]:
-        """The paused groups and whether a group has a cap (read again at most every GROUPS_TTL seconds, and
-        at once after a change of groups this node made or heard of)."""
+    async def _any_capped(self) -> bool:
+        """Whether a group has a cap (read again at most every GROUPS_TTL seconds, and at once after a change
+        of groups this node made or heard of).  Paused and capped groups are read by the claim itself."""
         now = time.monotonic()
-        if self._capped is None or now - self._capped[2] > GROUPS_TTL:
-            got = await self.db.fetch("SELECT name, paused FROM queuectl_groups WHERE paused OR parallel > 0")
-            self._capped = ([r[0] for r in got if r[1]], any(not r[1] for r in got), now)
-        return self._capped[0], self._capped[1]
+        if self._capped is None or now - self._capped[1] > GROUPS_TTL:
+            got = await self.db.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_groups WHERE parallel > 0 "
+                                         "AND NOT paused)")
+            self._capped = (bool(got), now)
+        return self._capped[0]
 
     async def _claim_capped(self, conn: Any, now: float, count: int) -> list[Any]:
-        got = await conn.fetch("SELECT name, paused, parallel FROM queuectl_groups WHERE paused OR parallel > 0 "
-                               "ORDER BY name")
-        closed = [r[0] for r in got]
-        capped = [r[0] for r in got if not r[1]]
+        capped = [r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE parallel > 0 AND NOT paused "
+                                                 "ORDER BY name")]
         # A cap holds across the cluster: one claimer per capped group at a time (in name order: no deadlock).
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(n)) FROM unnest($1::text[]) n", capped)
         rooms = dict(await conn.fetch(
@@ -115,7 +113,7 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
             "WHERE g.name = ANY($1::text[]) AND g.parallel > 0 AND NOT g.paused", capped))
         open_ = [g for g in capped if rooms.get(g, 0) > 0 and g != DEFAULT_GROUP]
         return list(await conn.fetch(_CLAIM, now, count, open_, [rooms[g] for g in open_], self.me + "0", self.node,
-                                     closed, max(rooms.get(DEFAULT_GROUP, 0), 0)))
+                                     max(rooms.get(DEFAULT_GROUP, 0), 0)))
 
     async def release(self, job: Job) -> None:
         try:
