@@ -155,7 +155,7 @@ class PgCore(Store):
                                 self._pool_size, self.host, self.home)
                 await self._opened(c)
         except BaseException:
-            await self.db.close()  # a refused start leaves no connection behind
+            self.db.terminate()  # a refused start leaves no connection behind, and waits on none
             del self.db
             raise
         return 0
