@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     if url:
         from .pg.store import PgStore  # asyncpg only when a database keeps the queue
 
-        store = PgStore(url, node=args.node, **secret)
+        store = PgStore(url, node=args.node, home=paths.state, **secret)
         store.poll_only = args.poll_only
     else:
         store = JournalStore(paths.journal, salvage=args.salvage, compact_min=args.compact_min, node=args.node)

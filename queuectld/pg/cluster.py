@@ -23,7 +23,7 @@ from typing import Any
 
 from queuectl_client.wire import VERSION
 
-from . import connect
+from . import connect, names
 from .mend import Mend
 from .rescue import FENCE_AFTER, LOST_AFTER, held_range
 from .rows import JOB_COLUMNS, job
@@ -39,13 +39,12 @@ START_TIMEOUT = 10.0  # seconds to reach the database at start
 CHANNELS = ("queuectl_wake", "queuectl_cancel", "queuectl_changed", "queuectl_config")
 
 _BEAT = """
-UPDATE queuectl_nodes SET heartbeat_at = now(), busy = $2
+UPDATE queuectl_nodes m SET heartbeat_at = now(), busy = $2
  WHERE id = $1 AND lost_at IS NULL AND stopped_at IS NULL
-RETURNING extract(epoch FROM clock_timestamp())::float8
-"""
+RETURNING extract(epoch FROM clock_timestamp())::float8, """ + names.OTHER
 _JOIN = """
-INSERT INTO queuectl_nodes (id, name, pool, busy, version, started_at, heartbeat_at)
-VALUES ($1, $2, $3, $4, $5, now(), now())
+INSERT INTO queuectl_nodes (id, name, pool, busy, version, started_at, heartbeat_at, host, home)
+VALUES ($1, $2, $3, $4, $5, now(), now(), $6, $7)
 """
 _ELECT = """
 INSERT INTO queuectl_leader AS l (one, node_id, until) VALUES (true, $1, now() + make_interval(secs => $2))
@@ -98,6 +97,7 @@ class Cluster(Mend):
         self._rebeat = asyncio.Event()  # the interval changed: heartbeat now
         self._was: tuple[float, float] = (0.0, 0.0)  # until when (monotonic) the longer interval before a change holds
         self._leader = False
+        self._clash: str | None = None  # another live node of this name, from another place, that was warned of
         self._stopping: set[str] = set()  # jobs whose stop was asked of the pool already
         self._looked = asyncio.Event()  # something asked for a look at cancelled runs now
         self._tasks: list[asyncio.Task[None]] = []
@@ -138,10 +138,13 @@ class Cluster(Mend):
                 if self._hb is None:
                     await self._link(interval)
                 before = time.time()
-                db_now = await asyncio.wait_for(self._hb.fetchval(
-                    _BEAT, uuid.UUID(self.node_id), self._busy_now()), interval)  # the pool: `resize` writes it
-                if db_now is not None:
-                    self._offset = db_now - (before + time.time()) / 2
+                beat = await asyncio.wait_for(self._hb.fetchrow(  # the pool: `resize` writes it
+                    _BEAT, uuid.UUID(self.node_id), self._busy_now(), interval * LOST_AFTER), interval)
+                db_now: float | None = None
+                if beat is not None:
+                    db_now = beat[0]
+                    self._offset = beat[0] - (before + time.time()) / 2
+                    self._same_name(beat[1])
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -208,8 +211,16 @@ class Cluster(Mend):
         self._fence(f"interrupted: node {self.node} was declared lost")
         self.node_id = str(uuid.uuid4())
         await asyncio.wait_for(self._hb.execute(_JOIN, uuid.UUID(self.node_id), self.node, self._pool_now(),
-                                                self._busy_now(), self.version), self.interval())
+                                                self._busy_now(), self.version, self.host, self.home),
+                               self.interval())
         log.warning("node %s was declared lost (id %s); it rejoins as %s", self.node, old, self.node_id)
+
+    def _same_name(self, other: str | None) -> None:
+        """Another live node has this node's name, from another place (pg/names.py): said once."""
+        if other is not None and other != self._clash:
+            log.warning("node name %s is also in use by a live node on %s: give one of them another --node",
+                        self.node, other)
+        self._clash = other
 
     def _pool_now(self) -> int:
         n: int = getattr(self, "pool_size", 0)

@@ -17,7 +17,7 @@ import asyncpg
 from .. import events as ev
 from ..config import Config
 from ..store import Store, StoreError
-from . import schema
+from . import names, schema
 
 log = logging.getLogger("queuectld.store")
 
@@ -96,9 +96,11 @@ class PgCore(Store):
                    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
 
     def __init__(self, url: str, node: str | None = None, min_size: int = 2, max_size: int = 10,
-                 **connect: Any) -> None:
+                 home: str | None = None, **connect: Any) -> None:
         self.url = url
-        self.node = node or socket.gethostname()
+        self.host = socket.gethostname()
+        self.node = node or self.host
+        self.home = home  # the daemon's state directory: with the host, where this node runs (pg/names.py)
         self.node_id = str(uuid.uuid4())
         self.config = Config()
         self._pool_size = 0
@@ -140,15 +142,22 @@ class PgCore(Store):
                                                              "synchronous_commit": "on",
                                                              "standard_conforming_strings": "on"},
                                             reset=_kept, **self._connect)
-        await self.measure_clock()
-        async with self.tx() as c:
-            for key, value in await c.fetch("SELECT key, value FROM queuectl_settings"):
-                self.config.restore(key, value)
-            self._pool_size = await c.fetchval("SELECT pool FROM queuectl_node_pools WHERE name = $1",
-                                               self.node) or 0
-            await c.execute("INSERT INTO queuectl_nodes (id, name, pool, started_at, heartbeat_at) "
-                            "VALUES ($1, $2, $3, now(), now())", self.node_id, self.node, self._pool_size)
-            await self._opened(c)
+        try:
+            await self.measure_clock()
+            async with self.tx() as c:
+                for key, value in await c.fetch("SELECT key, value FROM queuectl_settings"):
+                    self.config.restore(key, value)
+                await names.claim(c, self.node, self.host, self.home, self.config.heartbeat)
+                self._pool_size = await c.fetchval("SELECT pool FROM queuectl_node_pools WHERE name = $1",
+                                                   self.node) or 0
+                await c.execute("INSERT INTO queuectl_nodes (id, name, pool, started_at, heartbeat_at, host, home) "
+                                "VALUES ($1, $2, $3, now(), now(), $4, $5)", self.node_id, self.node,
+                                self._pool_size, self.host, self.home)
+                await self._opened(c)
+        except BaseException:
+            self.db.terminate()  # a refused start leaves no connection behind, and waits on none
+            del self.db
+            raise
         return 0
 
     async def _opened(self, conn: Any) -> None:

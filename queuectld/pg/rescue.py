@@ -10,14 +10,14 @@ from queuectl_client import protocol as p
 from queuectl_client.node_messages import NodeState
 
 from ..rules import plan_end
-from . import deps
+from . import deps, names
 from .core import PgCore
 from .rows import JOB_COLUMNS, job
 
 log = logging.getLogger("queuectld.cluster")
 
 FENCE_AFTER = 2  # intervals without a successful heartbeat before a node fences itself
-LOST_AFTER = 4  # intervals since a node's last heartbeat before the elected node declares it lost
+LOST_AFTER = names.LOST_AFTER  # intervals since a node's last heartbeat before the elected node declares it lost
 KEEP_NODES = 86400.0  # seconds a stopped or lost node's row stays once its jobs are resolved
 
 _DECLARE = """

@@ -24,7 +24,7 @@ from .. import events as ev
 from ..model import Job
 from ..rules import DEAD, Outcome
 from ..store import RunRecord, StoreError, Withdrawn
-from . import deps, rows
+from . import deps, names, rows
 from .adding import Adding
 from .cluster import Cluster
 from .control import ControlMixin
@@ -60,11 +60,7 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
         await super().close()
 
     async def _opened(self, conn: Any) -> None:
-        # Claims a previous run of this node name held but never started go back (its runs are `interrupted`).
-        await conn.execute(
-            "UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1 "
-            "WHERE node = $1 AND locked_by IS NOT NULL AND state <> 'processing' AND NOT starts_with(locked_by, $2)",
-            self.node, self.me)
+        await conn.execute(names.GIVE_BACK, self.node, self.me, self.host, self.home)  # earlier runs' claims
 
     # -- claims and runs --------------------------------------------------------------------
 
@@ -259,12 +255,14 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
             self.on_change(jobs)
 
     async def interrupted(self) -> list[RunRecord]:
-        # A previous run of this node name (a crash, a restart) left these running: they are this node's now.
+        # An earlier run of this daemon (a crash, a restart; same name, host and home: pg/names.py) left these
+        # running: they are this node's now.
         async with self.tx() as conn:
             got = await conn.fetch(
                 f"UPDATE queuectl_jobs SET locked_by = $1 || coalesce(worker, 0), node = $2 "
                 f"WHERE node = $2 AND state = 'processing' AND NOT starts_with(locked_by, $1) "
-                f"RETURNING {rows.JOB_COLUMNS}, pgid, pid_start, cancelled", self.me, self.node)
+                f"AND {names.earlier('$2', '$3', '$4')} "
+                f"RETURNING {rows.JOB_COLUMNS}, pgid, pid_start, cancelled", self.me, self.node, self.host, self.home)
         out = [RunRecord(rows.job(r), r["pgid"] or 0, r["pid_start"] or 0, r["cancelled"]) for r in got]
         out.sort(key=lambda r: r.job.started_at or 0.0)
         return out

@@ -164,7 +164,7 @@ async def test_staged_ids_make_one_wait_and_too_many_are_refused_at_the_last_fra
         staged = _frames(home, p.Wait([a], more=True), p.Wait([b], more=True), p.Wait([cc], timeout=0))
         one = [next(staged) for _ in range(3)]
         staged.close()
-        monkeypatch.setattr("queuectld.handlers.MAX_STAGED_JOBS", 2)
+        monkeypatch.setattr("queuectld.waits.MAX_WAIT_IDS", 2)
         over = _frames(home, p.Wait([a, b], more=True), p.Wait([cc], more=True), p.Wait([], timeout=0), p.Status())
         refused = [next(over) for _ in range(3)]
         over.close()
