@@ -50,9 +50,10 @@ class Outcome:
 
 def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "",
              cwd: str | None = None, env: dict[str, str] | None = None,
-             envs: dict[str, dict[str, str]] | None = None) -> list[NewJob]:
+             envs: dict[str, dict[str, str]] | None = None, first: int = 1, single: bool | None = None) -> list[NewJob]:
     """Check and name a batch: ids, run_at from `delay` or an ISO time, the config's defaults,
-    each job's environment (see `environments`; `envs` receives them by key).
+    each job's environment (see `environments`; `envs` receives them by key).  A part of a larger
+    batch gives its first job's number (`first`) and `single=False`.
 
     Duplicates within the batch are refused here; against the jobs a store
     already holds, by the store.
@@ -60,9 +61,10 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
     keys = environments(specs, env, {} if envs is None else envs)
     seen: set[str] = set()
     max_retries, timeout = config.max_retries, config.job_timeout
-    single = len(specs) == 1
+    if single is None:
+        single = len(specs) == 1
     new = []
-    for i, s in enumerate(specs, 1):
+    for i, s in enumerate(specs, first):
         job_id = s.id
         if job_id is None:
             if not id_prefix:
@@ -96,9 +98,15 @@ def new_jobs(specs: list[JobSpec], at: float, config: Config, id_prefix: str = "
         new.append(NewJob(
             job_id, command, max_retries if s.max_retries is None else s.max_retries, s.priority,
             run_at, timeout if s.timeout is None else s.timeout, s.cwd or cwd, s.group or DEFAULT_GROUP,
-            keys[i - 1], _extras(s),
+            keys[i - first], _extras(s),
         ))
     return new
+
+
+def plain(s: JobSpec) -> bool:
+    """The job names no id, unique key or dependency, and has no extras (see `_extras`)."""
+    return (s.id is None and not s.after and not s.after_any and s.unique_key is None and s.retry_on is None
+            and s.no_retry_on is None and s.idle_timeout is None)
 
 
 def _extras(s: JobSpec) -> Extras | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from queuectl_client.protocol import JobSpec
+from queuectl_client.protocol import DEFAULT_GROUP, JobSpec
 
 from .. import audit, rules, unique
 from .. import deps as rules_deps
@@ -29,6 +29,7 @@ else:
 
 COPY_FROM = 64  # batches of this many jobs or more are written with COPY
 SPAN = 1 << 20  # what the ticket and entered sequences step by (schema version 2)
+PART = 20_000  # jobs of a large plain batch checked and made at a time, while the COPY sends the part before
 
 
 class Adding(PgBase):
@@ -49,6 +50,8 @@ class Adding(PgBase):
 
     async def _add(self, specs: list[JobSpec], at: float, id_prefix: str, cwd: str | None,
                    env: dict[str, str] | None) -> Batch:
+        if len(specs) >= COPY_FROM and id_prefix and all(rules.plain(s) for s in specs):
+            return await self._add_plain(specs, at, id_prefix, cwd, env)
         envs: dict[str, dict[str, str]] = {}
         new = rules.new_jobs(specs, at, self.config, id_prefix, cwd, env, envs)
         async with self.tx() as conn:
@@ -71,6 +74,50 @@ class Adding(PgBase):
             out = [next(it) if other is None else rows.job(await conn.fetchrow(
                 f"SELECT {rows.JOB_COLUMNS} FROM queuectl_jobs WHERE id = $1", other)) for other in instead]
             return Batch(out, [other is None for other in instead])
+
+    async def _add_plain(self, specs: list[JobSpec], at: float, id_prefix: str, cwd: str | None,
+                         env: dict[str, str] | None) -> Batch:
+        """A large batch of jobs that name no id, key or dependency: checked and made a part at a time while
+        the COPY sends the part before (a refusal mid-way aborts the COPY; nothing is written)."""
+        envs: dict[str, dict[str, str]] = {}
+        fresh: list[NewJob] = []
+        jobs: list[Job] = []
+
+        def made(places: list[tuple[int, int]]) -> Iterator[tuple[Any, ...]]:
+            for k in range(0, len(specs), PART):
+                part = rules.new_jobs(specs[k : k + PART], at, self.config, id_prefix, cwd, env, envs, k + 1, False)
+                fresh.extend(part)
+                yield from rows.new_rows(part, at, places, SPAN, True, jobs, k)
+
+        async with self.tx() as conn:
+            groups = list({s.group or DEFAULT_GROUP for s in specs})
+            known = {r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE name = ANY($1::text[])",
+                                                    groups)}
+            for group in groups:
+                if group not in known:
+                    raise QueueError("invalid", f"unknown group {group}; create it with `queuectl group add {group}`")
+            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_deps)"):
+                held = await deps.reserved(conn, [f"{id_prefix}-{i}" for i in range(1, len(specs) + 1)])
+                if held is not None:
+                    raise QueueError("duplicate", f"the id {held[0]} is still named as a dependency by job "
+                                                  f"{held[1]}, which is {held[2]}; choose another id, or delete "
+                                                  f"{held[1]} first")
+            places = await self._places(conn, len(specs))
+            await conn.copy_records_to_table("queuectl_jobs_live", records=made(places), columns=rows.PLAIN_COLUMNS)
+            if envs:
+                await conn.executemany("INSERT INTO queuectl_environments (key, vars) VALUES ($1, $2) "
+                                       "ON CONFLICT (key) DO NOTHING",
+                                       [(k, rows.json_text(v)) for k, v in envs.items()])
+            self._disk = None
+            await self.notify(conn, "queuectl_wake", "")
+            await self._audited(conn, ev.Added(at, fresh, audit.actor.get()))
+            return Batch(jobs)
+
+    async def _places(self, conn: Any, n: int) -> list[tuple[int, int]]:
+        """The (ticket, entered) pairs that number n rows: one of each sequence per SPAN rows."""
+        return [(t, e) for t, e in await conn.fetch(
+            "SELECT nextval('queuectl_ticket'), nextval('queuectl_entered') FROM generate_series(1, $1)",
+            (n + SPAN - 1) // SPAN)]
 
     async def _insert(self, conn: Any, fresh: list[NewJob], at: float, envs: dict[str, dict[str, str]],
                       explicit: bool = True) -> list[Job]:
@@ -118,9 +165,7 @@ class Adding(PgBase):
                     jobs: list[Job]) -> None:
         """COPY the batch, each row numbered in its order (`records`: the rows; None: every job is pending,
         and its row and its job, put in `jobs`, are made here as the COPY goes)."""
-        places = [(t, e) for t, e in await conn.fetch(
-            "SELECT nextval('queuectl_ticket'), nextval('queuectl_entered') FROM generate_series(1, $1)",
-            (len(fresh) + SPAN - 1) // SPAN)]
+        places = await self._places(conn, len(fresh))
         if records is None:
             plain = all(n.extra is None for n in fresh)
             await conn.copy_records_to_table("queuectl_jobs_live", records=rows.new_rows(fresh, at, places, SPAN,

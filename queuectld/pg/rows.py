@@ -75,11 +75,12 @@ NUMBERED_COLUMNS = (*NEW_COLUMNS, "ticket", "entered")
 
 
 def new_rows(jobs: list[NewJob], at: float, places: list[tuple[int, int]], span: int, plain: bool,
-             made: list[Job]) -> Iterator[tuple[Any, ...]]:
+             made: list[Job], start: int = 0) -> Iterator[tuple[Any, ...]]:
     """The COPY rows of pending jobs added at `at`, made as they are sent (PLAIN_COLUMNS if `plain`, which
     none of the jobs may have extras for, else NUMBERED_COLUMNS); `made` receives each job as `fresh` makes it.
-    The i-th job's ticket and entered are the (i // span)-th pair of `places` plus i % span."""
-    for i, n in enumerate(jobs):
+    The i-th job of the batch (`start`: the batch's place of the first of `jobs`) gets the (i // span)-th pair
+    of `places` (ticket, entered) plus i % span."""
+    for i, n in enumerate(jobs, start):
         t, e = places[i // span]
         k = i % span
         run_at = n.run_at

@@ -168,3 +168,24 @@ async def test_a_unique_key_is_held_by_one_live_job_across_nodes(pg_database: st
     assert [j.id for j in made] == ["k4"] and made.created == [True]
     await a.close()
     await b.close()
+
+
+async def test_a_large_batch_refused_midway_writes_nothing_and_the_store_goes_on(pg_database: str) -> None:
+    from queuectld.pg.adding import PART
+    from queuectld.rules import QueueError
+
+    a = await opened(pg_database, "a")
+    bad = PART + 5  # in a later part than the first, which the COPY has sent by then
+    batch = [spec() for _ in range(PART + 10)]
+    batch[bad] = spec(run_at=100.0, delay=5.0)
+    with pytest.raises(QueueError, match=f"job mid-{bad + 1}: give run_at or delay, not both"):
+        await a.add(batch, 0.0, "mid")
+    assert (await a.counts())["pending"] == 0
+    for i in range(30):  # the aborted COPY leaves no cancel behind to hit a later statement
+        added = await a.add([spec() for _ in range(70)], 1.0, f"after{i}")
+        assert len(added) == 70 and added[0].id == f"after{i}-1" and added[69].id == f"after{i}-70"
+        claimed = await a.claim(2.0, 1)
+        assert len(claimed) == 1
+        await a.release(claimed[0])
+    assert (await a.counts())["pending"] == 30 * 70
+    await a.close()
