@@ -25,14 +25,15 @@ import socket
 import sys
 from collections.abc import Callable
 
-from . import spawner as sp
+from . import spawner
+from . import spawner_wire as sp
 from .exits import Failure
 from .procs import become_subreaper, children, kill_with_group, proc_stat, reap
 
 log = logging.getLogger("queuectld.runner")
 
-KILL_GRACE = sp.KILL_GRACE
-SWEEP_AGAIN = sp.SWEEP_AGAIN
+KILL_GRACE = spawner.KILL_GRACE
+SWEEP_AGAIN = spawner.SWEEP_AGAIN
 ENVS_KEPT = 64  # environments a spawner keeps, the most recently sent
 SPAWNER_EXIT_WAIT = 5.0  # seconds a spawner gets to kill its jobs and exit at shutdown
 SPAWNER_DIED = "interrupted: the job's spawner process died"

@@ -4,7 +4,7 @@ The daemon starts a few of these (`python -m queuectld.spawner SOCK LOCK`)
 before it serves, and hands each job to one of them, so that `posix_spawn`,
 which holds its caller until the child has exec'd, never holds the event
 loop.  Each spawner talks to the daemon over a socket pair, in frames of
-many messages each way (see `wire_*` below): a batch of spawns in one write,
+many messages each way (see `spawner_wire`): a batch of spawns in one write,
 a batch of starts and exits in one read.
 
 Each job runs as `/bin/sh -c COMMAND` in a new session, with its output read
@@ -19,6 +19,12 @@ socket closes (it exited, or was killed), the spawner kills every job's
 session and exits.  It holds the daemon's lock file open (the same open file
 description, so the same lock) until then, so no new daemon can start on this
 home while a job of the old one may still run.
+
+Nor do they outlive the daemon's lease, when it sends one (a node of a shared
+store does, after each heartbeat that succeeded): once that time has passed,
+the spawner kills every job's session as well, and refuses to spawn until a
+new lease comes.  A daemon frozen that long (a SIGSTOP, a paused VM) cannot
+fence itself, and other nodes may soon run its jobs again.
 """
 
 from __future__ import annotations
@@ -30,11 +36,10 @@ import signal
 import sys
 import time
 
-import msgspec
-
 from .capture import Capture
 from .exits import cannot_start, run_end
 from .procs import become_subreaper, boot_ticks, children, kill_with_group, proc_stat, reap, signal_group
+from .spawner_wire import CANCEL, ENV, EXITED, FAILED, FORGET, LEASE, SIGNAL, SPAWN, STARTED, TERMINATE, frame, unframe
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL after a timeout
 SWEEP_AGAIN = 0.05  # seconds between sweeps while adopted processes are seen
@@ -43,40 +48,6 @@ ENDED_WATCH = 1.0  # seconds an ended job's session is watched after the last of
 # inherits what is ignored: a job gets every signal's default action, as under a shell or cron.
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM,
                    signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-HEADER = 4
-
-# Messages, each a list whose first item says what it is.
-# daemon -> spawner
-SPAWN = "s"  # [SPAWN, token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout, idle_timeout, env_key]
-ENV = "v"  # [ENV, key, variables]: an environment jobs name by key (None: the daemon's own), kept until FORGET
-FORGET = "f"  # [FORGET, key]
-SIGNAL = "k"  # [SIGNAL, token, TERMINATE or KILL] or [SIGNAL, token, CANCEL, signal number, grace]
-TERMINATE, KILL, CANCEL = 1, 0, 2
-# spawner -> daemon
-STARTED = "S"  # [STARTED, token, pid, pid_start]
-FAILED = "F"  # [FAILED, token, error]: the job could not be started
-EXITED = "X"  # [EXITED, token, exit_code, error, output files created, failure kind (see exits)]
-
-encode = msgspec.msgpack.Encoder().encode
-decode = msgspec.msgpack.Decoder(list[list]).decode  # type: ignore[type-arg]
-
-
-def frame(messages: list[list]) -> bytes:  # type: ignore[type-arg]
-    body = encode(messages)
-    return len(body).to_bytes(HEADER, "big") + body
-
-
-def unframe(buf: bytearray) -> list[list]:  # type: ignore[type-arg]
-    """Take every whole frame off the front of `buf`; their messages, in order."""
-    out: list[list] = []  # type: ignore[type-arg]
-    while len(buf) >= HEADER:
-        n = int.from_bytes(buf[:HEADER], "big")
-        if len(buf) < HEADER + n:
-            break
-        out += decode(bytes(buf[HEADER : HEADER + n]))
-        del buf[: HEADER + n]
-    return out
-
 
 class Job:
     __slots__ = ("captures", "deadline", "idle_at", "idle_timeout", "killed_for", "killing", "pid", "pidfd",
@@ -95,7 +66,7 @@ class Job:
         # When it will have been silent for its idle timeout: moved on by each read of its output.
         self.idle_at = now + idle_timeout if idle_timeout is not None else None
         self.killing = False
-        self.killed_for: str | None = None  # "timeout" or "idle": the spawner stopped it for that
+        self.killed_for: str | None = None  # "timeout", "idle" or "lease": the spawner stopped it for that
 
 
 class Spawner:
@@ -117,6 +88,8 @@ class Spawner:
         self.sweep_at: float | None = None
         self.ended_sessions: dict[int, float] = {}  # ended jobs' sessions -> watched until
         self.subreaper = become_subreaper()
+        self.lease: float | None = None  # no lease: no deadline
+        self.reason = ""  # what a job killed or refused for a passed lease is told
 
     # -- the loop ---------------------------------------------------------------
 
@@ -148,9 +121,12 @@ class Spawner:
         times += [j.idle_at for j in self.jobs.values() if j.idle_at is not None and not j.killing]
         if self.sweep_at is not None:
             times.append(self.sweep_at)
+        now = time.monotonic()
+        if self.jobs and self.lease is not None and self.lease > now:
+            times.append(self.lease)
         if not times:
             return -1
-        return max(0, int((min(times) - time.monotonic()) * 1000) + 1)
+        return max(0, int((min(times) - now) * 1000) + 1)
 
     def _read(self) -> bool:
         try:
@@ -173,6 +149,8 @@ class Spawner:
                 job = self.jobs.get(msg[1])
                 if job is not None:
                     self._stop(job, *msg[2:])
+            elif msg[0] == LEASE:
+                self.lease, self.reason = msg[1], msg[2]
         return True
 
     def _flush(self) -> None:
@@ -195,6 +173,9 @@ class Spawner:
                err_path: str, limit: int, timeout: float | None, idle_timeout: float | None,
                env_key: str | None = None) -> None:
         pipes: list[int] = []
+        if self.lease is not None and self.lease <= time.monotonic():
+            self.outbox.append([FAILED, token, f"cannot start: {self.reason}"])
+            return
         try:
             if env_key is None:
                 env = self.env.copy()
@@ -254,8 +235,12 @@ class Spawner:
 
     def _deadlines(self) -> None:
         now = time.monotonic()
+        lapsed = self.lease is not None and self.lease <= now
         for job in self.jobs.values():
-            if job.deadline is not None and job.deadline <= now:
+            if lapsed and job.killed_for != "lease":  # as if the daemon were gone: the session goes at its exit
+                job.killed_for, job.killing, job.deadline = "lease", True, None
+                signal_group(job.pid, signal.SIGKILL)
+            elif job.deadline is not None and job.deadline <= now:
                 if job.killing:
                     job.deadline = None
                     signal_group(job.pid, signal.SIGKILL)
@@ -290,6 +275,8 @@ class Spawner:
             self._sweep()
         exit_code, error, kind = run_end(code, job.timeout if job.killed_for == "timeout" else None,
                                          job.idle_timeout if job.killed_for == "idle" else None)
+        if job.killed_for == "lease":  # the daemon's doing, not the job's: no retry rule judges it
+            error, kind = f"interrupted: {self.reason}", None
         self.outbox.append([EXITED, job.token, exit_code, error, any(cap.wrote for cap in job.captures), kind])
 
     def _unwatch(self, fd: int) -> None:
