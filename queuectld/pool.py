@@ -7,19 +7,17 @@ free workers: one pass per loop turn however many wake-ups came, and no
 polling loop.  A worker is a numbered slot; a job holds one slot from its
 start to its end, so it can never be held by two.
 
-The pool owns what belongs to runs: their output files, the process groups
-of runs that were going when the daemon last stopped, and telling followers
-that the pool has stopped.
+The pool owns what belongs to runs: their output files (kept by
+`pool_outputs.Outputs`), the process groups of runs that were going when the
+daemon last stopped, and telling followers that the pool has stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
-from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -28,6 +26,7 @@ from queuectl_client.paths import Paths
 
 from .bus import Bus
 from .exits import Failure
+from .pool_outputs import Outputs
 from .procs import kill_orphan_group
 from .rules import INTERRUPTED, plan_end
 from .runner import KILL_GRACE, Result, Run, Runner
@@ -37,7 +36,6 @@ from .store import Full, Job, Store, StoreError, Withdrawn
 log = logging.getLogger("queuectld.pool")
 
 RETRY_AFTER_FULL = 1.0  # seconds before a start refused by a full store is tried again
-FORGET_SLICE = 500  # deleted jobs whose output files are removed per loop turn
 EXIT_WAIT = 2.0  # seconds to wait for killed jobs to exit at shutdown, beyond KILL_GRACE
 
 
@@ -62,9 +60,7 @@ class Pool:
         self._timer_at: float | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._stopped_told = False
-        self._forgotten: deque[str] = deque()  # deleted jobs whose output files are still to remove
-        self._forgetting: set[str] = set()
-        self._outputs = self._scan_outputs()  # jobs whose latest run may have left output files
+        self.outputs = Outputs(store, paths, self.loop)
         store.on_change = self._landed
         self._why: dict[Run, str] = {}  # runs killed by a fence: why they end
         self._cancelling: set[str] = set()  # jobs whose runs were sent a cancel's signal
@@ -92,46 +88,11 @@ class Pool:
 
     def output_paths(self, job_id: str) -> tuple[str, str]:
         """Where the job's latest run's stdout and stderr are (a missing file: no output)."""
-        return self.paths.output_file(job_id, "out"), self.paths.output_file(job_id, "err")
-
-    def _scan_outputs(self) -> set[str]:
-        try:
-            with os.scandir(self.paths.output) as entries:
-                return {entry.name.rpartition(".")[0] for entry in entries}
-        except OSError:
-            return set()
+        return self.outputs.files(job_id)
 
     def forget(self, job_ids: list[str]) -> None:
-        """Jobs were deleted: their output files go too, a slice per loop turn.
-
-        Only jobs whose runs created files cost an unlink (most jobs print
-        nothing).  A new job that takes a forgotten id before its turn has the
-        old files removed when it starts, and the slice then leaves its own alone.
-        """
-        self.store.output_forget(job_ids, self.paths.output)
-        outputs = self._outputs
-        job_ids = [job_id for job_id in job_ids if job_id in outputs]
-        outputs.difference_update(job_ids)
-        if not job_ids:
-            return
-        if len(job_ids) <= FORGET_SLICE and not self._forgotten:
-            for job_id in job_ids:
-                _remove(*self.output_paths(job_id))
-            return
-        if not self._forgotten:
-            self.loop.call_soon(self._forget_some)
-        self._forgotten.extend(job_ids)
-        self._forgetting.update(job_ids)
-
-    def _forget_some(self) -> None:
-        forgotten, forgetting = self._forgotten, self._forgetting
-        for _ in range(min(FORGET_SLICE, len(forgotten))):
-            job_id = forgotten.popleft()
-            if job_id in forgetting:
-                forgetting.discard(job_id)
-                _remove(*self.output_paths(job_id))
-        if forgotten:
-            self.loop.call_soon(self._forget_some)
+        """Jobs were deleted: their output files go too (see Outputs.forget)."""
+        self.outputs.forget(job_ids)
 
     def cancel(self, job_ids: list[str], signum: int, grace: float) -> None:
         """Stop the runs of these jobs: `signum` to each process group, SIGKILL `grace` s later."""
@@ -235,11 +196,7 @@ class Pool:
     async def _start(self, job: Job, now: float) -> bool:
         """Hand a claimed job to a spawner; its start is recorded when the spawner reports it."""
         slot = self._free_slot()
-        out, err = self.output_paths(job.id)
-        if job.id in self._outputs or job.id in self._forgetting:
-            self._outputs.discard(job.id)
-            self._forgetting.discard(job.id)
-            _remove(out, err)  # the files hold the latest run only
+        out, err = self.outputs.starting(job.id)
         env = None
         if job.env is not None:
             env = await self.store.environment(job.env)
@@ -305,7 +262,7 @@ class Pool:
             self._cancelling.discard(job.id)
             why = self._why.pop(run, INTERRUPTED)
             if result.output:
-                self._outputs.add(job.id)
+                self.outputs.wrote(job.id)
             if run.discard:
                 ends.append(self.store.release(job))
             elif not run.started:
@@ -422,10 +379,3 @@ async def _together(calls: Sequence[Coroutine[Any, Any, object]]) -> None:
         if failed:
             raise failed[0]
 
-
-def _remove(*paths: str) -> None:
-    for path in paths:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
