@@ -66,6 +66,9 @@ class Pool:
         self._cancelling: set[str] = set()  # jobs whose runs were sent a cancel's signal
         store.on_fence, store.on_stop, store.on_wake = self._fence, self._stop_runs, self.wake  # a shared store's
         store.count_busy = lambda: len(self.slots)
+        store.on_lease = runner.lease
+        if store.lease is not None:  # given before the pool was there to hear it
+            runner.lease(*store.lease)
         runner.on_started = self._on_started
         runner.on_exit = self._on_exit
 

@@ -94,6 +94,7 @@ class Runner:
         self._flush_scheduled = False
         self._closing = False
         self._sweep_timer: asyncio.TimerHandle | None = None
+        self._lease: list[object] | None = None  # the last lease sent, for a spawner that takes over
         self.subreaper = become_subreaper()  # to adopt, kill and reap what a dead spawner leaves
         self.links = [self._spawn_spawner() for _ in range(spawners or os.cpu_count() or 1)]
 
@@ -114,6 +115,8 @@ class Runner:
         ours.setblocking(False)
         link = Link(self, pid, ours)
         self.loop.add_reader(ours.fileno(), self._readable, link)
+        if self._lease is not None:
+            self._send(link, self._lease)
         return link
 
     def _readable(self, link: Link) -> None:
@@ -203,6 +206,13 @@ class Runner:
         self._send(link, [sp.SPAWN, run.token, job_id, command, attempt, cwd, out_path, err_path, limit, timeout,
                           idle_timeout, env_key])
         return run
+
+    def lease(self, until: float, reason: str) -> None:
+        """Runs may live until `until` (time.monotonic()): past it, the spawners kill them, each ending
+        "interrupted: REASON", and refuse to start jobs until the next lease (see `spawner`)."""
+        self._lease = [sp.LEASE, until, reason]
+        for link in self.links:
+            self._send(link, self._lease)
 
     def terminate(self, run: Run, interrupted: bool = False) -> None:
         """SIGTERM the run's process group, then SIGKILL it KILL_GRACE s later if it still runs."""

@@ -113,8 +113,13 @@ class Store(ABC):
     unavailable: tuple[type[BaseException], ...] = ()
     # A store shared by several nodes (PostgreSQL) calls these; the pool sets them.  `on_fence(why)`: this
     # node lost the database, kill every run; `on_stop(ids)`: stop these jobs' runs (cancelled elsewhere);
-    # `on_wake()`: a job may be claimable; `count_busy()`: the runs going on this node.
+    # `on_wake()`: a job may be claimable; `count_busy()`: the runs going on this node; `on_lease(until, reason)`:
+    # after each heartbeat that succeeded, this node's runs may live until `until` (time.monotonic()), and no
+    # longer if no heartbeat renews it (the spawners enforce it, the daemon frozen or not), each then ending
+    # "interrupted: REASON"; `lease` is the last one given.  A store that never gives one sets no deadline.
     on_fence: Callable[[str], None] | None = None
+    on_lease: Callable[[float, str], None] | None = None
+    lease: tuple[float, str] | None = None
     on_stop: Callable[[list[str]], None] | None = None
     on_wake: Callable[[], None] | None = None
     count_busy: Callable[[], int] | None = None

@@ -5,10 +5,12 @@ Each node keeps ONE direct connection for its heartbeat and its LISTEN (a pooler
 breaks LISTEN: `poll_only` then skips it and polls).  Every `heartbeat` s it writes `heartbeat_at =
 now()` on its row (the database's clock) and measures the clock's offset.  A node whose last
 successful heartbeat was sent 2 intervals ago (its own monotonic clock) fences itself: its runs' process
-groups are killed (`on_fence`) and it claims nothing until a heartbeat succeeds again.  The elected node
-(a lease in `queuectl_leader`) declares lost every node whose heartbeat is older than 4 intervals (the
-database's clock) and ends that node's processing jobs through the failure path, each with a
-compare-and-set whose row count is checked.  A node that finds itself declared lost rejoins under a new id.
+groups are killed (`on_fence`) and it claims nothing until a heartbeat succeeds again.  Each heartbeat that
+succeeds also renews the spawners' lease to that same time (`on_lease`): they kill the runs then by
+themselves, even if this node's event loop is frozen and cannot fence.  The elected node (a lease in
+`queuectl_leader`) declares lost every node whose heartbeat is older than 4 intervals (the database's clock)
+and ends that node's processing jobs through the failure path, each with a compare-and-set whose row count
+is checked.  A node that finds itself declared lost rejoins under a new id.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class Cluster(Mend):
         self._hb: Any = None  # the direct connection: heartbeats and LISTEN
         self._last_ok = time.monotonic()
         self._sent_every = self.interval()  # the interval when the last successful heartbeat was sent
+        self._renew(self._last_ok + FENCE_AFTER * self._sent_every)  # the join counts as one, as for the fence
         self._rebeat = asyncio.Event()  # the interval changed: heartbeat now
         self._was: tuple[float, float] = (0.0, 0.0)  # until when (monotonic) the longer interval before a change holds
         self._leader = False
@@ -162,6 +165,7 @@ class Cluster(Mend):
                 await self._rejoin()
                 continue
             self._last_ok, self._sent_every = sent, interval
+            self._renew(sent + FENCE_AFTER * interval)
             self._flushed(sent)
             if down_since is not None or self.fenced:  # a lost link, or the end of a fence
                 if down_since is not None:
@@ -186,6 +190,13 @@ class Cluster(Mend):
                     await self._rebeat.wait()  # can swallow a cancel that meets its timeout (3.11)
             except TimeoutError:
                 pass
+
+    def _renew(self, until: float) -> None:
+        """The runs may live until `until`: the spawners kill them then, when the fence would, even if this
+        loop cannot (frozen), unless a heartbeat renews it meanwhile."""
+        self.lease = (until, f"node {self.node} lost contact with the database")
+        if self.on_lease is not None:
+            self.on_lease(*self.lease)
 
     async def _link(self, interval: float) -> None:
         """(Re)open the direct connection, LISTEN again, and poll at once: a notification may have been missed."""
