@@ -123,8 +123,9 @@ class Cluster(Mend):
                 task.cancel()
         if getattr(self, "_leader", False):
             try:  # the next node takes the election at once rather than when the lease lapses
-                await asyncio.wait_for(self.db.execute(
-                    "UPDATE queuectl_leader SET until = now() - interval '1 s' WHERE node_id = $1", self.node_id), 2)
+                async with asyncio.timeout(2):
+                    await self.db.execute("UPDATE queuectl_leader SET until = now() - interval '1 s' "
+                                          "WHERE node_id = $1", self.node_id)
             except Exception:  # the lease lapses by itself
                 pass
         self._drop()
@@ -141,8 +142,9 @@ class Cluster(Mend):
                 if self._hb is None:
                     await self._link(interval)
                 before = time.time()
-                beat = await asyncio.wait_for(self._hb.fetchrow(  # the pool: `resize` writes it
-                    _BEAT, uuid.UUID(self.node_id), self._busy_now(), interval * LOST_AFTER), interval)
+                async with asyncio.timeout(interval):
+                    beat = await self._hb.fetchrow(  # the pool: `resize` writes it
+                        _BEAT, uuid.UUID(self.node_id), self._busy_now(), interval * LOST_AFTER)
                 db_now: float | None = None
                 if beat is not None:
                     db_now = beat[0]
@@ -171,7 +173,8 @@ class Cluster(Mend):
                 if down_since is not None:
                     log.info("node %s heartbeats again after %.1f s", self.node, time.monotonic() - down_since)
                 try:  # any lost connection is a possible lost write: mend before claiming again
-                    await asyncio.wait_for(self.mend(), interval * FENCE_AFTER)
+                    async with asyncio.timeout(interval * FENCE_AFTER):
+                        await self.mend()
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:
@@ -204,7 +207,8 @@ class Cluster(Mend):
         try:
             if not self.poll_only:
                 for channel in CHANNELS:
-                    await asyncio.wait_for(conn.add_listener(channel, self._heard), interval)
+                    async with asyncio.timeout(interval):
+                        await conn.add_listener(channel, self._heard)
         except BaseException:
             conn.terminate()
             raise
@@ -221,9 +225,9 @@ class Cluster(Mend):
         old = self.node_id
         self._fence(f"interrupted: node {self.node} was declared lost")
         self.node_id = str(uuid.uuid4())
-        await asyncio.wait_for(self._hb.execute(_JOIN, uuid.UUID(self.node_id), self.node, self._pool_now(),
-                                                self._busy_now(), self.version, self.host, self.home),
-                               self.interval())
+        async with asyncio.timeout(self.interval()):
+            await self._hb.execute(_JOIN, uuid.UUID(self.node_id), self.node, self._pool_now(), self._busy_now(),
+                                   self.version, self.host, self.home)
         log.warning("node %s was declared lost (id %s); it rejoins as %s", self.node, old, self.node_id)
 
     def _same_name(self, other: str | None) -> None:
@@ -282,7 +286,8 @@ class Cluster(Mend):
         """Stop this node's runs whose cancel another node asked for."""
         try:
             low, high = held_range(self.node_id)
-            rows = await asyncio.wait_for(self.db.fetch(_CANCELLED, low, high), CANCEL_POLL * 2)
+            async with asyncio.timeout(CANCEL_POLL * 2):
+                rows = await self.db.fetch(_CANCELLED, low, high)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -350,7 +355,8 @@ class Cluster(Mend):
             interval = self.interval()
             try:
                 if not self.fenced:
-                    await asyncio.wait_for(self._elect(interval), interval * 2)
+                    async with asyncio.timeout(interval * 2):
+                        await self._elect(interval)
             except asyncio.CancelledError:
                 raise
             except Exception as e:

@@ -31,13 +31,19 @@ SELECT DISTINCT n.id::text, n.name FROM queuectl_nodes n
  WHERE n.lost_at IS NOT NULL OR n.stopped_at IS NOT NULL
 """
 # The jobs a node holds: locked_by is "<node id>/<slot>", so they sort between "<id>/" and "<id>0".
+# A row another session has locked is skipped, not waited for, and rescued at a later round: a node that froze
+# inside a transaction keeps its rows locked until PostgreSQL ends its session (idle_in_transaction_session_
+# timeout), and a rescue that waited for them would hold up the election, and every other lost node's rescue.
 _HELD = (f"SELECT {JOB_COLUMNS}, locked_by, cancelled FROM queuectl_jobs_live "
-         "WHERE state = 'processing' AND locked_by >= $1 AND locked_by < $2")
+         "WHERE state = 'processing' AND locked_by >= $1 AND locked_by < $2 FOR UPDATE SKIP LOCKED")
 _UNHOLD = """
 UPDATE queuectl_jobs SET locked_by = NULL, locked_at = NULL, node = NULL, attempts = attempts - 1
- WHERE locked_by >= $1 AND locked_by < $2 AND state <> 'processing'
+ WHERE id IN (SELECT id FROM queuectl_jobs_live WHERE locked_by >= $1 AND locked_by < $2 AND state <> 'processing'
+                 FOR UPDATE SKIP LOCKED)
+   AND locked_by >= $1 AND locked_by < $2 AND state <> 'processing'
 RETURNING id
 """
+RESCUE_LOCK_WAIT = "1s"  # any other lock a rescue meets: waited for this long, then tried at the next round
 _RESCUE = """
 UPDATE queuectl_jobs SET state = $4, exit_code = NULL, error_message = $5, next_retry_at = $6,
        due = coalesce($6, due), finished_at = $7, updated_at = $7, worker = NULL, locked_by = NULL,
@@ -90,6 +96,7 @@ class Rescue(PgCore):
         at = self.clock()
         changed: list[str] = []
         async with self.tx() as conn:
+            await conn.execute(f"SET LOCAL lock_timeout = '{RESCUE_LOCK_WAIT}'")
             dead: list[str] = []
             unheld = [r[0] for r in await conn.fetch(_UNHOLD, low, high)]  # claimed, never started: given back
             retried = bool(unheld)

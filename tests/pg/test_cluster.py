@@ -130,6 +130,30 @@ async def test_a_lost_nodes_running_job_is_rescued_and_its_late_end_is_fenced_ou
     assert again.state == "failed" and again.error_message == "interrupted: node b lost"
 
 
+async def test_a_node_frozen_inside_a_transaction_holds_back_only_the_row_it_locked(cluster: Cluster2) -> None:
+    from queuectld.pg.output import _HELD
+
+    a = await cluster.node("a")
+    b = await cluster.node("b")
+    await _running(b, "locked", max_retries=3)
+    await _running(b, "free", max_retries=3)
+    # b froze between two statements of a transaction that holds its job's row (as its output shipper's
+    # does): its session stays open, idle in the transaction, until PostgreSQL ends it.
+    conn = await b.db.acquire()
+    frozen = conn.transaction()
+    await frozen.start()
+    assert len(await conn.fetch(_HELD, ["locked"], [1], b.me)) == 1
+    for task in b._tasks:
+        task.cancel()
+    rescued = await until(lambda: _state(a, "free", "failed"), what="the rescue of the row nobody locks")
+    assert rescued.error_message == "interrupted: node b lost"
+    assert (await a.get("locked")).state == "processing"  # skipped, not waited for: the election goes on
+    await frozen.rollback()  # the session ends (idle_in_transaction_session_timeout, or b comes back)
+    await b.db.release(conn)
+    again = await until(lambda: _state(a, "locked", "failed"), what="the rescue of the row once free")
+    assert again.error_message == "interrupted: node b lost"
+
+
 async def test_a_job_with_no_retry_left_dies_and_its_dependents_with_it(cluster: Cluster2) -> None:
     a = await cluster.node("a")
     b = await cluster.node("b")
