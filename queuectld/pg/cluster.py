@@ -19,8 +19,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from queuectl_client.wire import VERSION
@@ -83,11 +81,11 @@ class Cluster(Mend):
         await self.stop_cluster()
         await super().close()
 
-    @asynccontextmanager
-    async def tx(self, durable: bool = True) -> AsyncIterator[Any]:
-        async with super().tx(durable) as conn:
-            self._own.add(conn.get_server_pid())
-            yield conn
+    async def _connected(self, conn: Any) -> None:
+        # What this node's own sessions notify, it has announced already: `_heard` leaves it.
+        pid = conn.get_server_pid()
+        self._own.add(pid)
+        conn.add_termination_listener(lambda _: self._own.discard(pid))  # a later session may get the pid
 
     # -- life ---------------------------------------------------------------------
 
@@ -312,7 +310,7 @@ class Cluster(Mend):
             if payload == "*" or self.node_id in payload.split(","):
                 self._looked.set()
         elif channel == "queuectl_changed":
-            if pid not in self._own and payload and payload != "*":
+            if pid not in self._own and payload and payload != "*" and self.on_change is not None:
                 self._spawn(self._read_changed(payload.split(",")))
         elif channel == "queuectl_config":
             self._spawn(self._reconfigure())

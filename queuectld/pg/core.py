@@ -140,8 +140,10 @@ class PgCore(Store):
         self.db = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1],
                                             server_settings={"idle_in_transaction_session_timeout": "60000",
                                                              "synchronous_commit": "on",
-                                                             "standard_conforming_strings": "on"},
-                                            reset=_kept, **self._connect)
+                                                             "standard_conforming_strings": "on",
+                                                             # plan each statement once (DECISIONS: claims)
+                                                             "plan_cache_mode": "force_generic_plan"},
+                                            reset=_kept, init=self._connected, **self._connect)
         try:
             await self.measure_clock()
             async with self.tx() as c:
@@ -162,6 +164,9 @@ class PgCore(Store):
 
     async def _opened(self, conn: Any) -> None:
         """At open, in the transaction that registers the node: what the store resolves then."""
+
+    async def _connected(self, conn: Any) -> None:
+        """A new connection of the pool (asyncpg's `init`), before its first use."""
 
     async def measure_clock(self, conn: Any = None) -> None:
         before = time.time()
