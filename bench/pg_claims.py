@@ -4,7 +4,8 @@ stubbed out on 4 workers, on the empty queue and with `depth` due jobs of lower 
 Two paths, each figure in a fresh database with the daemon's schema (queuectld.pg.schema):
 
 - `store`: 4 asyncio tasks on one PgStore (what a node's pool does, less the processes): claim(now,
-  count), then start and finish each job (planned by rules.plan_end as the pool does);
+  count), then begin and finish each job (planned by rules.plan_end as the pool does; a run that ends
+  before its start is written is recorded with it, pg/starts.py);
 - `sql`: the design's claim (a MATERIALIZED CTE, FOR UPDATE SKIP LOCKED, LIMIT count) and its fenced
   end (id, state, attempts, locked_by; row count checked), one transaction each, 4 connections:
   what the database alone costs, whatever the store adds.
@@ -185,7 +186,7 @@ async def _store_drain(url: str, count: int) -> float:
 
         async def run(job: Any, slot: int) -> None:
             now = store.clock()
-            await store.start(job, now, slot, 0, 0)
+            await store.begin(job, now, slot, 0, 0)  # as the pool records a start
             await store.finish(job, now, plan_end(job, now, 0, None, store.config))
 
         async def worker(slot: int) -> None:

@@ -65,6 +65,7 @@ class Pool:
         self._why: dict[Run, str] = {}  # runs killed by a fence: why they end
         self._cancelling: set[str] = set()  # jobs whose runs were sent a cancel's signal
         store.on_fence, store.on_stop, store.on_wake = self._fence, self._stop_runs, self.wake  # a shared store's
+        store.on_withdraw = self._withdraw
         store.count_busy = lambda: len(self.slots)
         store.on_lease = runner.lease
         if store.lease is not None:  # given before the pool was there to hear it
@@ -108,6 +109,13 @@ class Pool:
     def _stop_runs(self, job_ids: list[str]) -> None:
         """Another node cancelled these jobs: the default signal of a cancel, unless one was sent here."""
         self.cancel([i for i in job_ids if i not in self._cancelling], signal.SIGTERM, KILL_GRACE)
+
+    def _withdraw(self, job_ids: list[str]) -> None:
+        """These runs' starts could not be recorded: they must not run; each job is given back at its exit."""
+        for run, (_, job, _) in list(self._jobs.items()):
+            if job.id in job_ids and not run.discard:
+                run.discard = True
+                self.runner.kill(run)
 
     def _fence(self, why: str) -> None:
         """This node lost the database: kill every run now; each ends as a failure saying `why`."""
@@ -282,7 +290,7 @@ class Pool:
         slot, job, handed = self._jobs[run]
         try:
             # Started when the pool handed it to its worker, as the queue sees it.
-            await self.store.start(job, handed, slot, run.pgid, run.pid_start)
+            await self.store.begin(job, handed, slot, run.pgid, run.pid_start)
         except StoreError as e:
             # Not on record, so it must not run: stop it, and give the job back once it has exited.
             if isinstance(e, Withdrawn):

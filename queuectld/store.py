@@ -123,6 +123,9 @@ class Store(ABC):
     on_stop: Callable[[list[str]], None] | None = None
     on_wake: Callable[[], None] | None = None
     count_busy: Callable[[], int] | None = None
+    # `on_withdraw(ids)`: the starts of these runs, handed to `begin`, could not be recorded (the job was
+    # cancelled, deleted or blocked meanwhile, or the store is away): stop each run, then release its job.
+    on_withdraw: Callable[[list[str]], None] | None = None
     fenced: bool = False  # this node may not claim now (claims return [])
 
     # -- life ---------------------------------------------------------------
@@ -164,6 +167,12 @@ class Store(ABC):
     async def start(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
         """Record that a claimed job's run started (the attempt counts); raises Full, Withdrawn
         (it was cancelled meanwhile: stop the run, then release the job) or StoreError."""
+
+    async def begin(self, job: Job, at: float, worker: int, pgid: int, pid_start: int) -> None:
+        """Record a run's start as `start` does (the pool's way in).  A store may record it a moment
+        later instead, and a run that ends first with its end; a start it then cannot record is
+        reported through `on_withdraw`, and the run's `finish` gives the job back (returns False)."""
+        await self.start(job, at, worker, pgid, pid_start)
 
     @abstractmethod
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:

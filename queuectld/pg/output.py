@@ -38,7 +38,7 @@ READ_ROWS = 8  # rows fetched per query when a reader catches up
 _HELD = """
 SELECT j.id FROM queuectl_jobs_live j JOIN unnest($1::text[], $2::int[]) AS r(id, attempts)
     ON j.id = r.id AND j.attempts = r.attempts
- WHERE j.state = 'processing' AND starts_with(j.locked_by, $3)
+ WHERE starts_with(j.locked_by, $3)
    FOR SHARE OF j
 """
 STREAMS = ((b"o", 0), (b"e", 1))  # the row's stream ("char": a byte), and the index of its path in (stdout, stderr)

@@ -96,3 +96,20 @@ SELECT u.*, (SELECT count(pg_notify('queuectl_changed', $9)) FROM (SELECT 1) x) 
        (SELECT count(*) FROM (SELECT pg_notify('queuectl_wake', '') FROM u WHERE u.state = 'failed' LIMIT 1) w) AS woke
   FROM u
 """
+
+
+# A run that ended before its start was written (pg/starts.py): the start and the end in one statement, fenced on
+# the claim (held by this node's '<id>/0', the claim's attempt, not started).  Jobs named as a dependency, and
+# anything this does not match, go through _START and the end statements.
+_START_END = """
+WITH e AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[],
+                                $7::float8[], $8::float8[], $9::float8[])
+                  AS e(id, attempts, holder, state, exit_code, error, next_retry_at, at, started)), """ + LAZY + """,
+u AS (""" + _ENDED + """, started_at = e.started
+  FROM e, lazy WHERE j.id = e.id AND j.state || '' IN ('pending', 'failed') AND j.blocked = 0
+   AND j.attempts = e.attempts AND j.locked_by = e.holder AND NOT j.named
+RETURNING j.id, j.state, j.error_message, j.next_retry_at, j.due, j.ticket, e.at)
+SELECT u.*, (SELECT count(pg_notify('queuectl_changed', $10)) FROM (SELECT 1) x) AS changed,
+       (SELECT count(*) FROM (SELECT pg_notify('queuectl_wake', '') FROM u WHERE u.state = 'failed' LIMIT 1) w) AS woke
+  FROM u
+"""

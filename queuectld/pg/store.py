@@ -35,6 +35,7 @@ from .observe import ObserveMixin
 from .output import OutputMixin
 from .queries import Reads
 from .schedules import ScheduleMixin
+from .starts import DeferredStarts
 from .statements import _CLAIM, _END, _END_QUICK, _START
 from .trail import TrailMixin
 
@@ -42,8 +43,10 @@ log = logging.getLogger("queuectld.store")
 
 GROUPS_TTL = 1.0  # seconds a claim trusts what it read of paused and capped groups
 RETRY_HELD = 1.0  # seconds between tries of the ends the database could not take
-class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Cluster, Groups, Reads,
-              PgCore, Missing):
+
+
+class PgStore(DeferredStarts, Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, TrailMixin, Cluster,
+              Groups, Reads, PgCore, Missing):
     def __init__(self, url: str, node: str | None = None, **kw: Any) -> None:
         super().__init__(url, node, **kw)
         self._starts: Batcher[tuple[Job, float, int, int, int], bool] = Batcher(self._write_starts)
@@ -52,8 +55,10 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
         self._unwritten: list[tuple[Job, float, Outcome]] = []  # ends the database could not take, written again
         self._unreleased: list[Job] = []  # claims it could not take back, given back again
         self._rewriting: asyncio.Task[None] | None = None
+        self._init_soon()
 
     async def close(self) -> None:
+        self._close_soon()
         if self._rewriting is not None:
             self._rewriting.cancel()  # ends still held are lost: their runs come back as interrupted
             await asyncio.wait([self._rewriting])
@@ -154,6 +159,8 @@ class PgStore(Adding, OutputMixin, ObserveMixin, ControlMixin, ScheduleMixin, Tr
         return out
 
     async def finish(self, job: Job, at: float, outcome: Outcome) -> bool:
+        if (done := await self._ended_unstarted(job, at, outcome)) is not None:  # its start not on record yet
+            return done
         if self._unwritten:  # in order, behind the ends kept already
             self._keep((job, at, outcome))
             return False
