@@ -92,7 +92,7 @@ class DeferredStarts(PgBase):
         if writing is not None:  # an end waits for its start: never the other way round
             if await asyncio.shield(writing):
                 return None
-            return await self._given_back(job)
+            return await self._given_back(job)  # the start was refused: the run was stopped, and said so
         item = self._soon.pop(job.id, None)
         if item is None:
             return None
@@ -102,6 +102,9 @@ class DeferredStarts(PgBase):
                 return True
             # Not matched (a job others depend on, or one withdrawn meanwhile): the start alone, then the end.
             if not (await self._write_starts([item]))[0]:
+                log.warning("the run of job %s (attempt %d) was not recorded: its claim is no longer this node's "
+                            "(cancelled, deleted or blocked meanwhile, or given back by a rescue)", job.id,
+                            job.attempts)
                 return await self._given_back(job)
         except Exception as e:
             log.warning("the run of job %s ended while its start could not be recorded (%s): the job is given "

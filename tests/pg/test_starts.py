@@ -90,13 +90,15 @@ async def test_a_start_refused_late_stops_the_run_and_its_end_gives_the_job_back
     assert await a.db.fetchval("SELECT locked_by FROM queuectl_jobs WHERE id = 'cancelled'") is None
 
 
-async def test_a_run_that_ends_after_its_job_was_cancelled_unstarted_gives_the_job_back(cluster: Cluster2) -> None:
+async def test_a_run_that_ends_after_its_job_was_cancelled_unstarted_gives_the_job_back(
+        cluster: Cluster2, caplog: pytest.LogCaptureFixture) -> None:
     a = await cluster.node("a")
     b = await cluster.node("b")
     job = await _claimed(a, "gone")
     await a.begin(job, time.time(), 1, 0, 0)
     await b.cancel(["gone"], None, time.time())
     assert await a.finish(job, time.time(), Outcome("completed", 0, None, None)) is False  # before the start's write
+    assert "the run of job gone (attempt 1) was not recorded: its claim is no longer this node's" in caplog.text
     dead = await a.get("gone")
     assert dead.state == "dead"
     assert await a.db.fetchval("SELECT locked_by FROM queuectl_jobs WHERE id = 'gone'") is None
