@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,16 +17,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import Env, wait_for
-from tests.pg.test_nodes_daemons import ThreadProxy
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[-1][0] != "Z"
+from tests.pg.test_nodes_daemons import ThreadProxy, _alive, _remove
 
 
 @pytest.fixture
@@ -36,12 +26,7 @@ def two(pg_database: str) -> Iterator[tuple[Env, Env]]:
     homes = [tempfile.mkdtemp(prefix="qc-", dir="/tmp") for _ in range(2)]
     envs = [Env(home, store=pg_database, node="same") for home in homes]
     yield envs[0], envs[1]
-    for e in envs:
-        if e.daemon is not None and e.daemon.poll() is None:
-            e.daemon.kill()
-            e.daemon.wait(10)
-    for home in homes:
-        shutil.rmtree(home, ignore_errors=True)
+    _remove(envs, homes)
 
 
 def _run_once(e: Env, *args: str) -> subprocess.CompletedProcess[str]:

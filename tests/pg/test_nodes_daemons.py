@@ -37,6 +37,11 @@ def nodes(pg_database: str) -> Iterator[tuple[Env, Env]]:
         e.url = pg_database  # type: ignore[attr-defined]
         envs.append(e)
     yield envs[0], envs[1]
+    _remove(envs, homes)
+
+
+def _remove(envs: list[Env], homes: list[str]) -> None:
+    """Kill the daemons still running and remove their homes."""
     for e in envs:
         if e.daemon is not None and e.daemon.poll() is None:
             e.daemon.kill()
