@@ -64,6 +64,16 @@ def test_logs_and_logs_follow_on_another_node_show_what_the_running_node_shows(c
     assert (missing.code, missing.err) == (a.q("logs", "no-such-job").code, a.q("logs", "no-such-job").err)
 
 
+def test_logs_follow_on_another_node_of_short_jobs_shows_their_output(cluster: tuple[Env, Env]) -> None:
+    """Followed as soon as enqueued: the follower first sees each job waiting (its start not on record yet,
+    or not claimed), then ended."""
+    a, b = cluster
+    for i in range(8):
+        job = a.enqueue(command=f"echo out {i}; echo err {i} >&2")
+        follow = b.q("logs", job, "--follow")
+        assert (follow.code, follow.out, follow.err) == (0, f"out {i}\n", f"err {i}\n"), (job, b.show(job))
+
+
 def test_a_large_output_is_cut_as_on_the_node_that_ran_it(cluster: tuple[Env, Env]) -> None:
     a, b = cluster
     a.ok("config", "set", "output-limit", "64KiB")
