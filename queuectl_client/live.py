@@ -132,7 +132,7 @@ def follow_logs(client: Client, job_id: str, streams: list[str], tail: int | Non
     while job.state in WAITING:
         backoff()
         job = client.show(job_id)
-    if job.attempts != reply.job.attempts:  # where its run's output is (a store several nodes share: per run)
+    if job is not reply.job:  # it waited: where its run's output is (a shared store: per run), brought up to date
         reply = client.request(p.Logs(job_id))
         assert isinstance(reply, p.LogsReply)
         job = reply.job

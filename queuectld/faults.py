@@ -9,6 +9,7 @@ The variable holds comma-separated faults:
                          machine whose clock is set ahead: a test sees a schedule's slot come without
                          waiting for it, or the daemon come back after downtime
     stats-every=SECONDS  save the run stats this often instead of once a minute
+    start-wait=SECONDS   a shared store writes a run's start this late instead of 20 ms (pg/starts.py)
 
 The daemon reads the variable once at start-up and removes it from its
 environment, so neither jobs nor later daemons inherit it.
@@ -24,6 +25,7 @@ CRASH_EXIT = 70
 
 _crash_at: set[str] = set()
 stats_every: float | None = None
+start_wait: float | None = None
 
 
 def arm_from_env() -> None:
@@ -37,6 +39,9 @@ def arm_from_env() -> None:
         elif name == "stats-every":
             global stats_every
             stats_every = float(value)
+        elif name == "start-wait":
+            global start_wait
+            start_wait = float(value)
         elif name == "fdatasync-eio":
             _fail_fdatasync_from(int(value))
         else:

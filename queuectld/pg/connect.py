@@ -112,8 +112,11 @@ NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 def check_url(url: str) -> None:
     """Refuse, in one line, what asyncpg would refuse with a traceback: a port that is not one, an
-    unknown sslmode."""
-    parts = urlsplit(url)
+    unknown sslmode, a URL that does not parse (an unclosed IPv6 bracket)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as e:
+        raise StoreError(f"the store {redact(url)!r} is not a URL: {e}") from None
     for host in parts.netloc.rpartition("@")[2].split(","):  # host[:port], several for a failover list
         after = host.rpartition("]")[2]  # past an IPv6 address's brackets
         if ":" not in after:

@@ -142,7 +142,10 @@ class PgCore(Store):
                                                              "synchronous_commit": "on",
                                                              "standard_conforming_strings": "on",
                                                              # plan each statement once (DECISIONS: claims)
-                                                             "plan_cache_mode": "force_generic_plan"},
+                                                             "plan_cache_mode": "force_generic_plan",
+                                                             # a generic plan's estimates pass jit_above_cost:
+                                                             # compiling a claim's walk cost ~150 ms a call
+                                                             "jit": "off"},
                                             reset=_kept, init=self._connected, **self._connect)
         try:
             await self.measure_clock()

@@ -25,6 +25,8 @@ import os
 import shutil
 from collections.abc import Iterable
 
+import asyncpg
+
 from ..model import Job
 from .core import PgCore
 
@@ -157,7 +159,7 @@ class OutputMixin(PgCore):
 
     async def _out_ship(self) -> None:
         runs = self._out_state()
-        failing = False
+        failing = retried = False
         while runs or self._out_forget:
             try:
                 async with asyncio.timeout(SHIP_EVERY):  # not wait_for, which can swallow a cancel (3.11)
@@ -167,8 +169,14 @@ class OutputMixin(PgCore):
             self._out_wake.clear()
             try:
                 more = await self._out_round(runs)
-                failing = False
+                failing = retried = False
             except Exception as e:  # the database is away: the same bytes go at a later round
+                if isinstance(e, asyncpg.TransactionRollbackError) and not retried:
+                    # A run's end moved its row to the done partition while the round locked it, or
+                    # the round and an end deadlocked: once more at once, the moved run then not held.
+                    retried = True
+                    self._out_wake.set()
+                    continue
                 if not failing:
                     log.warning("cannot ship job output to the database: %s", str(e).splitlines()[0] if str(e) else e)
                 failing = True

@@ -17,6 +17,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from .. import faults
 from ..model import Job
 from ..rules import PROCESSING, Outcome
 from .core import MAX_PAYLOAD, Batcher
@@ -52,7 +53,7 @@ class DeferredStarts(PgBase):
         job.started_at = job.updated_at = at
         job.finished_at = job.next_retry_at = job.exit_code = job.error_message = None
         if self._soon_timer is None:
-            self._soon_timer = asyncio.get_running_loop().call_later(START_WAIT, self._write_soon)
+            self._soon_timer = asyncio.get_running_loop().call_later(faults.start_wait or START_WAIT, self._write_soon)
 
     def _write_soon(self) -> None:
         self._soon_timer = None

@@ -34,6 +34,21 @@ def cluster(pg_database: str) -> Iterator[tuple[Env, Env]]:
         shutil.rmtree(e.home, ignore_errors=True)
 
 
+def _shipped(url: str, job: str) -> bool:
+    import asyncio
+
+    import asyncpg
+
+    async def look() -> bool:
+        conn = await asyncpg.connect(url)
+        try:
+            return bool(await conn.fetchval("SELECT count(*) FROM queuectl_output WHERE job_id = $1", job))
+        finally:
+            await conn.close()
+
+    return asyncio.run(look())
+
+
 def gated(flag: str, before: str, after: str) -> str:
     """A command that prints `before`, waits for `flag` to exist, then prints `after`."""
     return f'{before}; while [ ! -e "{flag}" ]; do sleep 0.02; done; {after}'
@@ -62,6 +77,34 @@ def test_logs_and_logs_follow_on_another_node_show_what_the_running_node_shows(c
                                                           "stderr": "oops\ndone\n"}
     missing = b.q("logs", "no-such-job")
     assert (missing.code, missing.err) == (a.q("logs", "no-such-job").code, a.q("logs", "no-such-job").err)
+
+
+def test_logs_follow_on_another_node_of_a_run_whose_start_is_not_on_record_yet_shows_its_output(
+        pg_database: str) -> None:
+    """The follower first sees the job held (claimed, its attempt counted, its start not written yet: here
+    a second late), then ended: the run it follows is the one it saw counted."""
+    a = Env(tempfile.mkdtemp(prefix="qc-", dir="/tmp"))
+    b = Env(tempfile.mkdtemp(prefix="qc-", dir="/tmp"))
+    try:
+        a.env["QUEUECTL_FAULTS"] = "start-wait=30"
+        a.start_daemon("--store", pg_database, "--node", "a", "--workers", "1")
+        b.start_daemon("--store", pg_database, "--node", "b", "--workers", "0")
+        flag = os.path.join(a.home, "go")
+        job = a.enqueue(command=gated(flag, "echo before", "echo out; echo err >&2"))
+        wait_for(lambda: _shipped(pg_database, job), what="the first output in the database")
+        assert (b.show(job)["state"], b.show(job)["attempts"]) == ("pending", 1)  # held
+        follow = subprocess.Popen([QUEUECTL, "logs", job, "--follow"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=b.env)
+        wait_for(lambda: os.path.exists(os.path.join(b.home, "output-db", job, "1.out")), what="the first look")
+        open(flag, "w").close()
+        out, err = follow.communicate(timeout=30)
+        assert (follow.returncode, out, err) == (0, b"before\nout\n", b"err\n")
+    finally:
+        for e in (a, b):
+            if e.daemon is not None and e.daemon.poll() is None:
+                e.daemon.kill()
+                e.daemon.wait()
+            shutil.rmtree(e.home, ignore_errors=True)
 
 
 def test_a_large_output_is_cut_as_on_the_node_that_ran_it(cluster: tuple[Env, Env]) -> None:

@@ -160,6 +160,8 @@ def test_a_password_on_argv_is_refused_and_an_unreachable_database_is_one_line(h
 @pytest.mark.parametrize(("args", "env", "says"), [
     (["--store", "postgresql://u@127.0.0.1:notaport/q"], {}, "a port is a number from 1 to 65535"),
     (["--store", "postgresql://u@127.0.0.1:99999/q"], {}, "a port is a number from 1 to 65535"),
+    (["--store", "postgresql://u@[::1/q"], {}, "is not a URL: Invalid IPv6 URL"),
+    ([], {"QUEUECTL_STORE": "postgresql://u:pw@[::1/q"}, "is not a URL: Invalid IPv6 URL"),
     ([], {"QUEUECTL_STORE": "postgresql://u:pw@127.0.0.1:5432/q?sslmode=bogus"}, "sslmode='bogus' is not one of"),
     (["--store", "postgresql://u@127.0.0.1/q", "--node", "bad node/name"], {}, "a node name is 1 to 64"),
     (["--store", "postgresql://u@127.0.0.1/q", "--node", ""], {}, "a node name is 1 to 64"),
