@@ -49,7 +49,8 @@ TOUR = [
     c("logs", "backup", "--tail", "1"),
     c("dlq", "list"), c("dlq", "list", "--json"), c("dlq", "retry", "flaky"),
     c("wait", "flaky", "--timeout", "30"), c("retry", "flaky"), c("wait", "flaky", "--timeout", "30"),
-    c("dlq", "retry", "--all"), c("wait", "--timeout", "30"),
+    # (`wait` with no ids waits for what is unfinished when it asks: it asks once flaky is dead again on both)
+    c("dlq", "retry", "--all"), c("wait", "flaky", "--timeout", "30"), c("wait", "--timeout", "30"),
     c("show", "nosuch"), c("why", "nosuch"), c("logs", "nosuch"), c("wait", "nosuch", "--timeout", "1"),
     c("enqueue", '{"command": ""}'), c("enqueue", '{"id": "x", "command": "true", "bogus": 1}'),
     c("enqueue", '{"id": "backup", "command": "true"}'),
