@@ -7,6 +7,7 @@ database of the measurement; the embedded figures beside them come from daemons 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -86,6 +87,14 @@ def enqueue(srv: pgserver.Server, n: int) -> dict[str, Any]:
 
 
 @contextmanager
+def _removed(path: str) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
 def srv_db(srv: pgserver.Server) -> Iterator[str]:
     url = srv.create_database()
     try:
@@ -149,7 +158,7 @@ def dispatch(srv: pgserver.Server, samples: int) -> dict[str, Any]:
     say(f"PostgreSQL: dispatch latency, {samples} jobs enqueued on node 1 and run by node 2's idle worker")
     marks = tempfile.mkdtemp(prefix="qc-bench-marks-")
     from_ack, from_send = [], []
-    with srv_db(srv) as url, nodes(url, "n1", "n2") as [(_, one), (_, two)]:
+    with srv_db(srv) as url, nodes(url, "n1", "n2") as [(_, one), (_, two)], _removed(marks):
         two.worker_start(1)
         for _ in range(samples):
             # The worker idle: its last run's end recorded and announced a while ago.  Enqueued at once
