@@ -144,7 +144,7 @@ class PgCore(Store):
                                                              # plan each statement once (DECISIONS: claims)
                                                              "plan_cache_mode": "force_generic_plan",
                                                              # a generic plan's estimates pass jit_above_cost:
-                                                             # compiling a claim's walk cost ~150 ms a call
+                                                             # compiling the next-due query cost ~150 ms a pass
                                                              "jit": "off"},
                                             reset=_kept, init=self._connected, **self._connect)
         try:
