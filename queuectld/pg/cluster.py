@@ -27,6 +27,7 @@ from . import connect, names
 from .mend import Mend
 from .rescue import FENCE_AFTER, LOST_AFTER, held_range
 from .rows import JOB_COLUMNS, job
+from .tidy import Tidy
 
 log = logging.getLogger("queuectld.cluster")
 
@@ -57,7 +58,7 @@ _CANCELLED = ("SELECT id FROM queuectl_jobs_live WHERE state = 'processing' AND 
               "AND locked_by >= $1 AND locked_by < $2")
 
 
-class Cluster(Mend):
+class Cluster(Mend, Tidy):
     """The cluster's side of the PostgreSQL store (a part of PgStore)."""
 
     poll_only: bool = False  # no LISTEN (a pooler in transaction mode): poll every POLL_ONLY s
@@ -109,7 +110,8 @@ class Cluster(Mend):
         self._tasks = [loop.create_task(self._beats(), name="heartbeat"),
                        loop.create_task(self._watch(), name="fence-watch"),
                        loop.create_task(self._polls(), name="cluster-polls"),
-                       loop.create_task(self._elections(), name="election")]
+                       loop.create_task(self._elections(), name="election"),
+                       loop.create_task(self._tidy(), name="tidy")]
 
     async def stop_cluster(self) -> None:
         for task in getattr(self, "_tasks", []) + list(getattr(self, "_reads", ())):

@@ -239,3 +239,20 @@ async def test_a_poll_only_node_listens_to_nothing_yet_polls_wakes_cancels_and_s
     await until(lambda: b.stops, what="the stop found by polling")
     await a.configure("heartbeat", "0.3")
     await until(lambda: b.config.heartbeat == 0.3, what="the setting read again")
+
+
+async def test_the_elected_node_vacuums_the_live_partition_once_dead_rows_pile_up(cluster: Cluster2) -> None:
+    from queuectld.pg.tidy import TIDY_DEAD
+
+    a = await cluster.node("a")
+    await until(lambda: a._leader, what="a elected")
+    n = TIDY_DEAD + 500
+    await a.add([p.JobSpec(command="true") for _ in range(n)], time.time(), "dead")
+    done = 0
+    while done < n:  # each claim and end leaves a dead row in the live partition
+        for job in await a.claim(time.time(), 100):
+            await a.begin(job, time.time(), 1, 0, 0)
+            assert await a.finish(job, time.time(), Outcome("completed", 0, None, None))
+            done += 1
+    vacuumed = "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'queuectl_jobs_live'"
+    await until(lambda: a.db.fetchval(vacuumed), timeout=30, what="a VACUUM of the live partition")
