@@ -213,7 +213,7 @@ def _rate(srv: pgserver.Server, path: str, n: int, count: int, depth: int) -> tu
             for start in range(0, depth, 250_000):
                 asyncio.run(_copy(url, job_rows(min(250_000, depth - start), f"w{start}-", priority=-1)))
         asyncio.run(_copy(url, job_rows(n, "m")))
-        plan = asyncio.run(_explain(url))  # ANALYZEs first, as the store does after a large add
+        plan = asyncio.run(_explain(url))  # ANALYZEs first, as autovacuum does soon after a large add
         drain = _sql_drain if path == "sql" else _store_drain
         return asyncio.run(drain(url, count)), plan
 
