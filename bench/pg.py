@@ -58,15 +58,6 @@ def server() -> Iterator[pgserver.Server]:
         found.close()
 
 
-@contextmanager
-def database(srv: pgserver.Server) -> Iterator[str]:
-    url = srv.create_database()
-    try:
-        yield url
-    finally:
-        srv.drop_database(url)
-
-
 def run(coro_fn: Callable[..., Any], *args: Any) -> Any:
     return asyncio.run(coro_fn(*args))
 
@@ -130,7 +121,7 @@ def drivers(srv: pgserver.Server, n: int = 100_000, txs: int = 1000, reps: int =
     for _ in range(reps):
         for name, fn in (("asyncpg", _asyncpg_figures), ("psycopg", _psycopg_figures)):
             if name in figures:
-                with database(srv) as url:
+                with pg_nodes.srv_db(srv) as url:
                     figures[name].append(run(fn, url, rows, txs))
     for name, each in figures.items():
         out[name] = {"copy": statistics.median(c for c, _ in each), "tx": statistics.median(x for _, x in each)}

@@ -21,6 +21,7 @@ import statistics
 import time
 from typing import Any
 
+from bench.pg_nodes import srv_db
 from tests import pgserver
 
 WORKERS = 4
@@ -80,21 +81,9 @@ async def _copy(url: str, records: list[tuple[Any, ...]]) -> float:
 def raw_copy(srv: pgserver.Server, n: int) -> float:
     """Rows per second of one binary COPY of n job rows (made beforehand) into a fresh schema."""
     records = job_rows(n, "c")
-    with _db(srv) as url:
+    with srv_db(srv) as url:
         asyncio.run(_schema(url))
         return n / asyncio.run(_copy(url, records))
-
-
-class _db:
-    def __init__(self, srv: pgserver.Server) -> None:
-        self.srv = srv
-
-    def __enter__(self) -> str:
-        self.url = self.srv.create_database()
-        return self.url
-
-    def __exit__(self, *exc: object) -> None:
-        self.srv.drop_database(self.url)
 
 
 # --- the SQL path ---------------------------------------------------------------------------------
@@ -207,7 +196,7 @@ async def _store_drain(url: str, count: int) -> float:
 
 
 def _rate(srv: pgserver.Server, path: str, n: int, count: int, depth: int) -> tuple[float, list[str]]:
-    with _db(srv) as url:
+    with srv_db(srv) as url:
         asyncio.run(_schema(url))
         if depth:
             for start in range(0, depth, 250_000):
@@ -244,7 +233,7 @@ def decay(srv: pgserver.Server, n: int, vacuum_every: float | None) -> list[floa
     """A drain of n jobs (batches of 10) with nothing else waiting: the rate of each tenth of it, to
     see the claim slow down as the claimed rows' dead entries pile up at the head of the claim index
     until a VACUUM clears them; with `vacuum_every`, one runs beside the workers every so many s."""
-    with _db(srv) as url:
+    with srv_db(srv) as url:
         asyncio.run(_schema(url))
         for start in range(0, n, 250_000):
             asyncio.run(_copy(url, job_rows(min(250_000, n - start), f"d{start}-")))
@@ -277,7 +266,7 @@ async def _plans(url: str) -> list[float]:
 
 def unanalyzed(srv: pgserver.Server, n: int) -> list[float]:
     """Milliseconds of one claim of 10 right after a COPY of n jobs, before and after an ANALYZE."""
-    with _db(srv) as url:
+    with srv_db(srv) as url:
         asyncio.run(_schema(url))
         asyncio.run(_copy(url, job_rows(n, "u")))
         return asyncio.run(_plans(url))  # type: ignore[no-any-return]
