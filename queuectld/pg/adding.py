@@ -9,7 +9,7 @@ later value falls among them, so a large batch costs one round trip of the seque
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from queuectl_client.protocol import DEFAULT_GROUP, JobSpec
@@ -90,24 +90,11 @@ class Adding(PgBase):
                 yield from rows.new_rows(part, at, places, SPAN, True, jobs, k)
 
         async with self.tx() as conn:
-            groups = list({s.group or DEFAULT_GROUP for s in specs})
-            known = {r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE name = ANY($1::text[])",
-                                                    groups)}
-            for group in groups:
-                if group not in known:
-                    raise QueueError("invalid", f"unknown group {group}; create it with `queuectl group add {group}`")
-            if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_deps)"):
-                held = await deps.reserved(conn, [f"{id_prefix}-{i}" for i in range(1, len(specs) + 1)])
-                if held is not None:
-                    raise QueueError("duplicate", f"the id {held[0]} is still named as a dependency by job "
-                                                  f"{held[1]}, which is {held[2]}; choose another id, or delete "
-                                                  f"{held[1]} first")
+            await _known_groups(conn, [s.group or DEFAULT_GROUP for s in specs])
+            await _unreserved(conn, lambda: [f"{id_prefix}-{i}" for i in range(1, len(specs) + 1)])
             places = await self._places(conn, len(specs))
             await conn.copy_records_to_table("queuectl_jobs_live", records=made(places), columns=rows.PLAIN_COLUMNS)
-            if envs:
-                await conn.executemany("INSERT INTO queuectl_environments (key, vars) VALUES ($1, $2) "
-                                       "ON CONFLICT (key) DO NOTHING",
-                                       [(k, rows.json_text(v)) for k, v in envs.items()])
+            await _keep_environments(conn, envs)
             self._disk = None
             await self.notify(conn, "queuectl_wake", "")
             await self._audited(conn, ev.Added(at, fresh, audit.actor.get()))
@@ -124,13 +111,7 @@ class Adding(PgBase):
         if not fresh:
             return []
         ids = [job.id for job in fresh]
-        groups = list({job.group for job in fresh})
-        known = {r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE name = ANY($1::text[])",
-                                                groups)}
-        for job in fresh:
-            if job.group not in known:
-                raise QueueError("invalid",
-                                 f"unknown group {job.group}; create it with `queuectl group add {job.group}`")
+        await _known_groups(conn, [job.group for job in fresh])
         # The live partition's unique index refuses an id taken by a live job; a final job's id is looked up.
         # A large batch of ids drawn from a fresh random prefix is not (a million lookups, for a collision
         # that the prefix makes as unlikely as a uuid's).
@@ -138,15 +119,8 @@ class Adding(PgBase):
             taken = await conn.fetchval("SELECT id FROM queuectl_jobs WHERE id = ANY($1::text[]) LIMIT 1", ids)
             if taken is not None:
                 raise QueueError("duplicate", f"a job with id {taken!r} already exists")
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_deps)"):
-            held = await deps.reserved(conn, ids)
-            if held is not None:
-                raise QueueError("duplicate", f"the id {held[0]} is still named as a dependency by job {held[1]}, "
-                                              f"which is {held[2]}; choose another id, or delete {held[1]} first")
-        if envs:
-            await conn.executemany("INSERT INTO queuectl_environments (key, vars) VALUES ($1, $2) "
-                                   "ON CONFLICT (key) DO NOTHING",
-                                   [(k, rows.json_text(v)) for k, v in envs.items()])
+        await _unreserved(conn, lambda: ids)
+        await _keep_environments(conn, envs)
         records, edges, jobs = await self._plan_rows(conn, fresh, at)
         if len(fresh) >= COPY_FROM:
             await self._copy(conn, fresh, at, records, jobs)
@@ -208,6 +182,30 @@ class Adding(PgBase):
             records.append(new_row(n, at, job.state, job.blocked, job.cause, job.error_message))
             jobs.append(job)
         return records, edges, jobs
+
+
+async def _known_groups(conn: Any, groups: list[str]) -> None:
+    """Refuse a batch that names a group that does not exist (the first one, in the batch's order)."""
+    names = list(dict.fromkeys(groups))
+    known = {r[0] for r in await conn.fetch("SELECT name FROM queuectl_groups WHERE name = ANY($1::text[])", names)}
+    for group in names:
+        if group not in known:
+            raise QueueError("invalid", f"unknown group {group}; create it with `queuectl group add {group}`")
+
+
+async def _unreserved(conn: Any, ids: Callable[[], list[str]]) -> None:
+    """Refuse ids a dependency still names (`ids` is only listed when some job has dependencies)."""
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queuectl_deps)"):
+        held = await deps.reserved(conn, ids())
+        if held is not None:
+            raise QueueError("duplicate", f"the id {held[0]} is still named as a dependency by job {held[1]}, "
+                                          f"which is {held[2]}; choose another id, or delete {held[1]} first")
+
+
+async def _keep_environments(conn: Any, envs: dict[str, dict[str, str]]) -> None:
+    if envs:
+        await conn.executemany("INSERT INTO queuectl_environments (key, vars) VALUES ($1, $2) "
+                               "ON CONFLICT (key) DO NOTHING", [(k, rows.json_text(v)) for k, v in envs.items()])
 
 
 def _numbered(records: Iterable[tuple[Any, ...]], places: list[tuple[int, int]]) -> Iterator[tuple[Any, ...]]:

@@ -83,32 +83,20 @@ def new_rows(jobs: list[NewJob], at: float, places: list[tuple[int, int]], span:
     for i, n in enumerate(jobs, start):
         t, e = places[i // span]
         k = i % span
-        run_at = n.run_at
-        due = run_at if run_at is not None and run_at > at else at
-        made.append(Job(n.id, n.command, n.max_retries, n.priority, run_at, n.timeout, n.cwd, n.group, n.env,
-                        n.extra, created_at=at, updated_at=at, due=due))
+        job = fresh(n, at)
+        made.append(job)
         if plain:
-            yield (n.id, n.command, "pending", n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
-                   at, at, due, t + k, e + k)
-            continue
-        x = n.extra
-        if x is None:
-            yield (n.id, n.command, "pending", n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
-                   None, None, None, None, None, None, None, None, False, 0, None, at, at, due, None, None,
-                   t + k, e + k)
+            yield (n.id, n.command, "pending", n.priority, n.max_retries, n.run_at, n.timeout, n.cwd, n.group, n.env,
+                   at, at, job.due, t + k, e + k)
         else:
-            yield (n.id, n.command, "pending", n.priority, n.max_retries, run_at, n.timeout, n.cwd, n.group, n.env,
-                   x.after, x.after_any, x.unique_key, rule_text(x.retry_on), rule_text(x.no_retry_on),
-                   x.idle_timeout, x.schedule, x.slot, x.late, 0, None, at, at, due, None, None, t + k, e + k)
+            yield (*new_row(n, at), t + k, e + k)
 
 
 def fresh(n: NewJob, at: float) -> Job:
     """The job an enqueue at `at` made of `n`, as its row holds it (its ticket aside)."""
     run_at = n.run_at
-    job = Job(n.id, n.command, n.max_retries, n.priority, run_at, n.timeout, n.cwd, n.group, n.env, n.extra)
-    job.created_at = job.updated_at = at
-    job.due = run_at if run_at is not None and run_at > at else at
-    return job
+    return Job(n.id, n.command, n.max_retries, n.priority, run_at, n.timeout, n.cwd, n.group, n.env, n.extra,
+               created_at=at, updated_at=at, due=run_at if run_at is not None and run_at > at else at)
 
 
 def json_text(value: Any) -> str:
