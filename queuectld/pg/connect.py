@@ -112,7 +112,9 @@ NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 def check_url(url: str) -> None:
     """Refuse, in one line, what asyncpg would refuse with a traceback: a port that is not one, an
-    unknown sslmode, a URL that does not parse (an unclosed IPv6 bracket)."""
+    unknown sslmode, connect_timeout, a control character, a URL that does not parse (an unclosed IPv6 bracket)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise StoreError(f"the store {redact(url)!r} holds a control character")
     try:
         parts = urlsplit(url)
     except ValueError as e:
@@ -127,6 +129,9 @@ def check_url(url: str) -> None:
     for key, value in parse_qsl(parts.query):
         if key == "sslmode" and value not in SSLMODES:
             raise StoreError(f"sslmode={value!r} is not one of {', '.join(SSLMODES)}")
+        if key == "connect_timeout":  # asyncpg would send it to the server as a setting it refuses
+            raise StoreError("connect_timeout= is not supported in the store URL: queuectld bounds each "
+                             "connection attempt itself")
 
 
 def check_node(name: str) -> str:

@@ -163,6 +163,8 @@ def test_a_password_on_argv_is_refused_and_an_unreachable_database_is_one_line(h
     (["--store", "postgresql://u@[::1/q"], {}, "is not a URL: Invalid IPv6 URL"),
     ([], {"QUEUECTL_STORE": "postgresql://u:pw@[::1/q"}, "is not a URL: Invalid IPv6 URL"),
     ([], {"QUEUECTL_STORE": "postgresql://u:pw@127.0.0.1:5432/q?sslmode=bogus"}, "sslmode='bogus' is not one of"),
+    (["--store", "postgresql://u@127.0.0.1:5432/q?connect_timeout=5"], {}, "connect_timeout= is not supported"),
+    (["--store", "postgresql://u@127.0.0.1:5432/q\x01"], {}, "a control character"),
     (["--store", "postgresql://u@127.0.0.1/q", "--node", "bad node/name"], {}, "a node name is 1 to 64"),
     (["--store", "postgresql://u@127.0.0.1/q", "--node", ""], {}, "a node name is 1 to 64"),
 ])
